@@ -1,0 +1,173 @@
+"""The run configuration: typed, validated sections loaded from YAML.
+
+Every key, its type and its default is written here; ``docs/config.md`` explains them for users. Unknown keys and
+wrong types raise :class:`fusionrec.errors.ConfigError` naming the key path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from fusionrec.errors import ConfigError
+from fusionrec.typed_config import build, to_dict
+
+
+@dataclass(frozen=True)
+class InteractionTable:
+    """A plain interaction table (CSV/TSV/Parquet) and which of its columns mean what."""
+
+    file: str
+    user: str = "user_id"
+    item: str = "item_id"
+    rating: str | None = None
+    timestamp: str | None = None
+    weight: str | None = None
+    sep: str | None = None  # None: ',' for .csv, '\t' for .tsv/.txt
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    file: str
+    id: str = "item_id"
+    text: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    numeric: list[str] = field(default_factory=list)
+    token_sep: str = "|"  # separator inside a multi-valued categorical cell
+    sep: str | None = None
+
+
+@dataclass(frozen=True)
+class TripleTable:
+    file: str
+    head: str = "head_id"
+    relation: str = "relation_id"
+    tail: str = "tail_id"
+    sep: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkTable:
+    file: str
+    item: str = "item_id"
+    entity: str = "entity_id"
+    sep: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """``name`` is a fetchable dataset (``ml-100k``) or a label; ``path`` a directory of RecBole atomic files
+    (``NAME.inter`` ...) or, with ``format: table``, the base directory the table files are relative to."""
+
+    name: str = "ml-100k"
+    path: str | None = None
+    format: Literal["atomic", "table"] = "atomic"
+    interactions: InteractionTable | None = None
+    items: ItemTable | None = None
+    kg: TripleTable | None = None
+    links: LinkTable | None = None
+    duplicates: Literal["keep", "drop", "error"] = "keep"  # repeated (user, item) rows
+    rating_threshold: float | None = None  # keep only rows with rating >= this as positives (None: all rows)
+    presplit: bool = False  # atomic: use NAME.train.inter / NAME.valid.inter / NAME.test.inter as given
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    method: Literal["random", "temporal", "leave_one_out", "cold_items", "cold_users", "given"] = "random"
+    ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, valid, test
+    cold_share: float = 0.2  # cold_items / cold_users: share of items/users held out of training
+    seed: int | None = None  # None: the run's seed
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 300  # upper bound; early stopping usually ends sooner
+    batch_size: int = 2048
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = 0.001
+    weight_decay: float = 0.0  # optimiser's L2 on all parameters
+    loss: Literal["bpr", "bce"] = "bpr"
+    neg_samples: int = 1  # negatives per positive, uniform over items the user has not interacted with
+    patience: int = 10  # evaluations without improvement before stopping (0: never stop early)
+    valid_metric: str = "ndcg@10"
+    eval_every: int = 1  # epochs between validations
+    time_budget_s: float | None = None  # stop training after this many seconds (best weights restored)
+    term_weights: dict[str, float] = field(default_factory=dict)  # weight per extra loss term, e.g. {reg: 1.0}
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    ks: list[int] = field(default_factory=lambda: [10, 20])
+    metrics: list[str] = field(default_factory=lambda: ["recall", "precision", "ndcg", "hit", "mrr", "map"])
+    mode: Literal["full", "sampled"] = "full"
+    sampled_negatives: int = 100  # sampled mode only: negatives per user, drawn once and saved
+    batch_users: int = 1024  # users scored per chunk (memory: batch_users x n_items floats)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "bpr"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    seed: int = 2020
+    data_dir: str | None = None  # where fetched datasets are cached (default: $FUSIONREC_DATA_DIR or ~/.cache/fusionrec)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Reads a YAML config (or the defaults when ``path`` is None) and applies ``key.path=value`` overrides, whose
+    values are parsed as YAML scalars (``training.lr=0.01``, ``model.params.embedding_size=128``)."""
+    data: dict = {}
+    file = str(path) if path is not None else None
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config: {exc.strerror}", file=file) from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", file=file) from None
+        if not isinstance(data, dict):
+            raise ConfigError("the top level must be a mapping", file=file)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _set_path(data, key.strip(), value)
+    return build(RunConfig, data, file=file)
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    return build(RunConfig, data)
+
+
+def _set_path(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError("cannot set a key below a non-mapping value", key=key)
+        node = nxt
+    node[parts[-1]] = value

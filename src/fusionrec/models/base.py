@@ -1,0 +1,111 @@
+"""The model contract every fusionrec model follows.
+
+A model receives sizes and hyper-parameters in its constructor, and prebuilt inputs (the training matrix, later text
+embeddings and the knowledge graph) through :meth:`Model.prepare`; it never reads files and never sees a config or
+a dataset object. It scores (user, item) pairs and whole catalogues, and returns the scores the trainer needs to
+compute the recommendation loss plus any named extra loss terms (``reg``, ``kg``, ...). The single trainer combines
+them with the configured weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInputs:
+    """What a model may learn from, built outside the model (``fusionrec.training.inputs``).
+
+    ``train``: binary user x item CSR matrix of the training interactions, shape (n_users, n_items).
+    ``item_text``: frozen text embeddings, shape (n_items, d_text), or None; ``item_text_mask``: bool (n_items,),
+    False where an item has no text. ``kg``: a :class:`fusionrec.data.KnowledgeGraph` or None."""
+
+    n_users: int
+    n_items: int
+    train: sp.csr_matrix
+    item_text: torch.Tensor | None = None
+    item_text_mask: torch.Tensor | None = None
+    kg: Any = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch. ``users``, ``pos``: LongTensor (B,); ``neg``: LongTensor (B, n_neg)."""
+
+    users: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ForwardOut:
+    """``pos``: scores (B,) of the positives; ``neg``: scores (B, n_neg) of the negatives; ``terms``: extra named
+    loss terms (each a scalar tensor) such as ``reg`` or ``kg``, weighted by the trainer."""
+
+    pos: torch.Tensor
+    neg: torch.Tensor
+    terms: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Hyper-parameters of a model that has none."""
+
+
+class Model(nn.Module):
+    """Base class. Subclasses set ``name``, ``Params`` (a frozen dataclass of hyper-parameters with defaults) and
+    implement :meth:`score_all` (and :meth:`forward` when ``trainable``)."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, n_users: int, n_items: int, params: Any = None):
+        super().__init__()
+        self.n_users, self.n_items = int(n_users), int(n_items)
+        self.params = params if params is not None else self.Params()
+        self._cache: dict[str, Any] = {}
+
+    # -- building -------------------------------------------------------------------------------------------------
+    def prepare(self, inputs: ModelInputs) -> None:
+        """Take what the model needs from the training inputs (graphs, statistics, closed-form fits). Whatever must
+        survive a save/load round trip is stored as a buffer or parameter."""
+
+    def init_args(self) -> dict:
+        """Constructor arguments, stored beside the state dict so loading needs nothing else."""
+        return {"n_users": self.n_users, "n_items": self.n_items, "params": dataclasses.asdict(self.params)}
+
+    # -- training -------------------------------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> ForwardOut:  # pragma: no cover - trainable models override
+        raise NotImplementedError(f"{self.name} is not trained by gradient descent")
+
+    def train(self, mode: bool = True):
+        self._cache.clear()  # cached propagations are stale once weights move
+        return super().train(mode)
+
+    # -- scoring --------------------------------------------------------------------------------------------------
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for these users: users LongTensor (B,) -> FloatTensor (B, n_items)."""
+        raise NotImplementedError
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of given pairs: users (B,), items (B,) or (B, n) -> (B,) or (B, n)."""
+        all_scores = self.score_all(users)
+        if items.dim() == 1:
+            return all_scores.gather(1, items[:, None]).squeeze(1)
+        return all_scores.gather(1, items)
+
+    def cached(self, key: str, compute):
+        """Value computed once while the model is in eval mode (e.g. propagated embeddings); recomputed in training."""
+        if self.training:
+            return compute()
+        if key not in self._cache:
+            with torch.no_grad():
+                self._cache[key] = compute()
+        return self._cache[key]
