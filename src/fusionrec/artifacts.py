@@ -1,0 +1,96 @@
+"""Model artifacts: a directory that holds everything needed to score, and nothing pickled.
+
+Layout::
+
+    model/
+      config.json           format version, model name, constructor arguments, the run's config
+      weights.safetensors   the state dict (parameters and buffers such as graphs or similarities)
+      users.json items.json raw ids in index order
+      seen.npz              the user x item matrix of known interactions (CSR arrays; excluded when recommending)
+      versions.json         package versions that wrote it
+
+Loading needs only this directory: no dataset, no data loaders.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+
+from fusionrec import atomic_io
+from fusionrec.data.ids import IdMap
+from fusionrec.errors import FusionrecError
+from fusionrec.models.base import Model
+from fusionrec.models.registry import get_model_class
+from fusionrec.provenance import package_versions
+from fusionrec.typed_config import build
+
+FORMAT = "fusionrec-model"
+FORMAT_VERSION = 1
+
+
+@dataclass(eq=False)
+class ModelArtifact:
+    model: Model
+    users: IdMap
+    items: IdMap
+    seen: sp.csr_matrix
+    meta: dict = field(default_factory=dict)
+
+
+def save_artifact(path: str | Path, model: Model, users: IdMap, items: IdMap, seen: sp.csr_matrix,
+                  run_config: dict | None = None, extra: dict | None = None) -> Path:
+    """Writes the artifact directory atomically (a failed save leaves any previous artifact untouched)."""
+    path = Path(path)
+    seen = sp.csr_matrix(seen, dtype=np.float32)
+    if seen.shape != (model.n_users, model.n_items):
+        raise ValueError(f"seen matrix shape {seen.shape} does not match the model ({model.n_users}, {model.n_items})")
+    with atomic_io.directory(path) as tmp:
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.name,
+                "init_args": model.init_args(), "run_config": run_config or {}, **(extra or {})}
+        atomic_io.write_json(tmp / "config.json", meta)
+        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "weights.safetensors"))
+        atomic_io.write_json(tmp / "users.json", users.to_list())
+        atomic_io.write_json(tmp / "items.json", items.to_list())
+        np.savez(tmp / "seen.npz", indptr=seen.indptr, indices=seen.indices, shape=np.array(seen.shape))
+        atomic_io.write_json(tmp / "versions.json", package_versions())
+    return path
+
+
+def load_artifact(path: str | Path) -> ModelArtifact:
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FusionrecError(f"{path} is not a fusionrec model directory (no config.json); "
+                             "pass the 'model' folder that 'fusionrec train --out DIR' wrote (DIR/model)")
+    meta = json.loads(config_file.read_text())
+    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+        raise FusionrecError(f"{config_file}: unsupported artifact format {meta.get('format')!r} "
+                             f"version {meta.get('format_version')!r}")
+    cls = get_model_class(meta["model"])
+    args = dict(meta["init_args"])
+    args["params"] = build(cls.Params, args.get("params", {}), key="params", file=str(config_file))
+    model = cls(**args)
+    state = load_file(str(path / "weights.safetensors"))
+    model.load_state_dict(state, assign=True)
+    model.eval()
+    users = IdMap.from_list("user", json.loads((path / "users.json").read_text()))
+    items = IdMap.from_list("item", json.loads((path / "items.json").read_text()))
+    with np.load(path / "seen.npz", allow_pickle=False) as z:
+        shape = tuple(int(s) for s in z["shape"])
+        seen = sp.csr_matrix((np.ones(len(z["indices"]), dtype=np.float32), z["indices"], z["indptr"]), shape=shape)
+    return ModelArtifact(model, users, items, seen, meta)
+
+
+def seen_mask_rows(seen: sp.csr_matrix, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row/column indices (into a (len(users), n_items) block) of the seen items of these users."""
+    block = seen[users]
+    coo = block.tocoo()
+    return torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))

@@ -1,0 +1,176 @@
+"""The ``fusionrec`` command line. Every subcommand imports what it needs when it runs, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  fusionrec data fetch ml-100k
+  fusionrec data info ml-100k
+  fusionrec train --config configs/ml-100k/bpr.yaml --out runs/bpr
+  fusionrec train --config configs/ml-100k/bpr.yaml --set training.lr=0.005 --set seed=7 --out runs/bpr-lr
+  fusionrec compare --config configs/ml-100k/bpr.yaml --models pop,itemknn,bpr,lightgcn --out runs/compare
+  fusionrec recommend --model runs/bpr/model --user 196 -k 10
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from fusionrec.errors import FusionrecError
+
+    try:
+        return args.handler(args) or 0
+    except FusionrecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fusionrec", description="Recommendation from behaviour, item text and "
+                                "knowledge graphs: train, evaluate, compare and recommend.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from fusionrec import __version__
+
+    p.add_argument("--version", action="version", version=f"fusionrec {__version__}")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+
+    data = sub.add_parser("data", help="fetch datasets and show their statistics")
+    dsub = data.add_subparsers(title="data commands", metavar="ACTION")
+    fetch = dsub.add_parser("fetch", help="download a known dataset into the data directory and print its path")
+    fetch.add_argument("name", help="dataset name (known: ml-100k)")
+    fetch.add_argument("--data-dir", help="cache directory (default: $FUSIONREC_DATA_DIR or ~/.cache/fusionrec)")
+    fetch.set_defaults(handler=_data_fetch)
+    info = dsub.add_parser("info", help="statistics of a dataset: a known name, a folder of RecBole atomic files, "
+                                        "or a .inter file")
+    info.add_argument("name_or_path")
+    info.add_argument("--data-dir", help="cache directory for known datasets")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(handler=_data_info)
+
+    train = sub.add_parser("train", help="train one model, evaluate it, write DIR/results.json and DIR/model/")
+    _run_args(train)
+    train.set_defaults(handler=_train)
+
+    compare = sub.add_parser("compare", help="train several models on the same split and compare them")
+    _run_args(compare)
+    compare.add_argument("--models", required=True,
+                         help="comma-separated model names, e.g. pop,itemknn,bpr,lightgcn; a model's own config "
+                              "<config folder>/<model>.yaml supplies its tuned settings when it exists")
+    compare.set_defaults(handler=_compare)
+
+    rec = sub.add_parser("recommend", help="top-k items for a user from a trained model")
+    rec.add_argument("--model", required=True, help="the model folder written by train (DIR/model)")
+    rec.add_argument("--user", required=True, action="append", help="raw user id (repeat for several users)")
+    rec.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    rec.add_argument("--include-seen", action="store_true", help="do not drop items the user already interacted with")
+    rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.set_defaults(handler=_recommend)
+
+    models = sub.add_parser("models", help="list the available models and their hyper-parameters")
+    models.set_defaults(handler=_models)
+    return p
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="YAML run config (see configs/ and docs/config.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set training.lr=0.01 (repeatable)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _load(args):
+    from fusionrec.config import load_config
+
+    overrides = list(args.set) + (["training.progress=false"] if args.quiet else [])
+    return load_config(args.config, overrides)
+
+
+def _data_fetch(args) -> int:
+    from fusionrec.data.fetch import fetch_dataset
+
+    print(fetch_dataset(args.name, data_dir=args.data_dir))
+    return 0
+
+
+def _data_info(args) -> int:
+    from fusionrec.data.loading import resolve_dataset
+
+    ds = resolve_dataset(args.name_or_path, data_dir=args.data_dir)
+    stats = ds.stats()
+    stats["sha256"] = ds.content_hash()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    width = max(len(k) for k in stats)
+    for key, value in stats.items():
+        if isinstance(value, int):
+            value = f"{value:,}"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
+        print(f"{key:<{width}}  {value}")
+    for note in ds.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _train(args) -> int:
+    from fusionrec.experiment import run_experiment
+
+    cfg = _load(args)
+    results = run_experiment(cfg, args.out)
+    print(json.dumps({"out": str(Path(args.out).resolve()), "test": results["metrics"]["test"]}, indent=2))
+    return 0
+
+
+def _compare(args) -> int:
+    from fusionrec.compare import run_comparison
+
+    cfg = _load(args)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    run_comparison(cfg, models, args.out, config_dir=Path(args.config).parent,
+                   overrides=list(args.set) + (["training.progress=false"] if args.quiet else []))
+    print((Path(args.out) / "comparison.md").read_text())
+    return 0
+
+
+def _recommend(args) -> int:
+    from fusionrec.serving.recommender import Recommender
+
+    rec = Recommender.load(args.model)
+    lists = rec.recommend(args.user, k=args.k, exclude_seen=not args.include_seen)
+    if args.json:
+        print(json.dumps({u: [{"item_id": i, "score": s} for i, s in items] for u, items in zip(args.user, lists)},
+                         indent=2))
+        return 0
+    for user, items in zip(args.user, lists):
+        print(f"user {user} ({rec.model_name}):")
+        for rank, (item, score) in enumerate(items, 1):
+            print(f"  {rank:>3}. {item:<20} {score:.4f}")
+    return 0
+
+
+def _models(args) -> int:
+    import dataclasses
+
+    from fusionrec.models.registry import get_model_class, model_names
+
+    for name in model_names():
+        cls = get_model_class(name)
+        params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Params))
+        print(f"{name:<12} {params or '(no hyper-parameters)'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""One experiment end to end: load data, split, train, evaluate, write ``results.json`` and the model artifact.
+
+This is the layer the CLI calls; it wires the lower layers together and holds no modelling logic itself.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from fusionrec import atomic_io
+from fusionrec.artifacts import save_artifact
+from fusionrec.config import RunConfig
+from fusionrec.data.dataset import Dataset
+from fusionrec.data.loading import load_dataset
+from fusionrec.data.splits import Split, make_split
+from fusionrec.evaluation.evaluator import Evaluator
+from fusionrec.models.base import Model
+from fusionrec.models.registry import get_model_class
+from fusionrec.provenance import machine, package_versions, peak_rss_mb
+from fusionrec.training.inputs import build_inputs
+from fusionrec.training.seeding import seed_everything
+from fusionrec.training.trainer import Trainer
+from fusionrec.typed_config import build
+
+
+@dataclass(eq=False)
+class Prepared:
+    """Data loaded and split once, shared by every model of a comparison."""
+
+    dataset: Dataset
+    split: Split
+    data_sha256: str
+
+
+def prepare_data(cfg: RunConfig, log=None) -> Prepared:
+    log = log or _stderr
+    t0 = time.perf_counter()
+    dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
+    split = make_split(dataset, cfg.split.method, ratios=tuple(cfg.split.ratios), seed=seed,
+                       cold_share=cfg.split.cold_share)
+    stats = dataset.stats()
+    log(f"data: {stats['name']}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions"
+        f" | split {cfg.split.method}: train {len(split.train)}, valid {len(split.valid)}, test {len(split.test)}"
+        f" ({time.perf_counter() - t0:.1f}s)")
+    return Prepared(dataset, split, dataset.content_hash())
+
+
+def build_model(cfg: RunConfig, n_users: int, n_items: int) -> Model:
+    cls = get_model_class(cfg.model.name)
+    params = build(cls.Params, cfg.model.params, key="model.params")
+    return cls(n_users, n_items, params)
+
+
+def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | None = None, log=None) -> dict:
+    """Trains ``cfg.model`` and writes ``out_dir/results.json`` and ``out_dir/model/``; returns the results dict."""
+    log = log or _stderr
+    out_dir = Path(out_dir)
+    prepared = prepared or prepare_data(cfg, log)
+    dataset, split = prepared.dataset, prepared.split
+    seed_everything(cfg.seed)
+    model = build_model(cfg, dataset.n_users, dataset.n_items)
+    inputs = build_inputs(dataset.n_users, dataset.n_items, split.train)
+    train_csr = split.train.to_csr()
+    known_before_test = (train_csr + split.valid.to_csr()).tocsr()
+    evaluator = Evaluator(ks=tuple(cfg.evaluation.ks), metrics=tuple(cfg.evaluation.metrics),
+                          batch_users=cfg.evaluation.batch_users)
+    item_pop = np.asarray(train_csr.sum(axis=0)).ravel()
+
+    def validate(m: Model) -> dict:
+        return _flat(evaluator.evaluate(m.score_all, split.valid, train_csr))
+
+    log(f"train: {cfg.model.name} on {dataset.name}")
+    result = Trainer(cfg.training, seed=cfg.seed).fit(model, inputs, validate if len(split.valid) else None)
+    model.eval()
+    valid = validate(model) if len(split.valid) else {}
+    segments = {}
+    if split.cold_items is not None:
+        segments["cold_items"] = split.cold_items
+        segments["warm_items"] = ~split.cold_items
+    test_full = evaluator.evaluate(model.score_all, split.test, known_before_test, item_pop=item_pop,
+                                   segments=segments or None)
+    test, test_segments = _split_segments(test_full)
+    epoch_s = list(result.epoch_seconds)
+    results = {
+        "model": cfg.model.name,
+        "dataset": dataset.name,
+        "split": {"method": split.method, "ratios": list(cfg.split.ratios),
+                  "sizes": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}},
+        "metrics": {"valid": valid, "test": test},
+        "segments": test_segments,
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "data_sha256": prepared.data_sha256,
+        "dataset_stats": dataset.stats(),
+        "versions": package_versions(),
+        "machine": machine(),
+        "timings": {"fit_s": round(result.fit_seconds, 3),
+                    "epoch_s_median": round(statistics.median(epoch_s), 4) if epoch_s else None,
+                    "epochs": result.epochs_run},
+        "best_epoch": result.best_epoch,
+        "stopped_by": result.stopped_by,
+        "peak_rss_mb": peak_rss_mb(),
+        "history": result.history,
+    }
+    all_known = dataset.interactions.to_csr()
+    save_artifact(out_dir / "model", model, dataset.users, dataset.items, all_known, run_config=cfg.to_dict(),
+                  extra={"data_sha256": prepared.data_sha256, "dataset": dataset.name})
+    atomic_io.write_json(out_dir / "results.json", results)
+    log(f"test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k.split("@")[0] in ("ndcg", "recall")))
+    return results
+
+
+def with_model(cfg: RunConfig, name: str, model_cfg: RunConfig | None = None) -> RunConfig:
+    """``cfg`` with its model swapped: the model and training sections come from ``model_cfg`` (a model's own
+    shipped config) when given, else the model's defaults and ``cfg``'s training section."""
+    if model_cfg is not None:
+        return replace(cfg, model=model_cfg.model, training=model_cfg.training)
+    return replace(cfg, model=replace(cfg.model, name=name, params={} if cfg.model.name != name else cfg.model.params))
+
+
+def _flat(result) -> dict:
+    metrics, _ = _split_segments(result)
+    return metrics
+
+
+def _split_segments(result) -> tuple[dict, dict]:
+    """Accepts the evaluator's output with or without segments and returns (overall, segments)."""
+    if hasattr(result, "metrics"):
+        return dict(result.metrics), dict(getattr(result, "segments", {}) or {})
+    if isinstance(result, dict) and "overall" in result:
+        return dict(result["overall"]), {k: v for k, v in result.items() if k != "overall"}
+    return dict(result), {}
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

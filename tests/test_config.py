@@ -1,0 +1,91 @@
+"""The typed config rejects what a user gets wrong, naming the key, and accepts what the shipped configs say."""
+
+from pathlib import Path
+
+import pytest
+
+from fusionrec.config import RunConfig, load_config
+from fusionrec.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_recbole_protocol():
+    cfg = load_config(None)
+    assert isinstance(cfg, RunConfig)
+    assert cfg.split.method == "random" and cfg.split.ratios == [0.8, 0.1, 0.1]
+    assert cfg.training.valid_metric == "ndcg@10" and cfg.evaluation.mode == "full"
+
+
+def test_unknown_key_is_named_with_its_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"'training\.learning_rate': unknown key.*lr"):
+        load_config(write(tmp_path, "training:\n  learning_rate: 0.1\n"))
+
+
+def test_wrong_type_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"'training\.epochs': expected int, got 'ten'"):
+        load_config(write(tmp_path, "training:\n  epochs: ten\n"))
+
+
+def test_bool_is_not_an_int(tmp_path):
+    with pytest.raises(ConfigError, match=r"'training\.batch_size'"):
+        load_config(write(tmp_path, "training:\n  batch_size: true\n"))
+
+
+def test_literal_choices_are_listed(tmp_path):
+    with pytest.raises(ConfigError, match=r"'split\.method': expected one of 'random'"):
+        load_config(write(tmp_path, "split:\n  method: shuffled\n"))
+
+
+def test_nested_list_item_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"'evaluation\.ks\[1\]'"):
+        load_config(write(tmp_path, "evaluation:\n  ks: [10, x]\n"))
+
+
+def test_error_names_the_file(tmp_path):
+    path = write(tmp_path, "seed: [1]\n")
+    with pytest.raises(ConfigError, match=str(path)):
+        load_config(path)
+
+
+def test_invalid_yaml_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "training: [\n"))
+
+
+def test_overrides_parse_yaml_scalars_and_nest():
+    cfg = load_config(None, ["training.lr=0.01", "model.params.embedding_size=128", "seed=7"])
+    assert cfg.training.lr == 0.01 and cfg.seed == 7
+    assert cfg.model.params == {"embedding_size": 128}
+
+
+def test_override_of_unknown_key_fails():
+    with pytest.raises(ConfigError, match="'training.nope'"):
+        load_config(None, ["training.nope=1"])
+
+
+def test_int_is_accepted_for_float():
+    assert load_config(None, ["training.lr=1"]).training.lr == 1.0
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    from fusionrec.models.registry import get_model_class
+    from fusionrec.typed_config import build
+
+    cls = get_model_class(cfg.model.name)
+    build(cls.Params, cfg.model.params, key="model.params")
+
+
+def test_config_round_trips_through_dict():
+    cfg = load_config(None, ["training.lr=0.01"])
+    from fusionrec.config import config_from_dict
+
+    assert config_from_dict(cfg.to_dict()) == cfg
