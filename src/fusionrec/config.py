@@ -115,12 +115,39 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TextConfig:
+    """How item text is built and read by a language model (``fusionrec encode``)."""
+
+    encoder: Literal["sentence-transformers", "openai"] = "sentence-transformers"
+    model: str = "all-MiniLM-L6-v2"  # a sentence-transformers name, a local model folder, or (openai) the model name
+    template: str | None = None  # e.g. "{movie_title} ({release_year}). Genres: {class}." (None: all text fields)
+    batch_size: int = 64
+    cache_dir: str | None = None  # default: <data dir>/embeddings
+    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8080/v1
+    api_key_env: str | None = None  # openai: the environment variable holding the API key
+    timeout_s: float = 30.0  # openai: per request
+    max_retries: int = 5  # openai: retries with exponential backoff on errors and 429/5xx
+    normalize: bool = True  # L2-normalise embeddings
+
+
+@dataclass(frozen=True)
+class KnowledgeConfig:
+    """Which knowledge-graph triples a model sees."""
+
+    use_kg_file: bool = True  # the dataset's own .kg/.link (or kg/links tables)
+    attributes: list[str] = field(default_factory=list)  # categorical item fields turned into item-has_attr->value
+    inverse_relations: bool = True  # add (t, r~inverse, h) for every triple
+
+
+@dataclass(frozen=True)
 class RunConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    text: TextConfig | None = None  # set to give models item text embeddings
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     seed: int = 2020
     data_dir: str | None = None  # where fetched datasets are cached (default: $FUSIONREC_DATA_DIR or ~/.cache/fusionrec)
 
