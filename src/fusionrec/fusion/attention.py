@@ -1,0 +1,27 @@
+"""``attention``: one softmax weight per source and item, over the sources the item has (kept for explanations)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fusionrec.fusion.base import Fusion, FusionOut, masked_softmax, register_fusion
+
+
+@register_fusion
+class AttentionFusion(Fusion):
+    name = "attention"
+
+    def __init__(self, n_sources: int, dim: int, hidden: int | None = None):
+        super().__init__(n_sources, dim)
+        hidden = hidden or dim
+        self.key = nn.Linear(dim, hidden)
+        self.query = nn.Parameter(torch.zeros(hidden))  # zero: starts as the plain mean over present sources
+        self.source_bias = nn.Parameter(torch.zeros(n_sources))
+
+    def forward(self, sources: torch.Tensor, mask: torch.Tensor) -> FusionOut:
+        """sources (N, S, d), mask (N, S) -> vectors (N, d) = sum_s a_s x_s, weights a (N, S):
+        a = softmax_s(q . tanh(W x_s + b) + bias_s) over present sources."""
+        logits = torch.tanh(self.key(sources)) @ self.query + self.source_bias  # (N, S)
+        weights = masked_softmax(logits, mask, dim=1)
+        return FusionOut((weights.unsqueeze(-1) * sources).sum(dim=1), weights)

@@ -1,0 +1,66 @@
+"""The fusion interface: several source vectors per item in, one vector per item out.
+
+Every strategy takes ``sources`` of shape (N, S, d) (S sources, e.g. collaborative, text, knowledge graph, each
+already projected to d dimensions) and a ``mask`` (N, S) bool that is False where an item lacks a source (no KG link,
+no text, no trained id embedding). A missing source never enters the result as zeros: strategies that average
+renormalise over the present sources. Strategies that weight sources return the weights (N, S) so that
+explanations can show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+_FUSIONS: dict[str, type["Fusion"]] = {}
+
+
+@dataclass(frozen=True)
+class FusionOut:
+    """``vectors``: (N, d) fused vectors; ``weights``: (N, S) per-source weights (rows sum to 1 over present
+    sources) or None for strategies without weights."""
+
+    vectors: torch.Tensor
+    weights: torch.Tensor | None
+
+
+class Fusion(nn.Module):
+    name: ClassVar[str] = ""
+
+    def __init__(self, n_sources: int, dim: int, **kwargs):
+        super().__init__()
+        self.n_sources, self.dim = n_sources, dim
+
+    def forward(self, sources: torch.Tensor, mask: torch.Tensor) -> FusionOut:
+        raise NotImplementedError
+
+
+def register_fusion(cls: type[Fusion]) -> type[Fusion]:
+    _FUSIONS[cls.name] = cls
+    return cls
+
+
+def make_fusion(name: str, n_sources: int, dim: int, **kwargs) -> Fusion:
+    from fusionrec.fusion import attention, concat, gate  # noqa: F401  (each registers itself)
+
+    try:
+        cls = _FUSIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown fusion {name!r}; available: {', '.join(sorted(_FUSIONS))}") from None
+    return cls(n_sources, dim, **kwargs)
+
+
+def fusion_names() -> list[str]:
+    from fusionrec.fusion import attention, concat, gate  # noqa: F401
+
+    return sorted(_FUSIONS)
+
+
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over ``dim`` where masked-out entries get weight 0; a row with nothing present gets all zeros."""
+    logits = logits.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(logits, dim=dim)
+    return torch.nan_to_num(weights, nan=0.0)
