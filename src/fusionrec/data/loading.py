@@ -1,0 +1,81 @@
+"""From a dataset config (or a name or path typed on the command line) to a :class:`Dataset`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fusionrec.config import DatasetConfig
+from fusionrec.data.atomic import SPLIT_PARTS, read_atomic
+from fusionrec.data.dataset import Dataset
+from fusionrec.data.fetch import DATASETS, fetch_dataset, known_datasets, resolve_data_dir
+from fusionrec.data.tables import read_tables
+from fusionrec.errors import ConfigError, DataError
+
+
+def load_dataset(cfg: DatasetConfig, data_dir: str | Path | None = None) -> Dataset:
+    """``format: atomic``: the atomic files ``cfg.name`` in ``cfg.path`` or, with no path, in the data directory
+    (fetched first when ``cfg.name`` is a known dataset). ``format: table``: the tables the config maps, relative
+    to ``cfg.path`` (default: the working directory)."""
+    if cfg.format == "table":
+        return read_tables(cfg, cfg.path or ".")
+    options = dict(duplicates=cfg.duplicates, rating_threshold=cfg.rating_threshold, presplit=cfg.presplit)
+    if cfg.path is not None:
+        path = Path(cfg.path).expanduser()
+        if path.is_file() and path.suffix == ".inter":  # path: data/foo/foo.inter
+            return read_atomic(path.parent, _inter_stem(path), **options)
+        return read_atomic(path, cfg.name, **options)
+    cached = resolve_data_dir(data_dir) / cfg.name
+    if cfg.name in DATASETS:
+        return read_atomic(fetch_dataset(cfg.name, data_dir), cfg.name, **options)
+    if cached.is_dir():
+        return read_atomic(cached, cfg.name, **options)
+    raise ConfigError(f"{cfg.name!r} is not a dataset we can fetch ({', '.join(known_datasets())}) and "
+                      f"{cached} does not exist; set dataset.path to a directory of atomic files",
+                      key="dataset.name")
+
+
+def resolve_dataset(name_or_path: str | Path, data_dir: str | Path | None = None) -> Dataset:
+    """The dataset a user names on the command line: a known name (fetched when needed), a directory of atomic
+    files (named after the directory, or after its single ``*.inter`` file), or a path to a ``.inter`` file.
+    A directory holding only ``NAME.train/valid/test.inter`` is read as pre-split."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        if path.suffix != ".inter":
+            raise DataError("expected a directory of atomic files or a .inter file", file=str(path))
+        stem = _inter_stem(path)
+        return read_atomic(path.parent, stem, presplit=_only_presplit(path.parent, stem))
+    if path.is_dir():
+        name = _name_in(path)
+        return read_atomic(path, name, presplit=_only_presplit(path, name))
+    name = str(name_or_path)
+    if name in DATASETS:
+        return read_atomic(fetch_dataset(name, data_dir), name)
+    cached = resolve_data_dir(data_dir) / name
+    if cached.is_dir():
+        return resolve_dataset(cached)
+    raise DataError(f"no such file or directory, and not a dataset we can fetch ({', '.join(known_datasets())})",
+                    file=name)
+
+
+def _inter_stem(path: Path) -> str:
+    """``foo`` for ``foo.inter`` and for ``foo.train.inter``."""
+    stem = path.name[: -len(".inter")]
+    for part in SPLIT_PARTS:
+        if stem.endswith("." + part):
+            return stem[: -len(part) - 1]
+    return stem
+
+
+def _name_in(directory: Path) -> str:
+    if (directory / f"{directory.name}.inter").is_file() or (directory / f"{directory.name}.train.inter").is_file():
+        return directory.name
+    names = sorted({_inter_stem(p) for p in directory.glob("*.inter")})
+    if len(names) == 1:
+        return names[0]
+    found = ", ".join(names) if names else "none"
+    raise DataError(f"cannot tell which dataset to read: expected {directory.name}.inter or a single NAME.inter "
+                    f"(found: {found})", file=str(directory))
+
+
+def _only_presplit(directory: Path, name: str) -> bool:
+    return not (directory / f"{name}.inter").is_file() and (directory / f"{name}.train.inter").is_file()
