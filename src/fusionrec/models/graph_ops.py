@@ -1,0 +1,98 @@
+"""Sparse matrices kept as plain buffers, and the small checks models share.
+
+A torch sparse tensor cannot be written with safetensors, so a model stores a sparse matrix as two dense buffers,
+``indices`` (2, nnz) int64 and ``values`` (nnz,) float32, and rebuilds the sparse tensor when scoring. Those buffers
+are sized by the data, so a freshly constructed model holds empty placeholders that :func:`data_sized_buffers` lets
+``load_state_dict`` replace whatever their saved size.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+
+def sparse_from_buffers(indices: torch.Tensor, values: torch.Tensor, shape: tuple[int, int],
+                        layout: torch.layout = torch.sparse_csr) -> torch.Tensor:
+    """Sparse (shape) tensor from ``indices`` (2, nnz) int64 and ``values`` (nnz,). ``layout``: torch.sparse_csr
+    (the faster one for ``sparse @ dense`` on CPU) or torch.sparse_coo (coalesced)."""
+    coo = torch.sparse_coo_tensor(indices, values, size=shape, check_invariants=False).coalesce()
+    if layout == torch.sparse_coo:
+        return coo
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return coo.to_sparse_csr()
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """``adj @ x`` whose backward reuses ``adj`` (adj^T = adj), sparing torch the transpose of a sparse matrix."""
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, torch.sparse.mm(ctx.adj, grad)
+
+
+def symmetric_spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``adj @ x`` for a SYMMETRIC sparse ``adj`` (N, N) (CSR is fastest) and dense ``x`` (N, d) -> (N, d).
+    About 3x faster in training than ``torch.sparse.mm`` on CSR, whose backward transposes ``adj`` every call."""
+    return _SymmetricSpMM.apply(adj, x)
+
+
+def buffers_from_scipy(matrix: sp.spmatrix) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices (2, nnz) int64, values (nnz,) float32) of a scipy sparse matrix, in row-major order."""
+    coo = sp.coo_matrix(matrix)
+    coo.sum_duplicates()  # canonical: sorted by (row, col), no repeats
+    indices = np.vstack([coo.row, coo.col]).astype(np.int64)
+    return torch.from_numpy(indices), torch.from_numpy(coo.data.astype(np.float32))
+
+
+def normalized_bipartite_adjacency(train: sp.csr_matrix) -> sp.csr_matrix:
+    """The symmetric-normalised user-item graph of LightGCN/NGCF: ``D^-1/2 A D^-1/2`` with
+    ``A = [[0, R], [R^T, 0]]`` over the nodes ``users + items``.
+
+    ``train``: binary (n_users, n_items). Returns a csr of shape (n_users + n_items, n_users + n_items); a node without
+    edges keeps a zero row instead of dividing by a zero degree."""
+    r = sp.csr_matrix(train, dtype=np.float32)
+    r.data[:] = 1.0
+    n_users, n_items = r.shape
+    adj = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
+    adj.resize(n_users + n_items, n_users + n_items)
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    inv_sqrt = np.zeros_like(deg)
+    nz = deg > 0
+    inv_sqrt[nz] = deg[nz] ** -0.5
+    d = sp.diags(inv_sqrt.astype(np.float32))
+    return sp.csr_matrix(d @ adj @ d, dtype=np.float32)
+
+
+def check_users(users: torch.Tensor, n_users: int) -> None:
+    """Raises IndexError naming the first user index outside ``0..n_users-1`` (a tensor index of -1 would otherwise
+    silently score the last user)."""
+    if users.numel() and (int(users.min()) < 0 or int(users.max()) >= n_users):
+        bad = users[(users < 0) | (users >= n_users)][0]
+        raise IndexError(f"user index {int(bad)} is out of range: the model knows users 0..{n_users - 1}")
+
+
+def data_sized_buffers(module: nn.Module, names: tuple[str, ...]) -> None:
+    """Lets ``module.load_state_dict`` accept buffers ``names`` at any saved size (they hold data-sized arrays such as
+    a graph or a similarity list) by resizing the placeholders before torch checks shapes."""
+
+    def resize(mod, state_dict, prefix, *_):
+        for name in names:
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                current = getattr(mod, name)
+                setattr(mod, name, torch.empty(saved.shape, dtype=current.dtype, device=current.device))
+        if hasattr(mod, "_cache"):
+            mod._cache.clear()  # anything derived from the old buffers is stale
+
+    module.register_load_state_dict_pre_hook(resize)

@@ -1,0 +1,99 @@
+"""Item-based k-nearest neighbours on the training matrix (cosine similarity with shrinkage, top-k per item)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from fusionrec.errors import ConfigError, FusionrecError
+from fusionrec.models.base import Model, ModelInputs
+from fusionrec.models.graph_ops import buffers_from_scipy, check_users, data_sized_buffers, sparse_from_buffers
+from fusionrec.models.registry import register
+
+_BLOCK = 1024  # target items per block of the similarity computation (memory ~ n_items x _BLOCK)
+
+
+@dataclass(frozen=True)
+class ItemKNNParams:
+    k: int = 100  # neighbours kept per item (>= 1); bigger smooths, smaller sharpens
+    shrink: float = 0.0  # >= 0, added to the cosine denominator; damps similarities built on few co-occurrences
+
+
+@register
+class ItemKNN(Model):
+    """sim(i, j) = <r_i, r_j> / (|r_i| |r_j| + shrink) over item columns r of the binary training matrix, a zero
+    diagonal, and for each target item j only its ``k`` most similar items i. score(u, j) = sum_i R[u, i] sim(i, j).
+
+    Buffers: ``sim_indices`` (2, nnz) rows = neighbour i, cols = target j; ``sim_values`` (nnz,);
+    ``hist_indptr`` (n_users + 1,) and ``hist_items`` (n_train,): the users' training items, CSR-style."""
+
+    name = "itemknn"
+    Params = ItemKNNParams
+    trainable = False
+
+    def __init__(self, n_users: int, n_items: int, params: ItemKNNParams | None = None):
+        super().__init__(n_users, n_items, params)
+        if self.params.k < 1:
+            raise ConfigError(f"must be >= 1, got {self.params.k}", key="model.params.k")
+        if self.params.shrink < 0:
+            raise ConfigError(f"must be >= 0, got {self.params.shrink}", key="model.params.shrink")
+        self.register_buffer("sim_indices", torch.zeros(2, 0, dtype=torch.long))
+        self.register_buffer("sim_values", torch.zeros(0))
+        self.register_buffer("hist_indptr", torch.zeros(self.n_users + 1, dtype=torch.long))
+        self.register_buffer("hist_items", torch.zeros(0, dtype=torch.long))
+        data_sized_buffers(self, ("sim_indices", "sim_values", "hist_items"))
+
+    def prepare(self, inputs: ModelInputs) -> None:
+        r = sp.csr_matrix(inputs.train, dtype=np.float32)
+        r.sum_duplicates()
+        r.sort_indices()
+        r.data[:] = 1.0
+        self.sim_indices, self.sim_values = buffers_from_scipy(top_k_cosine(r, self.params.k, self.params.shrink))
+        self.hist_indptr = torch.from_numpy(r.indptr.astype(np.int64))
+        self.hist_items = torch.from_numpy(r.indices.astype(np.int64))
+        self._cache.clear()
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """users (B,) -> (B, n_items) = (sim^T @ history^T)^T with a sparse sim."""
+        check_users(users, self.n_users)
+        if self.hist_items.numel() == 0:
+            raise FusionrecError("itemknn has no similarities yet: call prepare(inputs) or load a saved state dict")
+        sim_t = self.cached("sim_t", lambda: sparse_from_buffers(self.sim_indices.flip(0), self.sim_values,
+                                                                 (self.n_items, self.n_items)))
+        start, end = self.hist_indptr[users], self.hist_indptr[users + 1]
+        lengths = end - start
+        rows = torch.repeat_interleave(torch.arange(len(users)), lengths)
+        offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        items = self.hist_items[torch.repeat_interleave(start, lengths) + offsets]
+        history_t = torch.zeros(self.n_items, len(users))  # (n_items, B)
+        history_t[items, rows] = 1.0
+        return torch.sparse.mm(sim_t, history_t).T.contiguous()
+
+
+def top_k_cosine(r: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
+    """(n_items, n_items) sparse similarity with at most ``k`` non-zeros per column (the target item's nearest
+    neighbours, ties broken by the lower index). ``r``: binary (n_users, n_items)."""
+    n_items = r.shape[1]
+    norms = np.sqrt(np.asarray(r.sum(axis=0), dtype=np.float64).ravel())
+    rt = sp.csr_matrix(r.T)
+    rc = sp.csc_matrix(r)
+    rows, cols, vals = [], [], []
+    for lo in range(0, n_items, _BLOCK):
+        hi = min(lo + _BLOCK, n_items)
+        dot = sp.coo_matrix(rt @ rc[:, lo:hi])  # (n_items, hi - lo) co-occurrence counts
+        i, j = dot.row.astype(np.int64), dot.col.astype(np.int64) + lo
+        keep = i != j  # an item is not its own neighbour
+        i, j = i[keep], j[keep]
+        sim = dot.data[keep] / (norms[i] * norms[j] + shrink + 1e-6)
+        order = np.lexsort((i, -sim, j))  # by target, then most similar first, then lower index
+        i, j, sim = i[order], j[order], sim[order]
+        starts = np.searchsorted(j, j, side="left")
+        top = (np.arange(len(j)) - starts) < k
+        rows.append(i[top])
+        cols.append(j[top])
+        vals.append(sim[top].astype(np.float32))
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n_items, n_items))

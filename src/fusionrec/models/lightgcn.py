@@ -1,0 +1,88 @@
+"""LightGCN (He et al., SIGIR 2020): embeddings smoothed over the normalised user-item graph, no weights between
+layers, the final vector the mean of every layer's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fusionrec.errors import ConfigError, FusionrecError
+from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
+from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers,
+                                        normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
+from fusionrec.models.registry import register
+
+
+@dataclass(frozen=True)
+class LightGCNParams:
+    embedding_size: int = 64  # d, width of the layer-0 user and item vectors; 16..256
+    n_layers: int = 2  # propagation steps over the graph; 1..4 (more over-smooths)
+    reg_weight: float = 1e-5  # L2 on the batch's layer-0 vectors, returned as the 'reg' term; 0..1e-2
+
+
+@register
+class LightGCN(Model):
+    """E^(l+1) = A_hat E^(l) over the nodes [users; items] with A_hat = D^-1/2 [[0, R], [R^T, 0]] D^-1/2;
+    final E = mean(E^(0..L)); score(u, i) = <E_u, E_i>.
+
+    Buffers ``adj_indices`` (2, nnz) and ``adj_values`` (nnz,) hold A_hat, built by :meth:`prepare` from the training
+    matrix; a model loaded from a state dict needs no ``prepare``."""
+
+    name = "lightgcn"
+    Params = LightGCNParams
+
+    def __init__(self, n_users: int, n_items: int, params: LightGCNParams | None = None):
+        super().__init__(n_users, n_items, params)
+        if self.params.n_layers < 0:
+            raise ConfigError(f"must be >= 0, got {self.params.n_layers}", key="model.params.n_layers")
+        d = self.params.embedding_size
+        self.user_emb = nn.Embedding(self.n_users, d)  # (n_users, d), layer 0
+        self.item_emb = nn.Embedding(self.n_items, d)  # (n_items, d), layer 0
+        nn.init.xavier_uniform_(self.user_emb.weight)
+        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.register_buffer("adj_indices", torch.zeros(2, 0, dtype=torch.long))
+        self.register_buffer("adj_values", torch.zeros(0))
+        data_sized_buffers(self, ("adj_indices", "adj_values"))
+
+    def prepare(self, inputs: ModelInputs) -> None:
+        self.adj_indices, self.adj_values = buffers_from_scipy(normalized_bipartite_adjacency(inputs.train))
+        self._cache.clear()
+
+    def _adjacency(self) -> torch.Tensor:
+        n = self.n_users + self.n_items
+        if "adj" not in self._cache:  # the graph never changes with the weights: keep it in train mode too
+            if self.adj_values.numel() == 0:
+                raise FusionrecError("lightgcn has no graph yet: call prepare(inputs) or load a saved state dict")
+            self._cache["adj"] = sparse_from_buffers(self.adj_indices, self.adj_values, (n, n))
+        return self._cache["adj"]
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final (n_users, d) and (n_items, d) vectors: the mean over layers 0..n_layers."""
+        adj = self._adjacency()
+        x = torch.cat([self.user_emb.weight, self.item_emb.weight])  # (n_users + n_items, d)
+        total = x
+        for _ in range(self.params.n_layers):
+            x = symmetric_spmm(adj, x)
+            total = total + x
+        out = total / (self.params.n_layers + 1)
+        return out[: self.n_users], out[self.n_users:]
+
+    def forward(self, batch: Batch) -> ForwardOut:
+        """users, pos (B,), neg (B, n_neg) -> scores (B,), (B, n_neg) and 'reg' =
+        reg_weight * (|e_u|^2 + |e_pos|^2 + |e_neg|^2) / (2 B) over the layer-0 vectors of the batch."""
+        users, items = self.propagate()
+        pairs = torch.cat([batch.pos.unsqueeze(1), batch.neg], 1)  # (B, 1 + n_neg)
+        u = F.embedding(batch.users, users)  # (B, d)
+        scores = (F.embedding(pairs, items) * u.unsqueeze(1)).sum(-1)  # (B, 1 + n_neg)
+        ego = self.user_emb(batch.users).square().sum() + self.item_emb(pairs).square().sum()
+        reg = self.params.reg_weight * ego / (2 * len(batch.users))
+        return ForwardOut(scores[:, 0], scores[:, 1:], {"reg": reg})
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """users (B,) -> (B, n_items); the propagation is computed once while in eval mode."""
+        check_users(users, self.n_users)
+        user_vecs, item_vecs = self.cached("propagated", self.propagate)
+        return user_vecs[users] @ item_vecs.T

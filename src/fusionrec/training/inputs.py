@@ -1,0 +1,50 @@
+"""Builds the :class:`ModelInputs` a model learns from, checking that every piece has the catalogue's shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fusionrec.data.interactions import Interactions
+from fusionrec.data.knowledge_graph import KnowledgeGraph
+from fusionrec.errors import DataError
+from fusionrec.models.base import ModelInputs
+
+
+def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: torch.Tensor | np.ndarray | None = None,
+                 kg: KnowledgeGraph | None = None, *, item_text_mask: torch.Tensor | np.ndarray | None = None
+                 ) -> ModelInputs:
+    """``train``: the training interactions (any repeated pair counts once). ``item_text``: (n_items, d_text) frozen
+    text vectors; ``item_text_mask``: bool (n_items,), False where an item has no text (default: all True).
+    ``kg``: a knowledge graph whose ``item_entity`` covers the ``n_items`` items (grown if it covers fewer)."""
+    if train.n_users > n_users or train.n_items > n_items:
+        raise DataError(f"training interactions have shape ({train.n_users}, {train.n_items}), larger than the "
+                        f"({n_users}, {n_items}) users x items of the id maps", field="train")
+    if train.shape != (n_users, n_items):
+        train = train.resized(n_users, n_items)
+    matrix = train.to_csr("binary")
+
+    text = mask = None
+    if item_text is not None:
+        text = torch.as_tensor(item_text).float()
+        if text.dim() != 2 or text.shape[0] != n_items:
+            raise DataError(f"item text vectors must have shape ({n_items}, d), got {tuple(text.shape)}",
+                            field="item_text")
+        if item_text_mask is None:
+            mask = torch.ones(n_items, dtype=torch.bool)
+        else:
+            mask = torch.as_tensor(np.asarray(item_text_mask, dtype=bool))
+            if mask.shape != (n_items,):
+                raise DataError(f"item text mask must have shape ({n_items},), got {tuple(mask.shape)}",
+                                field="item_text_mask")
+        if not bool(torch.isfinite(text[mask]).all()):
+            raise DataError("item text vectors hold NaN or infinite values", field="item_text")
+    elif item_text_mask is not None:
+        raise DataError("an item text mask was given without item text vectors", field="item_text_mask")
+
+    if kg is not None:
+        if kg.n_items > n_items:
+            raise DataError(f"the knowledge graph links {kg.n_items} items but the catalogue has {n_items}", field="kg")
+        if kg.n_items < n_items:
+            kg = kg.resized(n_items)
+    return ModelInputs(n_users=n_users, n_items=n_items, train=matrix, item_text=text, item_text_mask=mask, kg=kg)

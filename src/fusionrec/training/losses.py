@@ -1,0 +1,32 @@
+"""Recommendation losses over the scores of positives and sampled negatives."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(pos - neg), averaged over every (positive, negative) pair. pos (B,), neg (B, n_neg) -> scalar."""
+    return -F.logsigmoid(pos.unsqueeze(1) - neg).mean()
+
+
+def bce_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with logits, positives labelled 1 and every negative 0, averaged over all B * (1 + n_neg)
+    scores. pos (B,), neg (B, n_neg) -> scalar."""
+    logits = torch.cat([pos.unsqueeze(1), neg], dim=1)  # (B, 1 + n_neg)
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = 1.0
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+LOSSES = {"bpr": bpr_loss, "bce": bce_loss}
+
+
+def rec_loss(name: str, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """The named recommendation loss ('bpr' or 'bce')."""
+    try:
+        fn = LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}") from None
+    return fn(pos, neg)

@@ -1,0 +1,256 @@
+"""The contract every registered model must keep, run on a planted two-group "checkerboard" whose right answer is
+known: users of group g interact only with items of group g, so a model that learns anything personal ranks a user's
+unseen own-group items above every other-group item."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import fusionrec.models.builtin as builtin
+from fusionrec.config import TrainingConfig
+from fusionrec.data import IdMap, Interactions, KnowledgeGraph
+from fusionrec.errors import FusionrecError
+from fusionrec.models import Batch, get_model_class, model_names
+from fusionrec.training import Trainer, build_inputs, seed_everything
+from fusionrec.typed_config import build
+
+ROOT = Path(__file__).resolve().parents[1]
+N_USERS, N_ITEMS, GROUP_USERS, GROUP_ITEMS = 40, 24, 20, 12
+# Models whose score ignores the user cannot separate the two groups; they are checked on their own signal instead.
+NOT_PERSONAL = {"pop"}
+TRAIN = TrainingConfig(epochs=40, batch_size=64, lr=0.05, neg_samples=2, patience=0, progress=False)
+
+
+def checkerboard(seed: int = 0):
+    """Two user groups x two item groups; each user has 7 of their group's 12 items in training (the other 5 are
+    the unseen own-group items). Item 0 of each group is seen by every user of its group (a popularity signal).
+    Also returns text vectors and a graph that carry the group, for models that read side information."""
+    rng = np.random.default_rng(seed)
+    users, items = [], []
+    for u in range(N_USERS):
+        group = u // GROUP_USERS
+        own = np.arange(group * GROUP_ITEMS, (group + 1) * GROUP_ITEMS)
+        picked = np.concatenate([own[:1], rng.choice(own[1:], 6, replace=False)])
+        users += [u] * len(picked)
+        items += picked.tolist()
+    train = Interactions(np.array(users), np.array(items), N_USERS, N_ITEMS)
+    item_group = np.arange(N_ITEMS) // GROUP_ITEMS
+    text = np.eye(2, 8)[item_group] + 0.1 * rng.standard_normal((N_ITEMS, 8))
+    item_ids = IdMap("item", range(N_ITEMS))
+    kg = KnowledgeGraph.from_raw([(f"e{i}", "in_group", f"g{item_group[i]}") for i in range(N_ITEMS)],
+                                 {str(i): f"e{i}" for i in range(N_ITEMS)}, item_ids)
+    return build_inputs(N_USERS, N_ITEMS, train, item_text=text.astype(np.float32), kg=kg)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a shared 2-core machine OpenMP waits can make each op ~100x
+    slower; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return checkerboard()
+
+
+def make(name: str, seed: int = 7):
+    seed_everything(seed)
+    return get_model_class(name)(N_USERS, N_ITEMS)
+
+
+_TRAINED: dict = {}
+
+
+def trained(name: str, inputs):
+    """One model per name, fitted once for the module (training is the slow part)."""
+    if name not in _TRAINED:
+        model = make(name)
+        Trainer(TRAIN, seed=7).fit(model, inputs)
+        _TRAINED[name] = model
+    return _TRAINED[name]
+
+
+ALL_USERS = torch.arange(N_USERS)
+MODELS = model_names()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_score_all_shape_and_finite(name, inputs):
+    model = trained(name, inputs)
+    scores = model.score_all(torch.tensor([0, 25, 3]))
+    assert scores.shape == (3, N_ITEMS)
+    assert scores.dtype.is_floating_point
+    assert torch.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_score_matches_score_all(name, inputs):
+    model = trained(name, inputs)
+    users = torch.tensor([1, 30])
+    items = torch.tensor([[0, 5], [13, 23]])
+    assert torch.allclose(model.score(users, items), model.score_all(users).gather(1, items))
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("bad_user", [N_USERS, N_USERS + 100, -1])
+def test_unknown_user_raises(name, bad_user, inputs):
+    # guards against torch's negative indexing or a user-independent score silently answering for a user that
+    # does not exist
+    model = trained(name, inputs)
+    with pytest.raises((IndexError, FusionrecError)):
+        model.score_all(torch.tensor([0, bad_user]))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_save_load_round_trip(name, inputs, tmp_path):
+    model = trained(name, inputs)
+    model.eval()
+    before = model.score_all(ALL_USERS)
+    save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()},
+              str(tmp_path / "weights.safetensors"))
+    args = dict(model.init_args())
+    cls = get_model_class(name)
+    args["params"] = build(cls.Params, args["params"])
+    loaded = cls(**args)  # a fresh model: no prepare(), everything comes from the state dict
+    loaded.load_state_dict(load_file(str(tmp_path / "weights.safetensors")), assign=True)
+    loaded.eval()
+    assert torch.equal(loaded.score_all(ALL_USERS), before)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_same_seed_same_scores(name, inputs):
+    def run(seed):
+        model = make(name, seed)
+        Trainer(dataclasses.replace(TRAIN, epochs=3), seed=seed).fit(model, inputs)
+        return model.score_all(ALL_USERS)
+
+    first = run(11)
+    assert torch.equal(first, run(11))
+    if get_model_class(name).trainable:
+        assert not torch.equal(first, run(12))  # the seed reaches the weights
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if get_model_class(n).trainable])
+def test_forward_shapes_and_finite_terms(name, inputs):
+    model = make(name)
+    model.prepare(inputs)
+    model.train()
+    batch = Batch(torch.tensor([0, 21, 5]), torch.tensor([0, 12, 3]), torch.tensor([[13, 14], [1, 2], [20, 22]]))
+    out = model(batch)
+    assert out.pos.shape == (3,) and out.neg.shape == (3, 2)
+    assert torch.isfinite(out.pos).all() and torch.isfinite(out.neg).all()
+    for term, value in out.terms.items():
+        assert value.dim() == 0 and torch.isfinite(value), term
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in NOT_PERSONAL])
+def test_learns_the_planted_groups(name, inputs):
+    model = trained(name, inputs)
+    model.eval()
+    scores = model.score_all(ALL_USERS)
+    seen = inputs.train.toarray() > 0
+    item_group = np.arange(N_ITEMS) // GROUP_ITEMS
+    ordered = []
+    for u in range(N_USERS):  # a test may loop: 40 users
+        own = item_group == u // GROUP_USERS
+        unseen_own = scores[u, torch.from_numpy(own & ~seen[u])]
+        other = scores[u, torch.from_numpy(~own)]
+        ordered.append((unseen_own[:, None] > other[None, :]).float().mean().item())
+    assert np.mean(ordered) > 0.95, f"{name}: own-group unseen items ranked first in {np.mean(ordered):.2f} of pairs"
+
+
+def test_pop_ranks_by_training_count(inputs):
+    model = trained("pop", inputs)
+    counts = np.asarray(inputs.train.sum(axis=0)).ravel()
+    scores = model.score_all(torch.tensor([3, 33]))
+    assert np.array_equal(scores[0].numpy(), counts) and torch.equal(scores[0], scores[1])
+    assert set(scores[0].topk(2).indices.tolist()) == {0, GROUP_ITEMS}  # the item every group member saw
+
+
+def test_itemknn_matches_hand_computed_cosine():
+    # users x items: u0 {0,1}, u1 {0,1,2}, u2 {2}; |r0|=|r1|=sqrt2, |r2|=sqrt2; <r0,r1>=2, <r0,r2>=1, <r1,r2>=1
+    train = Interactions(np.array([0, 0, 1, 1, 1, 2]), np.array([0, 1, 0, 1, 2, 2]), 3, 3)
+    model = get_model_class("itemknn")(3, 3)
+    model.prepare(build_inputs(3, 3, train))
+    sim01, sim02 = 2 / (2 + 1e-6), 1 / (2 + 1e-6)
+    expected_u2 = torch.tensor([sim02, sim02, 0.0])  # u2 holds item 2 only; no self-similarity
+    assert torch.allclose(model.score_all(torch.tensor([2]))[0], expected_u2)
+    assert torch.allclose(model.score_all(torch.tensor([0]))[0], torch.tensor([sim01, sim01, 2 * sim02]))
+
+
+def test_itemknn_keeps_k_neighbours_and_applies_shrink():
+    train = Interactions(np.array([0, 0, 1, 1, 1, 2]), np.array([0, 1, 0, 1, 2, 2]), 3, 3)
+    cls = get_model_class("itemknn")
+    model = cls(3, 3, cls.Params(k=1, shrink=2.0))
+    model.prepare(build_inputs(3, 3, train))
+    # each target item keeps one neighbour: item 0 <- 1 (2/4), item 1 <- 0 (2/4), item 2 <- 0 (1/4, lower index wins)
+    scores = model.score_all(torch.tensor([2]))[0]  # u2 holds item 2 only: no target keeps item 2 as neighbour
+    assert torch.allclose(scores, torch.zeros(3))
+    scores = model.score_all(torch.tensor([0]))[0]  # u0 holds items 0 and 1
+    assert torch.allclose(scores, torch.tensor([0.5, 0.5, 0.25]), atol=1e-6)
+
+
+def test_lightgcn_reg_term_matches_formula(inputs):
+    model = make("lightgcn")
+    model.prepare(inputs)
+    batch = Batch(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[13], [14]]))
+    e_u, e_i = model.user_emb.weight, model.item_emb.weight
+    norms = e_u[[0, 1]].square().sum() + e_i[[0, 1]].square().sum() + e_i[[13, 14]].square().sum()
+    expected = model.params.reg_weight * norms / (2 * 2)
+    assert torch.allclose(model(batch).terms["reg"], expected)
+
+
+# -- meta-tests: every model is registered, imported by builtin.py, parametrised and documented ----------------------
+def _builtin_imports() -> set[str]:
+    tree = ast.parse(Path(builtin.__file__).read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            out |= {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {alias.name for alias in node.names}
+    return out
+
+
+def test_every_model_file_is_imported_by_builtin():
+    imported = _builtin_imports()
+    models_dir = Path(builtin.__file__).parent
+    for path in models_dir.glob("*.py"):
+        if "@register" in path.read_text():
+            assert f"fusionrec.models.{path.stem}" in imported, f"{path.name} registers a model; import it in builtin.py"
+    for name in MODELS:
+        assert get_model_class(name).__module__ in imported, name
+
+
+def test_builtin_models_are_registered():
+    assert {"pop", "itemknn", "bpr", "lightgcn"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_has_params_dataclass_with_defaults(name):
+    cls = get_model_class(name)
+    assert cls.name == name
+    assert dataclasses.is_dataclass(cls.Params) and cls.Params.__dataclass_params__.frozen
+    for f in dataclasses.fields(cls.Params):
+        assert f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING, f.name
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_is_documented(name):
+    docs = (ROOT / "docs" / "models.md").read_text()
+    heading = f"## `{name}`"
+    assert heading in docs, f"docs/models.md needs a '{heading}' section"
+    section = docs.split(heading, 1)[1].split("\n## ", 1)[0]
+    for f in dataclasses.fields(get_model_class(name).Params):
+        assert f"`{f.name}`" in section, f"docs/models.md: {name} does not document its parameter {f.name}"
