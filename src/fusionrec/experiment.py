@@ -107,7 +107,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         "best_epoch": result.best_epoch,
         "stopped_by": result.stopped_by,
         "peak_rss_mb": peak_rss_mb(),
-        "history": result.history,
+        "history": result.to_dict()["history"],
     }
     all_known = dataset.interactions.to_csr()
     save_artifact(out_dir / "model", model, dataset.users, dataset.items, all_known, run_config=cfg.to_dict(),

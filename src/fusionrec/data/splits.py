@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.interactions import Interactions
@@ -89,7 +90,7 @@ def make_split(dataset: Dataset, method: str, ratios: Sequence[float] = (0.8, 0.
     rng = np.random.default_rng(seed)
     cold_items = cold_users = None
     if method == "random":
-        part = _ratio_parts(inter.users, rng.random(len(inter)), inter.n_users, ratios)
+        part = _ratio_parts(inter.users, shuffle_key(len(inter), seed), inter.n_users, ratios)
     elif method == "temporal":
         part = _ratio_parts(inter.users, _timestamps(inter, method), inter.n_users, ratios)
     elif method == "leave_one_out":
@@ -103,6 +104,18 @@ def make_split(dataset: Dataset, method: str, ratios: Sequence[float] = (0.8, 0.
 
 
 # -- methods -----------------------------------------------------------------------------------------------------------
+def shuffle_key(n: int, seed: int) -> np.ndarray:
+    """Position of each row in a seeded shuffle: ``torch.randperm(n)`` under ``torch.manual_seed(seed)``.
+
+    This is the shuffle RecBole 1.2.1 applies (``order: RO``) before its per-user ratio split, so with the same seed
+    and row order (the file's) the ``random`` split reproduces RecBole's train/valid/test row for row, and published
+    RecBole numbers compare on identical data. (n,) -> int64 (n,)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    key = np.empty(n, dtype=np.int64)
+    key[perm] = np.arange(n)
+    return key
+
+
 def _ratio_parts(groups: np.ndarray, key: np.ndarray, n_groups: int, ratios: tuple[float, float, float]) -> np.ndarray:
     """Part (0 train, 1 valid, 2 test) of each row: rows ranked within their group by ``key`` ascending; the first
     ``train`` ranks go to train, the next ``valid`` to valid, the rest to test. groups, key: (n,) -> int8 (n,)."""
