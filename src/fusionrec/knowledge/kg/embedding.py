@@ -1,0 +1,123 @@
+"""Knowledge-graph embedding losses, composed as representations + an interaction function + a ranking loss.
+
+Entity and relation representations are ``nn.Embedding`` tables (the entity table may be passed in and shared with a
+recommendation model, e.g. KGAT's node table or CKE's item table); an interaction function turns looked-up vectors
+into a plausibility score, higher = more plausible; the loss compares true triples with corrupted ones:
+
+    loss = mean over (triple, negative) of softplus(margin + score(h, r, t') - score(h, r, t))
+
+the soft-margin ranking loss. With ``margin=0`` it is KGAT's / BPR's ``-log sigmoid(score(h, r, t) - score(h, r, t'))``;
+a large margin behaves like the hinge ``max(0, margin + score' - score)`` of the TransE paper but keeps a gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def transe_interaction(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, p_norm: float = 2.0) -> torch.Tensor:
+    """TransE: ``-||h + r - t||_p``. ``h``, ``r``, ``t``: broadcastable (..., d) -> (...)."""
+    return -torch.linalg.vector_norm(h + r - t, ord=p_norm, dim=-1)
+
+
+def transr_interaction(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, m_r: torch.Tensor) -> torch.Tensor:
+    """TransR: ``-||M_r h + r - M_r t||_2^2``. ``h``, ``t``: (..., d_e); ``r``: (..., d_r); ``m_r``: (..., d_r, d_e),
+    all broadcastable -> (...)."""
+    projected = (m_r @ (h - t).unsqueeze(-1)).squeeze(-1)
+    return -(projected + r).pow(2).sum(dim=-1)
+
+
+def soft_margin_ranking_loss(pos: torch.Tensor, neg: torch.Tensor, margin: float) -> torch.Tensor:
+    """``mean softplus(margin + neg - pos)``. ``pos``: (B,); ``neg``: (B, K) -> scalar."""
+    return F.softplus(margin + neg - pos.unsqueeze(-1)).mean()
+
+
+class _TranslationalModel(nn.Module):
+    """Entity and relation tables plus the loss; subclasses define :meth:`score`."""
+
+    def __init__(self, n_entities: int, n_relations: int, ent_dim: int, rel_dim: int, margin: float,
+                 entity_embedding: nn.Embedding | None):
+        super().__init__()
+        if n_entities <= 0 or n_relations <= 0:
+            raise ValueError("n_entities and n_relations must be positive")
+        self.n_entities, self.n_relations, self.margin = int(n_entities), int(n_relations), float(margin)
+        if entity_embedding is None:
+            entity_embedding = nn.Embedding(n_entities, ent_dim)
+            nn.init.xavier_uniform_(entity_embedding.weight)
+        elif entity_embedding.num_embeddings < n_entities or entity_embedding.embedding_dim != ent_dim:
+            raise ValueError(f"a shared entity table must have at least {n_entities} rows of size {ent_dim}, "
+                             f"got {entity_embedding.num_embeddings} x {entity_embedding.embedding_dim}")
+        self.entity_embedding = entity_embedding
+        self.relation_embedding = nn.Embedding(n_relations, rel_dim)
+        nn.init.xavier_uniform_(self.relation_embedding.weight)
+
+    def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Plausibility (higher = more plausible) of triples given as LongTensor indices of broadcastable shapes,
+        e.g. (B,) each -> (B,), or h, r (B, 1) with t (B, K) -> (B, K)."""
+        raise NotImplementedError
+
+    def loss(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
+        """Soft-margin ranking loss of true triples against corrupted tails. ``h``, ``r``, ``t``: LongTensor (B,);
+        ``t_neg``: LongTensor (B,) or (B, K) -> scalar."""
+        if t_neg.dim() == 1:
+            t_neg = t_neg.unsqueeze(-1)
+        pos = self.score(h, r, t)
+        neg = self.score(h.unsqueeze(-1), r.unsqueeze(-1), t_neg)
+        return soft_margin_ranking_loss(pos, neg, self.margin)
+
+
+class TransE(_TranslationalModel):
+    """TransE (Bordes et al. 2013): a relation translates the head onto the tail, ``score = -||e_h + e_r - e_t||_p``.
+
+    ``entity_embedding``: an ``nn.Embedding`` of at least ``n_entities`` rows of size ``dim`` to share (its
+    first ``n_entities`` rows are the entities), or None for a fresh table."""
+
+    def __init__(self, n_entities: int, n_relations: int, dim: int, p_norm: float = 2.0, margin: float = 1.0,
+                 entity_embedding: nn.Embedding | None = None):
+        super().__init__(n_entities, n_relations, dim, dim, margin, entity_embedding)
+        self.p_norm = float(p_norm)
+
+    def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ent, rel = self.entity_embedding, self.relation_embedding
+        return transe_interaction(ent(h), rel(r), ent(t), self.p_norm)
+
+    def regularization(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of ``(||e_h||^2 + ||e_r||^2 + ||e_t||^2 + mean_k ||e_t'_k||^2) / 2`` -> scalar."""
+        ent, rel = self.entity_embedding, self.relation_embedding
+        return _half_sq(ent(h), rel(r), ent(t), ent(t_neg.reshape(len(h), -1)))
+
+
+class TransR(_TranslationalModel):
+    """TransR (Lin et al. 2015), as used by CKE and KGAT: entities live in a ``ent_dim`` space and each relation
+    projects them into its own ``rel_dim`` space with ``M_r`` (``projection``: (n_relations, rel_dim, ent_dim)),
+    ``score = -||M_r e_h + e_r - M_r e_t||_2^2``. KGAT's attention reuses ``projection`` as its ``W_r``.
+    Use ``margin=0`` for KGAT's ``-log sigmoid`` loss. ``entity_embedding`` as for :class:`TransE`."""
+
+    def __init__(self, n_entities: int, n_relations: int, ent_dim: int, rel_dim: int, margin: float = 1.0,
+                 entity_embedding: nn.Embedding | None = None):
+        super().__init__(n_entities, n_relations, ent_dim, rel_dim, margin, entity_embedding)
+        bound = math.sqrt(6.0 / (ent_dim + rel_dim))  # Xavier uniform for each relation's matrix
+        self.projection = nn.Parameter(torch.empty(n_relations, rel_dim, ent_dim).uniform_(-bound, bound))
+
+    def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ent = self.entity_embedding
+        return transr_interaction(ent(h), self.relation_embedding(r), ent(t), self.projection[r])
+
+    def regularization(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
+        """KGAT's: the same half squared norms as :meth:`TransE.regularization`, of the projected entity vectors
+        ``M_r e`` (so ``M_r`` is kept small too) -> scalar."""
+        ent, m_r = self.entity_embedding, self.projection[r]
+        t_neg = t_neg.reshape(len(h), -1)
+        project = (lambda e: (m_r.unsqueeze(1) @ e.unsqueeze(-1)).squeeze(-1))
+        return _half_sq(project(ent(h).unsqueeze(1)).squeeze(1), self.relation_embedding(r),
+                        project(ent(t).unsqueeze(1)).squeeze(1), project(ent(t_neg)))
+
+
+def _half_sq(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
+    """``h``, ``r``, ``t``: (B, d); ``t_neg``: (B, K, d) -> scalar."""
+    sq = h.pow(2).sum(-1) + r.pow(2).sum(-1) + t.pow(2).sum(-1) + t_neg.pow(2).sum(-1).mean(-1)
+    return sq.mean() / 2
