@@ -13,6 +13,7 @@ EPILOG = """examples:
   fusionrec train --config configs/ml-100k/bpr.yaml --out runs/bpr
   fusionrec train --config configs/ml-100k/bpr.yaml --set training.lr=0.005 --set seed=7 --out runs/bpr-lr
   fusionrec compare --config configs/ml-100k/bpr.yaml --models pop,itemknn,bpr,lightgcn --out runs/compare
+  fusionrec encode --config configs/ml-100k/fusionrec.yaml
   fusionrec recommend --model runs/bpr/model --user 196 -k 10
 """
 
@@ -67,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="comma-separated model names, e.g. pop,itemknn,bpr,lightgcn; a model's own config "
                               "<config folder>/<model>.yaml supplies its tuned settings when it exists")
     compare.set_defaults(handler=_compare)
+
+    encode = sub.add_parser("encode", help="encode the item texts with the configured language model (cached; a "
+                                           "second run encodes nothing)")
+    encode.add_argument("--config", required=True, help="YAML run config with a 'text' section (see docs/text.md)")
+    encode.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    encode.add_argument("--quiet", action="store_true", help="no progress bar")
+    encode.set_defaults(handler=_encode)
 
     rec = sub.add_parser("recommend", help="top-k items for a user from a trained model")
     rec.add_argument("--model", required=True, help="the model folder written by train (DIR/model)")
@@ -141,6 +149,14 @@ def _compare(args) -> int:
     run_comparison(cfg, models, args.out, config_dir=Path(args.config).parent,
                    overrides=list(args.set) + (["training.progress=false"] if args.quiet else []))
     print((Path(args.out) / "comparison.md").read_text())
+    return 0
+
+
+def _encode(args) -> int:
+    from fusionrec.config import load_config
+    from fusionrec.knowledge.encode_step import run_encode
+
+    run_encode(load_config(args.config, args.set), progress=not args.quiet)
     return 0
 
 
