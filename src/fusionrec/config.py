@@ -96,6 +96,10 @@ class TrainingConfig:
     eval_every: int = 1  # epochs between validations
     time_budget_s: float | None = None  # stop training after this many seconds (best weights restored)
     term_weights: dict[str, float] = field(default_factory=dict)  # weight per extra loss term, e.g. {reg: 1.0}
+    kg_alpha: float = 0.1  # weight of the knowledge-graph loss: L = L_rec + kg_alpha * L_KG (models with a KG loss)
+    kg_mode: Literal["joint", "alternating"] = "joint"  # one step on L_rec + alpha L_KG, or a KG epoch after each epoch
+    kg_batch_size: int = 4096  # triples per KG step
+    kg_neg_samples: int = 1  # corrupted tails per triple
     progress: bool = True
 
 

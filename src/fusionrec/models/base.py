@@ -65,6 +65,13 @@ class Model(nn.Module):
     name: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
     trainable: ClassVar[bool] = True
+    uses_kg_loss: ClassVar[bool] = False  # True: the trainer also feeds knowledge-graph batches to kg_terms()
+
+    @classmethod
+    def required_inputs(cls, params: Any) -> set[str]:
+        """Which optional inputs these hyper-parameters need: a subset of {"text", "kg"}. The experiment builds
+        (and, for text, encodes) only what is asked for."""
+        return set()
 
     def __init__(self, n_users: int, n_items: int, params: Any = None):
         super().__init__()
@@ -84,6 +91,16 @@ class Model(nn.Module):
     # -- training -------------------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> ForwardOut:  # pragma: no cover - trainable models override
         raise NotImplementedError(f"{self.name} is not trained by gradient descent")
+
+    def kg_terms(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
+                 neg_tails: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Knowledge-graph loss terms for a batch of triples (models with ``uses_kg_loss``): heads, relations, tails
+        (B,) and corrupted tails (B, n_neg) index ``inputs.kg``; returns e.g. ``{"kg": loss}``, weighted by the
+        trainer's ``kg_alpha``."""
+        raise NotImplementedError(f"{self.name} has no knowledge-graph loss")
+
+    def epoch_end(self, epoch: int) -> None:
+        """Called by the trainer after each training epoch (e.g. KGAT recomputes its attention here)."""
 
     def train(self, mode: bool = True):
         self._cache.clear()  # cached propagations are stale once weights move
