@@ -15,12 +15,13 @@ import numpy as np
 
 from fusionrec import atomic_io
 from fusionrec.artifacts import save_artifact
-from fusionrec.config import RunConfig
+from fusionrec.config import RunConfig, TextConfig
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.loading import load_dataset
 from fusionrec.data.splits import Split, make_split
 from fusionrec.evaluation.evaluator import Evaluator
-from fusionrec.models.base import Model
+from fusionrec.errors import ConfigError
+from fusionrec.models.base import Model, ModelInputs
 from fusionrec.models.registry import get_model_class
 from fusionrec.provenance import machine, package_versions, peak_rss_mb
 from fusionrec.training.inputs import build_inputs
@@ -52,10 +53,36 @@ def prepare_data(cfg: RunConfig, log=None) -> Prepared:
     return Prepared(dataset, split, dataset.content_hash())
 
 
-def build_model(cfg: RunConfig, n_users: int, n_items: int) -> Model:
+def model_params(cfg: RunConfig):
+    """(model class, its validated hyper-parameters)."""
     cls = get_model_class(cfg.model.name)
-    params = build(cls.Params, cfg.model.params, key="model.params")
-    return cls(n_users, n_items, params)
+    return cls, build(cls.Params, cfg.model.params, key="model.params")
+
+
+def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None) -> ModelInputs:
+    """The training matrix plus whatever optional inputs the model's hyper-parameters ask for: item text
+    embeddings (encoded once, then read from the cache) and the item knowledge graph."""
+    log = log or _stderr
+    dataset = prepared.dataset
+    text = mask = kg = None
+    if "text" in needed:
+        from fusionrec.knowledge.encode_step import encode_items
+
+        emb = encode_items(dataset, cfg.text or TextConfig(), data_dir=cfg.data_dir, progress=cfg.training.progress)
+        text, mask = emb.vectors, emb.mask
+        log(f"text: {emb.encoder_id}, {int(mask.sum())} items with text, {emb.n_encoded} encoded now "
+            f"({emb.seconds:.1f}s)")
+    if "kg" in needed:
+        from fusionrec.knowledge.kg.merge import build_item_graph
+
+        kg = build_item_graph(dataset, cfg.knowledge)
+        if kg is None:
+            raise ConfigError(f"model {cfg.model.name!r} needs a knowledge graph, but the dataset has none and "
+                              "knowledge.attributes is empty", key="knowledge")
+        log(f"kg: {kg.n_entities} entities, {kg.n_relations} relations, {len(kg.triples)} triples, "
+            f"{kg.n_linked_items} of {dataset.n_items} items linked")
+    return build_inputs(dataset.n_users, dataset.n_items, prepared.split.train, item_text=text, kg=kg,
+                        item_text_mask=mask)
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | None = None, log=None) -> dict:
@@ -64,9 +91,10 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     out_dir = Path(out_dir)
     prepared = prepared or prepare_data(cfg, log)
     dataset, split = prepared.dataset, prepared.split
+    cls, params = model_params(cfg)
+    inputs = model_inputs(cfg, prepared, cls.required_inputs(params), log)
     seed_everything(cfg.seed)
-    model = build_model(cfg, dataset.n_users, dataset.n_items)
-    inputs = build_inputs(dataset.n_users, dataset.n_items, split.train)
+    model = cls.from_inputs(inputs, params)
     train_csr = split.train.to_csr()
     known_before_test = (train_csr + split.valid.to_csr()).tocsr()
     evaluator = Evaluator(ks=tuple(cfg.evaluation.ks), metrics=tuple(cfg.evaluation.metrics),

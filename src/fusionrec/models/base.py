@@ -80,6 +80,12 @@ class Model(nn.Module):
         self._cache: dict[str, Any] = {}
 
     # -- building -------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_inputs(cls, inputs: ModelInputs, params: Any = None) -> "Model":
+        """A model sized for these inputs (models whose sizes depend on text width or graph size override this).
+        The trainer still calls :meth:`prepare`."""
+        return cls(inputs.n_users, inputs.n_items, params)
+
     def prepare(self, inputs: ModelInputs) -> None:
         """Take what the model needs from the training inputs (graphs, statistics, closed-form fits). Whatever must
         survive a save/load round trip is stored as a buffer or parameter."""

@@ -1,0 +1,232 @@
+"""FusionRec: each item's vector fused from its collaborative signal, its text and its place in the knowledge graph.
+
+Per item i, up to three sources, each of width d:
+
+* ``cf``   the id embedding (present only for items seen in training);
+* ``text`` a learned projection of the frozen language-model embedding of the item's text;
+* ``kg``   the linked entity's embedding, optionally averaged with its graph neighbours' (present only if linked).
+
+A fusion strategy (``concat``, ``gate``, ``attention``; :mod:`fusionrec.fusion`) turns the present sources into the
+item's layer-0 vector; users and items are then smoothed over the user-item graph as in LightGCN. A missing source is
+masked, never averaged in as zeros. The entity table is shared with a TransE/TransR loss over the knowledge graph
+(``kg_terms``), which the trainer weighs by ``kg_alpha``.
+
+Cold items. An item without interactions has no trained id vector and no graph neighbours, so it is scored by its
+*content vector*: the fusion of its text and KG sources alone. ``source_dropout`` trains that path: in each step a
+share of the batch's positive and negative items is scored by its content vector instead of its full vector, so the
+content path learns to land where the item's collaborative vector would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from fusionrec.errors import ConfigError, FusionrecError
+from fusionrec.fusion import make_fusion
+from fusionrec.knowledge.kg.embedding import TransE, TransR
+from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
+from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers,
+                                        normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
+from fusionrec.models.registry import register
+
+SOURCES = ("cf", "text", "kg")
+
+
+@dataclass(frozen=True)
+class FusionRecParams:
+    embedding_size: int = 64  # d, width of every source and of the fused vector; 16..256
+    n_layers: int = 2  # LightGCN propagation steps over the user-item graph; 0..4
+    use_text: bool = True  # the text source (needs item text embeddings)
+    use_kg: bool = True  # the knowledge-graph source and the KG loss (needs a knowledge graph)
+    fusion: str = "attention"  # concat | gate | attention
+    kg_loss: str = "transe"  # transe | transr
+    kg_margin: float = 1.0  # margin of the KG ranking loss; >= 0
+    kg_neighbours: bool = True  # KG source = mean of the entity and its one-hop neighbours (else the entity alone)
+    text_hidden: int = 0  # 0: linear text projection; > 0: an MLP with this hidden width
+    source_dropout: float = 0.2  # share of batch items scored by their content vector in training; 0..1
+    reg_weight: float = 1e-5  # L2 on the batch's layer-0 vectors ('reg' term); 0..1e-2
+
+
+@register
+class FusionRec(Model):
+    name = "fusionrec"
+    Params = FusionRecParams
+    uses_kg_loss = True
+
+    @classmethod
+    def required_inputs(cls, params: FusionRecParams) -> set[str]:
+        return ({"text"} if params.use_text else set()) | ({"kg"} if params.use_kg else set())
+
+    def __init__(self, n_users: int, n_items: int, params: FusionRecParams | None = None, text_dim: int = 0,
+                 n_entities: int = 0, n_relations: int = 0):
+        super().__init__(n_users, n_items, params)
+        p = self.params
+        if p.fusion not in ("concat", "gate", "attention"):
+            raise ConfigError(f"must be concat, gate or attention, got {p.fusion!r}", key="model.params.fusion")
+        if p.kg_loss not in ("transe", "transr"):
+            raise ConfigError(f"must be transe or transr, got {p.kg_loss!r}", key="model.params.kg_loss")
+        if not 0.0 <= p.source_dropout < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {p.source_dropout}", key="model.params.source_dropout")
+        d = p.embedding_size
+        self.text_dim, self.n_entities, self.n_relations = int(text_dim), int(n_entities), int(n_relations)
+        self.user_emb = nn.Embedding(self.n_users, d)
+        self.item_emb = nn.Embedding(self.n_items, d)
+        nn.init.xavier_uniform_(self.user_emb.weight)
+        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.sources = ["cf"]
+        if p.use_text and self.text_dim:
+            self.sources.append("text")
+            if p.text_hidden:
+                self.text_proj = nn.Sequential(nn.Linear(self.text_dim, p.text_hidden), nn.Tanh(),
+                                               nn.Linear(p.text_hidden, d))
+            else:
+                self.text_proj = nn.Linear(self.text_dim, d)
+        if p.use_kg and self.n_entities:
+            self.sources.append("kg")
+            if p.kg_loss == "transe":
+                self.kg_model = TransE(self.n_entities, self.n_relations, d, margin=p.kg_margin)
+            else:
+                self.kg_model = TransR(self.n_entities, self.n_relations, d, d, margin=p.kg_margin)
+        self.fusion = make_fusion(p.fusion, len(self.sources), d)
+        # Data-sized buffers, filled by prepare() and restored by load_state_dict.
+        for name, dtype in (("adj_indices", torch.long), ("adj_values", torch.float), ("item_degree", torch.float),
+                            ("item_text", torch.float), ("text_mask", torch.bool), ("item_entity", torch.long),
+                            ("kg_indices", torch.long), ("kg_values", torch.float)):
+            self.register_buffer(name, torch.zeros((2, 0) if name.endswith("indices") else (0,), dtype=dtype))
+        data_sized_buffers(self, ("adj_indices", "adj_values", "item_degree", "item_text", "text_mask",
+                                  "item_entity", "kg_indices", "kg_values"))
+
+    def init_args(self) -> dict:
+        return {**super().init_args(), "text_dim": self.text_dim, "n_entities": self.n_entities,
+                "n_relations": self.n_relations}
+
+    @classmethod
+    def from_inputs(cls, inputs: ModelInputs, params: FusionRecParams | None = None) -> "FusionRec":
+        """The model sized for these inputs (text width, entity and relation counts); ``prepare`` still follows."""
+        params = params or FusionRecParams()
+        text_dim = int(inputs.item_text.shape[1]) if (params.use_text and inputs.item_text is not None) else 0
+        kg = inputs.kg if params.use_kg else None
+        return cls(inputs.n_users, inputs.n_items, params, text_dim=text_dim,
+                   n_entities=kg.n_entities if kg is not None else 0, n_relations=kg.n_relations if kg else 0)
+
+    # -- inputs -------------------------------------------------------------------------------------------------------
+    def prepare(self, inputs: ModelInputs) -> None:
+        self.adj_indices, self.adj_values = buffers_from_scipy(normalized_bipartite_adjacency(inputs.train))
+        self.item_degree = torch.from_numpy(np.asarray(inputs.train.sum(axis=0)).ravel().astype(np.float32))
+        if "text" in self.sources:
+            if inputs.item_text is None or inputs.item_text.shape[1] != self.text_dim:
+                raise FusionrecError(f"fusionrec was built for {self.text_dim}-d item text; the inputs have "
+                                     f"{None if inputs.item_text is None else inputs.item_text.shape[1]}")
+            self.item_text = inputs.item_text.float().contiguous()
+            self.text_mask = inputs.item_text_mask.bool().contiguous()
+        if "kg" in self.sources:
+            kg = inputs.kg
+            if kg is None or kg.n_entities != self.n_entities:
+                raise FusionrecError("fusionrec was built for a different knowledge graph than the inputs hold")
+            self.item_entity = kg.item_entity.clone()
+            self.kg_indices, self.kg_values = buffers_from_scipy(_neighbour_mean(kg.triples, kg.n_entities)
+                                                                 if self.params.kg_neighbours
+                                                                 else sp.identity(kg.n_entities, format="csr"))
+        self._cache.clear()
+
+    # -- vectors ------------------------------------------------------------------------------------------------------
+    def _sparse(self, key: str, indices: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+        if key not in self._cache:
+            if values.numel() == 0:
+                raise FusionrecError("fusionrec has no graph yet: call prepare(inputs) or load a saved state dict")
+            self._cache[key] = sparse_from_buffers(indices, values, (n, n))
+        return self._cache[key]
+
+    def source_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every item's sources (n_items, S, d) and their presence mask (n_items, S); S follows ``self.sources``."""
+        vecs, masks = [self.item_emb.weight], [self.item_degree > 0]
+        if "text" in self.sources:
+            vecs.append(self.text_proj(self.item_text))
+            masks.append(self.text_mask)
+        if "kg" in self.sources:
+            ent = self.kg_model.entity_embedding.weight
+            kg_adj = self._sparse("kg_adj", self.kg_indices, self.kg_values, self.n_entities)
+            ent = torch.sparse.mm(kg_adj, ent)
+            linked = self.item_entity >= 0
+            vecs.append(ent[self.item_entity.clamp(min=0)] * linked.unsqueeze(1))
+            masks.append(linked)
+        return torch.stack(vecs, dim=1), torch.stack(masks, dim=1)
+
+    def item_vectors(self) -> dict[str, torch.Tensor]:
+        """``full`` (n_items, d): fused vectors of all sources; ``content`` (n_items, d): fused without the
+        collaborative source (all zeros for an item with neither text nor KG); ``weights`` (n_items, S) or absent."""
+        sources, mask = self.source_vectors()
+        full = self.fusion(sources, mask)
+        content_mask = mask.clone()
+        content_mask[:, 0] = False
+        content = self.fusion(sources, content_mask)
+        out = {"full": full.vectors, "content": content.vectors * content_mask.any(1, keepdim=True)}
+        if full.weights is not None:
+            out["weights"] = full.weights
+        return out
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(users (n_users, d), items (n_items, d), content (n_items, d)): LightGCN over the fused layer-0 item
+        vectors. An item without training interactions keeps its layer-0 vector (it has no neighbours to average
+        with), and its layer-0 vector is its content vector."""
+        vecs = self.item_vectors()
+        warm = (self.item_degree > 0).unsqueeze(1)
+        ego_items = torch.where(warm, vecs["full"], vecs["content"])
+        x = torch.cat([self.user_emb.weight, ego_items])
+        total = x
+        if self.params.n_layers:
+            n = self.n_users + self.n_items
+            adj = self._sparse("adj", self.adj_indices, self.adj_values, n)
+            for _ in range(self.params.n_layers):
+                x = symmetric_spmm(adj, x)
+                total = total + x
+        users = total[: self.n_users] / (self.params.n_layers + 1)
+        item_total = total[self.n_users:]
+        items = torch.where(warm, item_total / (self.params.n_layers + 1), ego_items)
+        return users, items, vecs["content"]
+
+    # -- training -----------------------------------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> ForwardOut:
+        """users, pos (B,), neg (B, n_neg) -> scores; a ``source_dropout`` share of the positive and negative items is
+        scored by its content vector. Extra term ``reg`` on the batch's layer-0 user and item id vectors."""
+        users, items, content = self.propagate()
+        u = users[batch.users]  # (B, d)
+        idx = torch.cat([batch.pos.unsqueeze(1), batch.neg], 1)  # (B, 1 + n_neg)
+        v = items[idx]
+        if self.params.source_dropout > 0 and len(self.sources) > 1:
+            drop = torch.rand(idx.shape) < self.params.source_dropout
+            v = torch.where(drop.unsqueeze(-1), content[idx], v)
+        scores = (v * u.unsqueeze(1)).sum(-1)
+        ego = self.user_emb(batch.users).square().sum() + self.item_emb(idx).square().sum()
+        reg = self.params.reg_weight * ego / (2 * len(batch.users))
+        return ForwardOut(scores[:, 0], scores[:, 1:], {"reg": reg})
+
+    def kg_terms(self, heads, relations, tails, neg_tails) -> dict[str, torch.Tensor]:
+        """TransE/TransR loss on the shared entity table: heads, relations, tails (B,), neg_tails (B, n_neg)."""
+        if "kg" not in self.sources:
+            return {}
+        return {"kg": self.kg_model.loss(heads, relations, tails, neg_tails)}
+
+    # -- scoring ------------------------------------------------------------------------------------------------------
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """users (B,) -> (B, n_items); propagation computed once in eval mode."""
+        check_users(users, self.n_users)
+        user_vecs, item_vecs, _ = self.cached("propagated", self.propagate)
+        return user_vecs[users] @ item_vecs.T
+
+
+def _neighbour_mean(triples: torch.Tensor, n_entities: int) -> sp.csr_matrix:
+    """Row-normalised (I + A) over entities, A the (symmetrised) triple adjacency: row e averages e and its one-hop
+    neighbours. triples (T, 3) -> csr (n_entities, n_entities)."""
+    t = triples.numpy()
+    rows = np.concatenate([t[:, 0], t[:, 2], np.arange(n_entities)])
+    cols = np.concatenate([t[:, 2], t[:, 0], np.arange(n_entities)])
+    adj = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_entities, n_entities))
+    adj.data[:] = 1.0
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    return sp.csr_matrix(sp.diags(1.0 / deg) @ adj, dtype=np.float32)
