@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -209,6 +210,40 @@ def test_lightgcn_reg_term_matches_formula(inputs):
     norms = e_u[[0, 1]].square().sum() + e_i[[0, 1]].square().sum() + e_i[[13, 14]].square().sum()
     expected = model.params.reg_weight * norms / (2 * 2)
     assert torch.allclose(model(batch).terms["reg"], expected)
+
+
+def test_normalized_adjacency_by_hand():
+    from fusionrec.models.graph_ops import normalized_bipartite_adjacency
+    # u0-i0, u0-i1, u1-i1; user u2 and item i2 have no edges. Degrees: u0 2, u1 1, i0 1, i1 2.
+    r = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0], [0, 0, 0]], dtype=np.float32))
+    a = normalized_bipartite_adjacency(r).toarray()  # nodes: u0 u1 u2 i0 i1 i2
+    expected = np.zeros((6, 6), dtype=np.float32)
+    for u, i, value in [(0, 3, 1 / np.sqrt(2 * 1)), (0, 4, 1 / np.sqrt(2 * 2)), (1, 4, 1 / np.sqrt(1 * 2))]:
+        expected[u, i] = expected[i, u] = value
+    assert np.allclose(a, expected)
+
+
+def test_lightgcn_propagation_matches_dense_formula(inputs):
+    from fusionrec.models.graph_ops import normalized_bipartite_adjacency
+    model = get_model_class("lightgcn")(N_USERS, N_ITEMS, get_model_class("lightgcn").Params(n_layers=3))
+    model.prepare(inputs)
+    a = torch.from_numpy(normalized_bipartite_adjacency(inputs.train).toarray())
+    e0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach()
+    layers = [e0, a @ e0, a @ a @ e0, a @ a @ a @ e0]
+    expected = torch.stack(layers).mean(0)
+    users, items = model.propagate()
+    assert torch.allclose(torch.cat([users, items]), expected, atol=1e-6)
+
+
+def test_symmetric_spmm_gradient_matches_torch():
+    from fusionrec.models.graph_ops import buffers_from_scipy, sparse_from_buffers, symmetric_spmm
+    m = sp.random(7, 7, density=0.4, random_state=0, dtype=np.float64)
+    m = sp.csr_matrix(m + m.T)
+    idx, val = buffers_from_scipy(m)
+    adj = sparse_from_buffers(idx, val.double(), (7, 7))
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: symmetric_spmm(adj, t), (x,))
+    assert torch.allclose(symmetric_spmm(adj, x), torch.from_numpy(m.toarray()) @ x)
 
 
 # -- meta-tests: every model is registered, imported by builtin.py, parametrised and documented ----------------------

@@ -34,10 +34,12 @@ class BPR(Model):
 
     def forward(self, batch: Batch) -> ForwardOut:
         """users, pos (B,), neg (B, n_neg) -> pos scores (B,), neg scores (B, n_neg); no extra terms."""
-        u = self.user_emb(batch.users)  # (B, d)
-        items = self.item_emb(torch.cat([batch.pos.unsqueeze(1), batch.neg], 1))  # (B, 1 + n_neg, d)
-        scores = (items * u.unsqueeze(1)).sum(-1)  # (B, 1 + n_neg); a mul-sum is ~15x faster than bmm here
-        return ForwardOut(scores[:, 0], scores[:, 1:])
+        items = self.item_emb.weight
+        u = self.user_emb.weight.index_select(0, batch.users)  # (B, d); index_select's backward is the cheapest
+        pos = (u * items.index_select(0, batch.pos)).sum(-1)  # (B,)
+        neg_vecs = items.index_select(0, batch.neg.reshape(-1)).view(*batch.neg.shape, -1)  # (B, n_neg, d)
+        neg = (neg_vecs * u.unsqueeze(1)).sum(-1)  # (B, n_neg); a mul-sum is far faster than bmm here
+        return ForwardOut(pos, neg)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items)."""

@@ -13,7 +13,7 @@ from fusionrec.models.base import Model, ModelInputs
 from fusionrec.models.graph_ops import buffers_from_scipy, check_users, data_sized_buffers, sparse_from_buffers
 from fusionrec.models.registry import register
 
-_BLOCK = 1024  # target items per block of the similarity computation (memory ~ n_items x _BLOCK)
+_BLOCK_CELLS = 1 << 26  # item x target-item cells per block of the similarity computation (bounds its memory)
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class ItemKNNParams:
 
 @register
 class ItemKNN(Model):
-    """sim(i, j) = <r_i, r_j> / (|r_i| |r_j| + shrink) over item columns r of the binary training matrix, a zero
-    diagonal, and for each target item j only its ``k`` most similar items i. score(u, j) = sum_i R[u, i] sim(i, j).
+    """sim(i, j) = <r_i, r_j> / (|r_i| |r_j| + shrink + 1e-6) over item columns r of the binary training matrix
+    (RecBole's ItemKNN), a zero diagonal, and for each target item j only its ``k`` most similar items i. score(u, j) = sum_i R[u, i] sim(i, j).
 
     Buffers: ``sim_indices`` (2, nnz) rows = neighbour i, cols = target j; ``sim_values`` (nnz,);
     ``hist_indptr`` (n_users + 1,) and ``hist_items`` (n_train,): the users' training items, CSR-style."""
@@ -81,8 +81,9 @@ def top_k_cosine(r: sp.csr_matrix, k: int, shrink: float) -> sp.csr_matrix:
     rt = sp.csr_matrix(r.T)
     rc = sp.csc_matrix(r)
     rows, cols, vals = [], [], []
-    for lo in range(0, n_items, _BLOCK):
-        hi = min(lo + _BLOCK, n_items)
+    block = max(1, _BLOCK_CELLS // max(1, n_items))
+    for lo in range(0, n_items, block):
+        hi = min(lo + block, n_items)
         dot = sp.coo_matrix(rt @ rc[:, lo:hi])  # (n_items, hi - lo) co-occurrence counts
         i, j = dot.row.astype(np.int64), dot.col.astype(np.int64) + lo
         keep = i != j  # an item is not its own neighbour

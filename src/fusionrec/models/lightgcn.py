@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
@@ -74,12 +73,14 @@ class LightGCN(Model):
         """users, pos (B,), neg (B, n_neg) -> scores (B,), (B, n_neg) and 'reg' =
         reg_weight * (|e_u|^2 + |e_pos|^2 + |e_neg|^2) / (2 B) over the layer-0 vectors of the batch."""
         users, items = self.propagate()
-        pairs = torch.cat([batch.pos.unsqueeze(1), batch.neg], 1)  # (B, 1 + n_neg)
-        u = F.embedding(batch.users, users)  # (B, d)
-        scores = (F.embedding(pairs, items) * u.unsqueeze(1)).sum(-1)  # (B, 1 + n_neg)
-        ego = self.user_emb(batch.users).square().sum() + self.item_emb(pairs).square().sum()
+        u = users.index_select(0, batch.users)  # (B, d)
+        pos = (u * items.index_select(0, batch.pos)).sum(-1)  # (B,)
+        neg_vecs = items.index_select(0, batch.neg.reshape(-1)).view(*batch.neg.shape, -1)  # (B, n_neg, d)
+        neg = (neg_vecs * u.unsqueeze(1)).sum(-1)  # (B, n_neg)
+        ego_items = self.item_emb.weight.index_select(0, torch.cat([batch.pos, batch.neg.reshape(-1)]))
+        ego = self.user_emb.weight.index_select(0, batch.users).square().sum() + ego_items.square().sum()
         reg = self.params.reg_weight * ego / (2 * len(batch.users))
-        return ForwardOut(scores[:, 0], scores[:, 1:], {"reg": reg})
+        return ForwardOut(pos, neg, {"reg": reg})
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items); the propagation is computed once while in eval mode."""

@@ -64,27 +64,28 @@ class TrainResult:
 class Trainer:
     """Trains a model on ``inputs.train`` under one :class:`TrainingConfig` and one seed."""
 
-    def __init__(self, config: TrainingConfig, seed: int):
+    def __init__(self, config: TrainingConfig, seed: int, clock: Callable[[], float] = time.perf_counter):
+        """``clock``: seconds for the time budget and the timings (tests pass a fake one)."""
         for key, ok in (("epochs", config.epochs >= 0), ("batch_size", config.batch_size >= 1),
                         ("neg_samples", config.neg_samples >= 1), ("lr", config.lr > 0),
                         ("weight_decay", config.weight_decay >= 0), ("eval_every", config.eval_every >= 1),
                         ("patience", config.patience >= 0)):
             if not ok:
                 raise ConfigError(f"out of range: {getattr(config, key)!r}", key=f"training.{key}")
-        self.config, self.seed = config, int(seed)
+        self.config, self.seed, self.clock = config, int(seed), clock
 
     def fit(self, model: Model, inputs: ModelInputs, validate: Validate | None = None) -> TrainResult:
         """Prepares ``model`` on ``inputs`` and, when trainable, trains it; the best validated weights are restored."""
-        started = time.perf_counter()
+        started = self.clock()
         generator = seed_everything(self.seed)
         model.prepare(inputs)
         if not model.trainable:
-            prepare_s = time.perf_counter() - started
+            prepare_s = self.clock() - started
             metrics = self._validate(model, validate) if validate is not None else None
             model.eval()
             score = self._metric(metrics) if metrics is not None else None
             return TrainResult(0, score, 0, "not_trainable", [EpochLog(0, {}, prepare_s, metrics)], [],
-                               time.perf_counter() - started)
+                               self.clock() - started)
         return self._train(model, inputs, validate, generator, started)
 
     # -- the loop -------------------------------------------------------------------------------------------------
@@ -109,9 +110,9 @@ class Trainer:
             if self._over_budget(started):
                 stopped_by = "time_budget"
                 break
-            t0 = time.perf_counter()
+            t0 = self.clock()
             losses, out_of_time = self._epoch(model, optimizer, sampler, users, items, generator, epoch, started)
-            log = EpochLog(epoch, losses, time.perf_counter() - t0)
+            log = EpochLog(epoch, losses, self.clock() - t0)
             history.append(log)
             if out_of_time:
                 stopped_by = "time_budget"
@@ -137,7 +138,7 @@ class Trainer:
             best_epoch=stopper.best_epoch if validated else len(history),
             best_score=stopper.best_score if validated else None,
             epochs_run=len(history), stopped_by=stopped_by, history=history,
-            epoch_seconds=[h.train_s for h in history], fit_seconds=time.perf_counter() - started)
+            epoch_seconds=[h.train_s for h in history], fit_seconds=self.clock() - started)
 
     def _epoch(self, model: Model, optimizer: torch.optim.Optimizer, sampler: NegativeSampler, users: torch.Tensor,
                items: torch.Tensor, generator: torch.Generator, epoch: int, started: float
@@ -145,10 +146,9 @@ class Trainer:
         """One pass over the shuffled training pairs; returns the mean of each loss and whether time ran out."""
         cfg = self.config
         order = torch.randperm(len(users), generator=generator)
-        ep_users, ep_items = users[order], items[order]
+        ep_users, ep_items = users.index_select(0, order), items.index_select(0, order)
         ep_neg = sampler.sample(ep_users, cfg.neg_samples)  # (n, neg_samples), the whole epoch at once
-        sums: dict[str, torch.Tensor] = {}
-        seen = 0
+        logged: dict[str, tuple[list[torch.Tensor], list[int]]] = {}  # per-batch values and sizes, reduced at the end
         out_of_time = False
         for batch_no, lo in enumerate(range(0, len(ep_users), cfg.batch_size), 1):
             hi = lo + cfg.batch_size
@@ -167,14 +167,16 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            with torch.no_grad():
-                for name, value in (("loss", loss), *terms.items()):
-                    sums[name] = sums.get(name, 0.0) + value.detach() * size
-            seen += size
+            for name, value in (("loss", loss), *terms.items()):
+                values, sizes = logged.setdefault(name, ([], []))
+                values.append(value.detach())
+                sizes.append(size)
             if self._over_budget(started):
                 out_of_time = True
                 break
-        return {name: float(total) / seen for name, total in sums.items()}, out_of_time
+        means = {name: float(torch.stack(values).double() @ torch.tensor(sizes, dtype=torch.float64)) / sum(sizes)
+                 for name, (values, sizes) in logged.items()}  # a mean over pairs, not over batches
+        return means, out_of_time
 
     # -- helpers --------------------------------------------------------------------------------------------------
     def _optimizer(self, model: Model) -> torch.optim.Optimizer:
@@ -190,7 +192,7 @@ class Trainer:
 
     def _over_budget(self, started: float) -> bool:
         budget = self.config.time_budget_s
-        return budget is not None and time.perf_counter() - started >= budget
+        return budget is not None and self.clock() - started >= budget
 
     @staticmethod
     def _validate(model: Model, validate: Validate) -> dict[str, float]:
@@ -217,6 +219,6 @@ class Trainer:
     def _non_finite(terms: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, batch_no: int) -> NonFiniteLossError:
         bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
         name = bad[0] if bad else "loss"
-        value = float(terms[name]) if bad else float(loss)
+        value = float((terms[name] if bad else loss).detach().sum())
         return NonFiniteLossError(f"loss term '{name}' is {value} at epoch {epoch}, batch {batch_no}; lower the "
                                   "learning rate, check the term's weight, or check the inputs for NaN")

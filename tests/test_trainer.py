@@ -1,0 +1,219 @@
+"""The trainer: early stopping restores the best weights, the time budget, NaN detection, both losses learn, term
+weights, validation in eval mode, untrainable models; and build_inputs' shape checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fusionrec.config import TrainingConfig
+from fusionrec.data import Interactions
+from fusionrec.errors import ConfigError, DataError
+from fusionrec.models import Batch, ForwardOut, Model, get_model_class
+from fusionrec.training import NonFiniteLossError, Trainer, build_inputs, seed_everything
+
+N_USERS, N_ITEMS = 20, 16
+CFG = TrainingConfig(epochs=30, batch_size=32, lr=0.05, patience=0, progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors; avoids OpenMP stalls on a shared machine
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    """Two groups: users 0-9 like items 0-7, users 10-19 like items 8-15 (6 of the 8 each)."""
+    rng = np.random.default_rng(3)
+    users, items = [], []
+    for u in range(N_USERS):
+        own = np.arange(8) + 8 * (u // 10)
+        picked = rng.choice(own, 6, replace=False)
+        users += [u] * 6
+        items += picked.tolist()
+    return build_inputs(N_USERS, N_ITEMS, Interactions(np.array(users), np.array(items), N_USERS, N_ITEMS))
+
+
+def bpr():
+    seed_everything(0)
+    return get_model_class("bpr")(N_USERS, N_ITEMS)
+
+
+class Scripted:
+    """A validate callback returning scripted scores and recording a copy of the weights it saw."""
+
+    def __init__(self, scores):
+        self.scores, self.calls, self.snapshots, self.modes = list(scores), 0, [], []
+
+    def __call__(self, model):
+        self.modes.append((model.training, torch.is_grad_enabled()))
+        self.snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        score = self.scores[self.calls]
+        self.calls += 1
+        return {"ndcg@10": score, "recall@10": 0.0}
+
+
+def test_early_stopping_restores_the_best_weights(inputs):
+    validate = Scripted([0.1, 0.5, 0.3, 0.2, 0.9, 0.9])
+    model = bpr()
+    result = Trainer(dataclasses.replace(CFG, patience=2), seed=0).fit(model, inputs, validate)
+    assert result.stopped_by == "early_stopping"
+    assert (result.best_epoch, result.best_score, result.epochs_run, validate.calls) == (2, 0.5, 4, 4)
+    best, last = validate.snapshots[1], validate.snapshots[3]
+    state = model.state_dict()
+    assert all(torch.equal(state[k], best[k]) for k in best)
+    assert not all(torch.equal(state[k], last[k]) for k in last)  # the restore actually changed something
+    assert [h.valid is not None for h in result.history] == [True] * 4
+    assert result.history[1].valid["ndcg@10"] == 0.5
+    assert not model.training
+
+
+def test_validation_runs_in_eval_mode_without_grad_every_eval_every_epochs(inputs):
+    validate = Scripted([0.1] * 10)
+    result = Trainer(dataclasses.replace(CFG, epochs=7, eval_every=3), seed=0).fit(bpr(), inputs, validate)
+    assert [h.epoch for h in result.history if h.valid is not None] == [3, 6, 7]  # and the last epoch
+    assert validate.modes == [(False, False)] * 3
+    assert result.stopped_by == "max_epochs" and result.epochs_run == 7
+
+
+def test_time_budget_stops_training_and_keeps_the_best(inputs):
+    now = [0.0]
+
+    def validate(model):  # each validation "takes" 10 s on the fake clock
+        now[0] += 10.0
+        return {"ndcg@10": [0.2, 0.4, 0.3, 0.1][int(now[0] // 10) - 1]}
+
+    trainer = Trainer(dataclasses.replace(CFG, epochs=100, time_budget_s=25.0), seed=0, clock=lambda: now[0])
+    result = trainer.fit(bpr(), inputs, validate)
+    assert result.stopped_by == "time_budget"
+    assert result.epochs_run == 3 and (result.best_epoch, result.best_score) == (2, 0.4)
+
+
+def test_time_budget_already_spent_mid_epoch_stops_after_one_batch(inputs):
+    ticks = iter(range(1000))
+    cfg = dataclasses.replace(CFG, epochs=100, batch_size=8, time_budget_s=3.0)
+    result = Trainer(cfg, seed=0, clock=lambda: float(next(ticks))).fit(bpr(), inputs)
+    assert result.stopped_by == "time_budget" and result.epochs_run == 1
+    assert result.best_epoch == 1 and result.best_score is None  # no validation: the last weights are kept
+
+
+class Broken(Model):
+    """A trainable toy whose 'kg' term (or the scores) turns NaN from a given step."""
+
+    name = "broken"
+
+    def __init__(self, n_users, n_items, params=None, bad="kg", after=0):
+        super().__init__(n_users, n_items, params)
+        self.emb = nn.Parameter(torch.zeros(n_items))
+        self.bad, self.after, self.steps = bad, after, 0
+
+    def forward(self, batch: Batch) -> ForwardOut:
+        self.steps += 1
+        poison = torch.tensor(float("nan")) if self.steps > self.after else torch.tensor(0.0)
+        pos, neg = self.emb[batch.pos], self.emb[batch.neg]
+        if self.bad == "rec":
+            pos = pos + poison
+        return ForwardOut(pos, neg, {"kg": (self.emb.sum() * 0 + poison) if self.bad == "kg" else self.emb.sum() * 0})
+
+    def score_all(self, users):
+        return self.emb.expand(len(users), -1).clone()
+
+
+@pytest.mark.parametrize("bad", ["kg", "rec"])
+def test_non_finite_loss_names_the_term_and_epoch(inputs, bad):
+    model = Broken(N_USERS, N_ITEMS, bad=bad, after=3)  # 120 pairs / 32 = 4 batches: batch 4 of epoch 1
+    with pytest.raises(NonFiniteLossError, match=rf"'{bad}' is nan at epoch 1, batch 4"):
+        Trainer(CFG, seed=0).fit(model, inputs)
+    model = Broken(N_USERS, N_ITEMS, bad=bad, after=5)  # step 6 = batch 2 of epoch 2
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 2"):
+        Trainer(CFG, seed=0).fit(model, inputs)
+    assert torch.isfinite(model.emb).all()  # the poisoned step never reached the weights
+
+
+@pytest.mark.parametrize("loss", ["bpr", "bce"])
+def test_both_losses_reduce_the_loss(inputs, loss):
+    result = Trainer(dataclasses.replace(CFG, loss=loss, neg_samples=3), seed=0).fit(bpr(), inputs)
+    first, last = result.history[0].losses["rec"], result.history[-1].losses["rec"]
+    assert first < np.log(2) + 0.01  # xavier-small scores start near sigmoid(0) = 0.5, the loss near log 2
+    assert last < 0.5 * first, (first, last)
+
+
+def test_bce_and_bpr_losses_by_hand():
+    from fusionrec.training.losses import bce_loss, bpr_loss
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([[1.0, 3.0], [0.0, -1.0]])
+    sp = lambda x: float(np.log1p(np.exp(x)))  # softplus: -log sigmoid(-x)
+    # bpr: mean over the 4 pairs of softplus(neg - pos)
+    assert float(bpr_loss(pos, neg)) == pytest.approx((sp(-1) + sp(1) + sp(0) + sp(-1)) / 4, rel=1e-6)
+    # bce: positives as 1 cost softplus(-pos); negatives as 0 cost softplus(neg); mean over 6 scores
+    expected = (sp(-2) + sp(0) + sp(1) + sp(3) + sp(0) + sp(-1)) / 6
+    assert float(bce_loss(pos, neg)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_term_weights_scale_the_extra_terms(inputs):
+    def fit(weights):
+        seed_everything(0)
+        model = get_model_class("lightgcn")(N_USERS, N_ITEMS)
+        cfg = dataclasses.replace(CFG, epochs=2, term_weights=weights)
+        return Trainer(cfg, seed=0).fit(model, inputs).history[0].losses
+
+    zero, two = fit({"reg": 0.0}), fit({"reg": 2.0})
+    assert zero["loss"] == pytest.approx(zero["rec"], rel=1e-6) and zero["reg"] > 0
+    assert two["loss"] == pytest.approx(two["rec"] + 2 * two["reg"], rel=1e-5)
+
+
+def test_same_seed_same_history(inputs):
+    a = Trainer(dataclasses.replace(CFG, epochs=3), seed=5).fit(bpr(), inputs)
+    b = Trainer(dataclasses.replace(CFG, epochs=3), seed=5).fit(bpr(), inputs)
+    assert [h.losses for h in a.history] == [h.losses for h in b.history]
+
+
+def test_untrainable_model_is_prepared_and_validated_once(inputs):
+    validate = Scripted([0.3])
+    model = get_model_class("pop")(N_USERS, N_ITEMS)
+    result = Trainer(CFG, seed=0).fit(model, inputs, validate)
+    assert (result.stopped_by, result.epochs_run, result.best_score, validate.calls) == ("not_trainable", 0, 0.3, 1)
+    assert validate.modes == [(False, False)]
+    assert model.counts.sum() == inputs.train.nnz
+
+
+def test_missing_valid_metric_is_a_config_error(inputs):
+    with pytest.raises(ConfigError, match="training.valid_metric.*recall@10"):
+        Trainer(dataclasses.replace(CFG, valid_metric="mrr@5"), seed=0).fit(bpr(), inputs, Scripted([0.1]))
+
+
+def test_valid_metric_name_is_case_insensitive(inputs):
+    result = Trainer(dataclasses.replace(CFG, epochs=1, valid_metric="NDCG@10"), seed=0).fit(
+        bpr(), inputs, Scripted([0.7]))
+    assert result.best_score == 0.7
+
+
+@pytest.mark.parametrize("key,value", [("batch_size", 0), ("neg_samples", 0), ("lr", 0.0), ("eval_every", 0)])
+def test_out_of_range_training_config(key, value):
+    with pytest.raises(ConfigError, match=f"training.{key}"):
+        Trainer(dataclasses.replace(CFG, **{key: value}), seed=0)
+
+
+def test_build_inputs_checks_shapes():
+    train = Interactions(np.array([0, 1, 1]), np.array([2, 0, 2]), 2, 3)
+    got = build_inputs(4, 5, train)  # a larger catalogue is fine: the matrix grows
+    assert got.train.shape == (4, 5) and got.train.nnz == 3 and got.item_text is None
+    with pytest.raises(DataError, match="larger than"):
+        build_inputs(1, 3, train)
+    with pytest.raises(DataError, match=r"\(3, d\)"):
+        build_inputs(2, 3, train, item_text=np.zeros((4, 2)))
+    with pytest.raises(DataError, match="NaN"):
+        build_inputs(2, 3, train, item_text=np.full((3, 2), np.nan))
+    text = build_inputs(2, 3, train, item_text=np.ones((3, 2)), item_text_mask=np.array([True, False, True]))
+    assert text.item_text.dtype == torch.float32 and text.item_text_mask.tolist() == [True, False, True]
+
+
+def test_build_inputs_counts_a_repeated_pair_once():
+    train = Interactions(np.array([0, 0, 0]), np.array([1, 1, 2]), 1, 3)
+    assert build_inputs(1, 3, train).train.toarray().tolist() == [[0.0, 1.0, 1.0]]
