@@ -65,9 +65,10 @@ def inputs():
     return checkerboard()
 
 
-def make(name: str, seed: int = 7):
+def make(name: str, inputs, seed: int = 7):
+    """The model with default hyper-parameters, sized for ``inputs`` (text width, graph size) as the experiment does."""
     seed_everything(seed)
-    return get_model_class(name)(N_USERS, N_ITEMS)
+    return get_model_class(name).from_inputs(inputs)
 
 
 _TRAINED: dict = {}
@@ -76,7 +77,7 @@ _TRAINED: dict = {}
 def trained(name: str, inputs):
     """One model per name, fitted once for the module (training is the slow part)."""
     if name not in _TRAINED:
-        model = make(name)
+        model = make(name, inputs)
         Trainer(TRAIN, seed=7).fit(model, inputs)
         _TRAINED[name] = model
     return _TRAINED[name]
@@ -132,7 +133,7 @@ def test_save_load_round_trip(name, inputs, tmp_path):
 @pytest.mark.parametrize("name", MODELS)
 def test_same_seed_same_scores(name, inputs):
     def run(seed):
-        model = make(name, seed)
+        model = make(name, inputs, seed)
         Trainer(dataclasses.replace(TRAIN, epochs=3), seed=seed).fit(model, inputs)
         return model.score_all(ALL_USERS)
 
@@ -144,7 +145,7 @@ def test_same_seed_same_scores(name, inputs):
 
 @pytest.mark.parametrize("name", [n for n in MODELS if get_model_class(n).trainable])
 def test_forward_shapes_and_finite_terms(name, inputs):
-    model = make(name)
+    model = make(name, inputs)
     model.prepare(inputs)
     model.train()
     batch = Batch(torch.tensor([0, 21, 5]), torch.tensor([0, 12, 3]), torch.tensor([[13, 14], [1, 2], [20, 22]]))
@@ -153,6 +154,11 @@ def test_forward_shapes_and_finite_terms(name, inputs):
     assert torch.isfinite(out.pos).all() and torch.isfinite(out.neg).all()
     for term, value in out.terms.items():
         assert value.dim() == 0 and torch.isfinite(value), term
+    if model.uses_kg_loss:
+        triples = inputs.kg.triples[:4]
+        kg = model.kg_terms(triples[:, 0], triples[:, 1], triples[:, 2], torch.tensor([[1], [2], [3], [0]]))
+        for term, value in kg.items():
+            assert value.dim() == 0 and torch.isfinite(value), term
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if n not in NOT_PERSONAL])
@@ -203,7 +209,7 @@ def test_itemknn_keeps_k_neighbours_and_applies_shrink():
 
 
 def test_lightgcn_reg_term_matches_formula(inputs):
-    model = make("lightgcn")
+    model = make("lightgcn", inputs)
     model.prepare(inputs)
     batch = Batch(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[13], [14]]))
     e_u, e_i = model.user_emb.weight, model.item_emb.weight

@@ -168,6 +168,75 @@ def test_term_weights_scale_the_extra_terms(inputs):
     assert two["loss"] == pytest.approx(two["rec"] + 2 * two["reg"], rel=1e-5)
 
 
+class WithKG(Model):
+    """BPR-like toy with an entity table and a KG loss; records the triple batches and the epoch_end calls."""
+
+    name = "with_kg"
+    uses_kg_loss = True
+
+    def __init__(self, n_users, n_items, n_entities):
+        super().__init__(n_users, n_items)
+        self.user = nn.Parameter(torch.randn(n_users, 4) * 0.1)
+        self.item = nn.Parameter(torch.randn(n_items, 4) * 0.1)
+        self.entity = nn.Parameter(torch.randn(n_entities, 4) * 0.1)
+        self.seen_batches, self.epochs_ended = [], []
+
+    def forward(self, batch):
+        u = self.user[batch.users]
+        return ForwardOut((u * self.item[batch.pos]).sum(-1), (u.unsqueeze(1) * self.item[batch.neg]).sum(-1))
+
+    def kg_terms(self, heads, relations, tails, neg_tails):
+        self.seen_batches.append((heads, relations, tails, neg_tails))
+        pos = (self.entity[heads] * self.entity[tails]).sum(-1)
+        neg = (self.entity[heads].unsqueeze(1) * self.entity[neg_tails]).sum(-1)
+        return {"kg": -torch.nn.functional.logsigmoid(pos.unsqueeze(1) - neg).mean()}
+
+    def epoch_end(self, epoch):
+        self.epochs_ended.append(epoch)
+
+    def score_all(self, users):
+        return self.user[users] @ self.item.T
+
+
+def kg_inputs(inputs):
+    """The module's inputs plus a small graph: entity e links item e; relation 0 joins each group's items in a chain."""
+    from fusionrec.data import IdMap, KnowledgeGraph
+    triples = [(f"e{i}", "next", f"e{i + 1}") for i in range(N_ITEMS - 1) if (i + 1) % 8]
+    kg = KnowledgeGraph.from_raw(triples, {str(i): f"e{i}" for i in range(N_ITEMS)}, IdMap("item", range(N_ITEMS)))
+    return dataclasses.replace(inputs, kg=kg)
+
+
+@pytest.mark.parametrize("mode", ["joint", "alternating"])
+def test_kg_batches_hold_true_triples_and_only_false_negatives(inputs, mode):
+    inputs = kg_inputs(inputs)
+    model = WithKG(N_USERS, N_ITEMS, inputs.kg.n_entities)
+    cfg = dataclasses.replace(CFG, epochs=3, kg_mode=mode, kg_batch_size=5, kg_neg_samples=3, kg_alpha=0.5)
+    result = Trainer(cfg, seed=0).fit(model, inputs)
+    true = {tuple(t) for t in inputs.kg.triples.tolist()}
+    n_triples = len(true)  # 14
+    assert model.epochs_ended == [1, 2, 3]
+    drawn = [(int(h), int(r), int(t)) for hs, rs, ts, _ in model.seen_batches for h, r, t in zip(hs, rs, ts)]
+    assert set(drawn) <= true
+    for hs, rs, _, negs in model.seen_batches:
+        assert negs.shape == (len(hs), 3)
+        assert not any((int(h), int(r), int(t)) in true for h, r, row in zip(hs, rs, negs) for t in row)
+    if mode == "joint":  # one triple batch per recommendation step: 120 pairs / 32 = 4 steps per epoch
+        assert len(model.seen_batches) == 3 * 4
+        losses = result.history[0].losses
+        assert losses["loss"] == pytest.approx(losses["rec"] + 0.5 * losses["kg"], rel=1e-5)
+    else:  # a full pass over the 14 triples after each epoch, in batches of 5
+        assert len(model.seen_batches) == 3 * 3 and len(drawn) == 3 * n_triples
+        assert set(drawn) == true
+        losses = result.history[0].losses
+        assert losses["kg_loss"] == pytest.approx(0.5 * losses["kg"], rel=1e-5) and "rec" in losses
+
+
+def test_kg_loss_is_skipped_without_a_graph(inputs):
+    model = WithKG(N_USERS, N_ITEMS, 4)
+    result = Trainer(dataclasses.replace(CFG, epochs=2), seed=0).fit(model, inputs)  # inputs.kg is None
+    assert model.seen_batches == [] and "kg" not in result.history[0].losses
+
+
 def test_same_seed_same_history(inputs):
     a = Trainer(dataclasses.replace(CFG, epochs=3), seed=5).fit(bpr(), inputs)
     b = Trainer(dataclasses.replace(CFG, epochs=3), seed=5).fit(bpr(), inputs)

@@ -82,3 +82,32 @@ class NegativeSampler:
         base = users * self.n_items
         seen_before = torch.searchsorted(self._gap_keys, base + r, right=True) - self._indptr[users]
         return r + seen_before
+
+
+class TripleBatches:
+    """Knowledge-graph batches ``(heads, relations, tails (b,), neg_tails (b, n_neg))`` for a model's KG loss: shuffled
+    passes over ``triples`` (n, 3) with tails corrupted uniformly and filtered against every true triple."""
+
+    def __init__(self, triples: torch.Tensor, n_entities: int, batch_size: int, n_neg: int,
+                 generator: torch.Generator):
+        from fusionrec.knowledge.kg.keys import TripleIndex  # only models with a KG loss need it
+
+        self.triples, self.n_entities, self.batch_size, self.n_neg = triples, int(n_entities), batch_size, n_neg
+        self.generator = generator
+        self.known = TripleIndex(triples, self.n_entities)
+        self._current = iter(())
+
+    def one_pass(self):
+        """Iterator over one shuffled pass of all triples."""
+        from fusionrec.knowledge.kg.sampling import negative_batches
+
+        return negative_batches(self.triples, self.n_entities, self.batch_size, self.generator, self.n_neg,
+                                filtered=True, known=self.known)
+
+    def next(self) -> tuple[torch.Tensor, ...]:
+        """The next batch, starting a new pass when one ends (joint training draws one per recommendation batch)."""
+        batch = next(self._current, None)
+        if batch is None:
+            self._current = self.one_pass()
+            batch = next(self._current)
+        return batch

@@ -22,7 +22,7 @@ from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import Batch, Model, ModelInputs
 from fusionrec.training.early_stopping import EarlyStopping
 from fusionrec.training.losses import rec_loss
-from fusionrec.training.sampling import NegativeSampler
+from fusionrec.training.sampling import NegativeSampler, TripleBatches
 from fusionrec.training.seeding import seed_everything
 
 Validate = Callable[[Model], dict[str, float]]
@@ -69,7 +69,8 @@ class Trainer:
         for key, ok in (("epochs", config.epochs >= 0), ("batch_size", config.batch_size >= 1),
                         ("neg_samples", config.neg_samples >= 1), ("lr", config.lr > 0),
                         ("weight_decay", config.weight_decay >= 0), ("eval_every", config.eval_every >= 1),
-                        ("patience", config.patience >= 0)):
+                        ("patience", config.patience >= 0), ("kg_alpha", config.kg_alpha >= 0),
+                        ("kg_batch_size", config.kg_batch_size >= 1), ("kg_neg_samples", config.kg_neg_samples >= 1)):
             if not ok:
                 raise ConfigError(f"out of range: {getattr(config, key)!r}", key=f"training.{key}")
         self.config, self.seed, self.clock = config, int(seed), clock
@@ -98,6 +99,7 @@ class Trainer:
         users = torch.from_numpy(np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr)))
         items = torch.from_numpy(train.indices.astype(np.int64))
         sampler = NegativeSampler(train, generator)
+        kg_batches = self._kg_batches(model, inputs, generator)
         optimizer = self._optimizer(model)
         stopper = EarlyStopping(cfg.patience)
         best_state = None
@@ -111,7 +113,13 @@ class Trainer:
                 stopped_by = "time_budget"
                 break
             t0 = self.clock()
-            losses, out_of_time = self._epoch(model, optimizer, sampler, users, items, generator, epoch, started)
+            joint = kg_batches if cfg.kg_mode == "joint" else None
+            losses, out_of_time = self._epoch(model, optimizer, sampler, users, items, generator, epoch, started,
+                                              joint)
+            if kg_batches is not None and cfg.kg_mode == "alternating" and not out_of_time:
+                kg_losses, out_of_time = self._kg_epoch(model, optimizer, kg_batches, epoch, started)
+                losses.update(kg_losses)
+            model.epoch_end(epoch)
             log = EpochLog(epoch, losses, self.clock() - t0)
             history.append(log)
             if out_of_time:
@@ -141,9 +149,11 @@ class Trainer:
             epoch_seconds=[h.train_s for h in history], fit_seconds=self.clock() - started)
 
     def _epoch(self, model: Model, optimizer: torch.optim.Optimizer, sampler: NegativeSampler, users: torch.Tensor,
-               items: torch.Tensor, generator: torch.Generator, epoch: int, started: float
-               ) -> tuple[dict[str, float], bool]:
-        """One pass over the shuffled training pairs; returns the mean of each loss and whether time ran out."""
+               items: torch.Tensor, generator: torch.Generator, epoch: int, started: float,
+               kg_batches: TripleBatches | None = None) -> tuple[dict[str, float], bool]:
+        """One pass over the shuffled training pairs; returns the mean of each loss and whether time ran out.
+        With ``kg_batches`` (joint KG training) each step also adds ``kg_alpha`` x the model's KG terms on the next
+        batch of triples."""
         cfg = self.config
         order = torch.randperm(len(users), generator=generator)
         ep_users, ep_items = users.index_select(0, order), items.index_select(0, order)
@@ -159,14 +169,13 @@ class Trainer:
                 raise FusionrecError(f"{model.name}.forward returned scores of shapes {tuple(out.pos.shape)} and "
                                      f"{tuple(out.neg.shape)}; expected ({size},) and ({size}, {cfg.neg_samples})")
             terms = {"rec": rec_loss(cfg.loss, out.pos, out.neg), **out.terms}
-            loss = terms["rec"]
-            for name, term in out.terms.items():
-                loss = loss + cfg.term_weights.get(name, 1.0) * term
-            if not math.isfinite(loss.item()):
-                raise self._non_finite(terms, loss, epoch, batch_no)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            weights = {name: cfg.term_weights.get(name, 1.0) for name in out.terms}
+            if kg_batches is not None:
+                kg_terms = model.kg_terms(*kg_batches.next())
+                if not kg_terms:
+                    kg_batches = None  # no KG loss under this model's hyper-parameters: stop sampling triples
+                self._add_kg_terms(terms, weights, kg_terms)
+            loss = self._step(optimizer, terms, weights, epoch, batch_no)
             for name, value in (("loss", loss), *terms.items()):
                 values, sizes = logged.setdefault(name, ([], []))
                 values.append(value.detach())
@@ -174,9 +183,56 @@ class Trainer:
             if self._over_budget(started):
                 out_of_time = True
                 break
-        means = {name: float(torch.stack(values).double() @ torch.tensor(sizes, dtype=torch.float64)) / sum(sizes)
-                 for name, (values, sizes) in logged.items()}  # a mean over pairs, not over batches
-        return means, out_of_time
+        return _means(logged), out_of_time
+
+    def _kg_epoch(self, model: Model, optimizer: torch.optim.Optimizer, kg_batches: TripleBatches, epoch: int,
+                  started: float) -> tuple[dict[str, float], bool]:
+        """Alternating KG training: one pass over all triples, each step on ``kg_alpha`` x the model's KG terms."""
+        logged: dict[str, tuple[list[torch.Tensor], list[int]]] = {}
+        for batch_no, batch in enumerate(kg_batches.one_pass(), 1):
+            terms: dict[str, torch.Tensor] = {}
+            weights: dict[str, float] = {}
+            self._add_kg_terms(terms, weights, model.kg_terms(*batch))
+            if not terms:
+                break  # this model has no KG loss under its current hyper-parameters
+            loss = self._step(optimizer, terms, weights, epoch, batch_no, what="KG batch")
+            for name, value in (("kg_loss", loss), *terms.items()):
+                values, sizes = logged.setdefault(name, ([], []))
+                values.append(value.detach())
+                sizes.append(len(batch[0]))
+            if self._over_budget(started):
+                return _means(logged), True
+        return _means(logged), False
+
+    def _add_kg_terms(self, terms: dict[str, torch.Tensor], weights: dict[str, float],
+                      kg_terms: dict[str, torch.Tensor]) -> None:
+        for name, term in kg_terms.items():
+            if name in terms:
+                raise FusionrecError(f"the KG loss term {name!r} has the name of a recommendation loss term")
+            terms[name] = term
+            weights[name] = self.config.kg_alpha * self.config.term_weights.get(name, 1.0)
+
+    def _step(self, optimizer: torch.optim.Optimizer, terms: dict[str, torch.Tensor], weights: dict[str, float],
+              epoch: int, batch_no: int, what: str = "batch") -> torch.Tensor:
+        """One optimiser step on sum(weights.get(name, 1) * term); raises before the step if the loss is not finite."""
+        loss = None
+        for name, term in terms.items():
+            weight = weights.get(name, 1.0)
+            weighted = term if weight == 1.0 else term * weight
+            loss = weighted if loss is None else loss + weighted
+        if not math.isfinite(loss.item()):
+            raise self._non_finite(terms, loss, epoch, f"{what} {batch_no}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    def _kg_batches(self, model: Model, inputs: ModelInputs, generator: torch.Generator) -> TripleBatches | None:
+        kg = inputs.kg
+        if not getattr(model, "uses_kg_loss", False) or kg is None or len(kg.triples) == 0:
+            return None
+        return TripleBatches(kg.triples, kg.n_entities, self.config.kg_batch_size, self.config.kg_neg_samples,
+                             generator)
 
     # -- helpers --------------------------------------------------------------------------------------------------
     def _optimizer(self, model: Model) -> torch.optim.Optimizer:
@@ -216,9 +272,15 @@ class Trainer:
                           key="training.valid_metric")
 
     @staticmethod
-    def _non_finite(terms: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, batch_no: int) -> NonFiniteLossError:
+    def _non_finite(terms: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, where: str) -> NonFiniteLossError:
         bad = [name for name, value in terms.items() if not bool(torch.isfinite(value).all())]
         name = bad[0] if bad else "loss"
         value = float((terms[name] if bad else loss).detach().sum())
-        return NonFiniteLossError(f"loss term '{name}' is {value} at epoch {epoch}, batch {batch_no}; lower the "
+        return NonFiniteLossError(f"loss term '{name}' is {value} at epoch {epoch}, {where}; lower the "
                                   "learning rate, check the term's weight, or check the inputs for NaN")
+
+
+def _means(logged: dict[str, tuple[list[torch.Tensor], list[int]]]) -> dict[str, float]:
+    """Mean of each logged loss over training examples (batches weighted by their size)."""
+    return {name: float(torch.stack(values).double() @ torch.tensor(sizes, dtype=torch.float64)) / sum(sizes)
+            for name, (values, sizes) in logged.items()}
