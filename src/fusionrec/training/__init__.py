@@ -1,9 +1,9 @@
 """Training: the single trainer, negative sampling, losses, early stopping, seeding and model inputs."""
 
 from fusionrec.training.inputs import build_inputs
-from fusionrec.training.sampling import NegativeSampler
+from fusionrec.training.sampling import NegativeSampler, TripleBatches
 from fusionrec.training.seeding import seed_everything
 from fusionrec.training.trainer import EpochLog, NonFiniteLossError, Trainer, TrainResult
 
-__all__ = ["EpochLog", "NegativeSampler", "NonFiniteLossError", "TrainResult", "Trainer", "build_inputs",
+__all__ = ["EpochLog", "NegativeSampler", "NonFiniteLossError", "TrainResult", "Trainer", "TripleBatches", "build_inputs",
            "seed_everything"]

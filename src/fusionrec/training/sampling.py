@@ -1,4 +1,5 @@
-"""Uniform negative sampling without false negatives: never an item the user has in training."""
+"""Negative sampling without false negatives: uniform items a user has not interacted with in training, and
+(for models with a knowledge-graph loss) batches of triples with corrupted tails that are never true triples."""
 
 from __future__ import annotations
 

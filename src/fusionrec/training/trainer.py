@@ -122,6 +122,7 @@ class Trainer:
             model.epoch_end(epoch)
             log = EpochLog(epoch, losses, self.clock() - t0)
             history.append(log)
+            out_of_time = out_of_time or self._over_budget(started)  # then validate these weights before stopping
             if out_of_time:
                 stopped_by = "time_budget"
             last = out_of_time or epoch == cfg.epochs
