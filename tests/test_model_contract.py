@@ -269,7 +269,7 @@ def test_every_model_file_is_imported_by_builtin():
     models_dir = Path(builtin.__file__).parent
     for path in models_dir.glob("*.py"):
         if "@register" in path.read_text():
-            assert f"fusionrec.models.{path.stem}" in imported, f"{path.name} registers a model; import it in builtin.py"
+            assert f"fusionrec.models.{path.stem}" in imported, f"{path.name} registers a model: import it in builtin"
     for name in MODELS:
         assert get_model_class(name).__module__ in imported, name
 

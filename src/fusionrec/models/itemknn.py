@@ -25,7 +25,8 @@ class ItemKNNParams:
 @register
 class ItemKNN(Model):
     """sim(i, j) = <r_i, r_j> / (|r_i| |r_j| + shrink + 1e-6) over item columns r of the binary training matrix
-    (RecBole's ItemKNN), a zero diagonal, and for each target item j only its ``k`` most similar items i. score(u, j) = sum_i R[u, i] sim(i, j).
+    (RecBole's ItemKNN), a zero diagonal, and for each target item j only its ``k`` most similar items i.
+    score(u, j) = sum_i R[u, i] sim(i, j).
 
     Buffers: ``sim_indices`` (2, nnz) rows = neighbour i, cols = target j; ``sim_values`` (nnz,);
     ``hist_indptr`` (n_users + 1,) and ``hist_items`` (n_train,): the users' training items, CSR-style."""
@@ -66,8 +67,9 @@ class ItemKNN(Model):
         start, end = self.hist_indptr[users], self.hist_indptr[users + 1]
         lengths = end - start
         rows = torch.repeat_interleave(torch.arange(len(users)), lengths)
-        offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-        items = self.hist_items[torch.repeat_interleave(start, lengths) + offsets]
+        row_start = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        offsets = torch.arange(int(lengths.sum())) - row_start  # position of each entry inside its user's history
+        items = self.hist_items.index_select(0, torch.repeat_interleave(start, lengths) + offsets)
         history_t = torch.zeros(self.n_items, len(users))  # (n_items, B)
         history_t[items, rows] = 1.0
         return torch.sparse.mm(sim_t, history_t).T.contiguous()

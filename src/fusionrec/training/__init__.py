@@ -5,5 +5,5 @@ from fusionrec.training.sampling import NegativeSampler, TripleBatches
 from fusionrec.training.seeding import seed_everything
 from fusionrec.training.trainer import EpochLog, NonFiniteLossError, Trainer, TrainResult
 
-__all__ = ["EpochLog", "NegativeSampler", "NonFiniteLossError", "TrainResult", "Trainer", "TripleBatches", "build_inputs",
-           "seed_everything"]
+__all__ = ["EpochLog", "NegativeSampler", "NonFiniteLossError", "TrainResult", "Trainer", "TripleBatches",
+           "build_inputs", "seed_everything"]

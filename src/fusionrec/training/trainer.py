@@ -269,8 +269,8 @@ class Trainer:
         lowered = {k.lower(): v for k, v in metrics.items()}
         if name.lower() in lowered:
             return lowered[name.lower()]
-        raise ConfigError(f"the validation returned no {name!r}; it returned: {', '.join(sorted(metrics)) or 'nothing'}",
-                          key="training.valid_metric")
+        returned = ", ".join(sorted(metrics)) or "nothing"
+        raise ConfigError(f"the validation returned no {name!r}; it returned: {returned}", key="training.valid_metric")
 
     @staticmethod
     def _non_finite(terms: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, where: str) -> NonFiniteLossError:
