@@ -31,7 +31,7 @@ from fusionrec.fusion import make_fusion
 from fusionrec.knowledge.kg.embedding import TransE, TransR
 from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
 from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers,
-                                        normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
+                                        normalized_bipartite_adjacency, sparse_from_buffers, spmm, symmetric_spmm)
 from fusionrec.models.registry import register
 
 SOURCES = ("cf", "text", "kg")
@@ -129,17 +129,16 @@ class FusionRec(Model):
             if kg is None or kg.n_entities != self.n_entities:
                 raise FusionrecError("fusionrec was built for a different knowledge graph than the inputs hold")
             self.item_entity = kg.item_entity.clone()
-            self.kg_indices, self.kg_values = buffers_from_scipy(_neighbour_mean(kg.triples, kg.n_entities)
-                                                                 if self.params.kg_neighbours
-                                                                 else sp.identity(kg.n_entities, format="csr"))
+            self.kg_indices, self.kg_values = buffers_from_scipy(
+                _item_entity_matrix(kg.triples, kg.item_entity.numpy(), kg.n_entities, self.params.kg_neighbours))
         self._cache.clear()
 
     # -- vectors ------------------------------------------------------------------------------------------------------
-    def _sparse(self, key: str, indices: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
-        if key not in self._cache:
+    def _sparse(self, key: str, indices: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        if key not in self._cache:  # the graphs never change with the weights: kept in train mode too
             if values.numel() == 0:
                 raise FusionrecError("fusionrec has no graph yet: call prepare(inputs) or load a saved state dict")
-            self._cache[key] = sparse_from_buffers(indices, values, (n, n))
+            self._cache[key] = sparse_from_buffers(indices, values, shape)
         return self._cache[key]
 
     def source_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,12 +148,11 @@ class FusionRec(Model):
             vecs.append(self.text_proj(self.item_text))
             masks.append(self.text_mask)
         if "kg" in self.sources:
-            ent = self.kg_model.entity_embedding.weight
-            kg_adj = self._sparse("kg_adj", self.kg_indices, self.kg_values, self.n_entities)
-            ent = torch.sparse.mm(kg_adj, ent)
-            linked = self.item_entity >= 0
-            vecs.append(ent[self.item_entity.clamp(min=0)] * linked.unsqueeze(1))
-            masks.append(linked)
+            shape = (self.n_items, self.n_entities)
+            item_kg = self._sparse("item_kg", self.kg_indices, self.kg_values, shape)
+            item_kg_t = self._sparse("item_kg_t", self.kg_indices.flip(0), self.kg_values, shape[::-1])
+            vecs.append(spmm(item_kg, item_kg_t, self.kg_model.entity_embedding.weight))  # unlinked: zero rows
+            masks.append(self.item_entity >= 0)
         return torch.stack(vecs, dim=1), torch.stack(masks, dim=1)
 
     def item_vectors(self) -> dict[str, torch.Tensor]:
@@ -181,7 +179,7 @@ class FusionRec(Model):
         total = x
         if self.params.n_layers:
             n = self.n_users + self.n_items
-            adj = self._sparse("adj", self.adj_indices, self.adj_values, n)
+            adj = self._sparse("adj", self.adj_indices, self.adj_values, (n, n))
             for _ in range(self.params.n_layers):
                 x = symmetric_spmm(adj, x)
                 total = total + x
@@ -220,13 +218,23 @@ class FusionRec(Model):
         return user_vecs[users] @ item_vecs.T
 
 
-def _neighbour_mean(triples: torch.Tensor, n_entities: int) -> sp.csr_matrix:
-    """Row-normalised (I + A) over entities, A the (symmetrised) triple adjacency: row e averages e and its one-hop
-    neighbours. triples (T, 3) -> csr (n_entities, n_entities)."""
+def _item_entity_matrix(triples: torch.Tensor, item_entity: np.ndarray, n_entities: int,
+                        neighbours: bool) -> sp.csr_matrix:
+    """(n_items, n_entities) rows that read an item's KG vector off the entity table: the linked entity alone, or
+    (``neighbours``) the mean of the entity and its one-hop neighbours in either direction. Unlinked items get an
+    empty row. triples (T, 3), item_entity (n_items,) with -1 = unlinked."""
+    n_items = len(item_entity)
+    linked = np.flatnonzero(item_entity >= 0)
+    link = sp.csr_matrix((np.ones(len(linked), dtype=np.float32), (linked, item_entity[linked])),
+                         shape=(n_items, n_entities))
+    if not neighbours:
+        return link
     t = triples.numpy()
     rows = np.concatenate([t[:, 0], t[:, 2], np.arange(n_entities)])
     cols = np.concatenate([t[:, 2], t[:, 0], np.arange(n_entities)])
     adj = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_entities, n_entities))
-    adj.data[:] = 1.0
-    deg = np.asarray(adj.sum(axis=1)).ravel()
-    return sp.csr_matrix(sp.diags(1.0 / deg) @ adj, dtype=np.float32)
+    adj.data[:] = 1.0  # repeated edges count once
+    out = sp.csr_matrix(link @ adj)
+    deg = np.asarray(out.sum(axis=1)).ravel()
+    deg[deg == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / deg) @ out, dtype=np.float32)

@@ -101,3 +101,22 @@ def data_sized_buffers(module: nn.Module, names: tuple[str, ...]) -> None:
             mod._cache.clear()  # anything derived from the old buffers is stale
 
     module.register_load_state_dict_pre_hook(resize)
+
+
+class _SpMMWithTranspose(torch.autograd.Function):
+    """``a @ x`` whose backward multiplies by a prebuilt ``a_t`` instead of transposing ``a`` on every call."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.a_t = a_t
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None, torch.sparse.mm(ctx.a_t, grad)
+
+
+def spmm(a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``a @ x`` for a sparse (M, N) ``a`` with its transpose ``a_t`` (N, M) built once, dense ``x`` (N, d) -> (M, d);
+    the gradient reaches ``x`` only."""
+    return _SpMMWithTranspose.apply(a, a_t, x)
