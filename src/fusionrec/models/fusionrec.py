@@ -159,13 +159,14 @@ class FusionRec(Model):
         """``full`` (n_items, d): fused vectors of all sources; ``content`` (n_items, d): fused without the
         collaborative source (all zeros for an item with neither text nor KG); ``weights`` (n_items, S) or absent."""
         sources, mask = self.source_vectors()
-        full = self.fusion(sources, mask)
         content_mask = mask.clone()
         content_mask[:, 0] = False
-        content = self.fusion(sources, content_mask)
-        out = {"full": full.vectors, "content": content.vectors * content_mask.any(1, keepdim=True)}
-        if full.weights is not None:
-            out["weights"] = full.weights
+        n = len(sources)
+        # One fusion call over both views (full, content-only): half the calls, same arithmetic.
+        both = self.fusion(torch.cat([sources, sources]), torch.cat([mask, content_mask]))
+        out = {"full": both.vectors[:n], "content": both.vectors[n:] * content_mask.any(1, keepdim=True)}
+        if both.weights is not None:
+            out["weights"] = both.weights[:n]
         return out
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -200,7 +201,8 @@ class FusionRec(Model):
             drop = torch.rand(idx.shape) < self.params.source_dropout
             v = torch.where(drop.unsqueeze(-1), content[idx], v)
         scores = (v * u.unsqueeze(1)).sum(-1)
-        ego = self.user_emb(batch.users).square().sum() + self.item_emb(idx).square().sum()
+        ego = (self.user_emb.weight.index_select(0, batch.users).square().sum()
+               + self.item_emb.weight.index_select(0, idx.reshape(-1)).square().sum())
         reg = self.params.reg_weight * ego / (2 * len(batch.users))
         return ForwardOut(scores[:, 0], scores[:, 1:], {"reg": reg})
 

@@ -85,6 +85,19 @@ class TransE(_TranslationalModel):
         ent, rel = self.entity_embedding, self.relation_embedding
         return transe_interaction(ent(h), rel(r), ent(t), self.p_norm)
 
+    def loss(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
+        """As the base loss, but heads, tails and corrupted tails are read from the entity table in ONE gather: each
+        separate lookup would allocate and zero a gradient the size of the whole table in backward."""
+        if t_neg.dim() == 1:
+            t_neg = t_neg.unsqueeze(-1)
+        b = len(h)
+        e = self.entity_embedding.weight.index_select(0, torch.cat([h, t, t_neg.reshape(-1)]))
+        e_h, e_t, e_neg = e[:b], e[b:2 * b], e[2 * b:].view(b, t_neg.shape[1], -1)
+        e_r = self.relation_embedding.weight.index_select(0, r)
+        pos = transe_interaction(e_h, e_r, e_t, self.p_norm)
+        neg = transe_interaction(e_h.unsqueeze(1), e_r.unsqueeze(1), e_neg, self.p_norm)
+        return soft_margin_ranking_loss(pos, neg, self.margin)
+
     def regularization(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of ``(||e_h||^2 + ||e_r||^2 + ||e_t||^2 + mean_k ||e_t'_k||^2) / 2`` -> scalar."""
         ent, rel = self.entity_embedding, self.relation_embedding
@@ -104,17 +117,34 @@ class TransR(_TranslationalModel):
         self.projection = nn.Parameter(torch.empty(n_relations, rel_dim, ent_dim).uniform_(-bound, bound))
 
     def score(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """As :func:`transr_interaction`, with ``M_r`` applied per relation (:func:`project_by_relation`)."""
+        h, r, t = torch.broadcast_tensors(h, r, t)
         ent = self.entity_embedding
-        return transr_interaction(ent(h), self.relation_embedding(r), ent(t), self.projection[r])
+        projected = project_by_relation(self.projection, r, ent(h) - ent(t))
+        return -(projected + self.relation_embedding(r)).pow(2).sum(dim=-1)
 
     def regularization(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
         """KGAT's: the same half squared norms as :meth:`TransE.regularization`, of the projected entity vectors
         ``M_r e`` (so ``M_r`` is kept small too) -> scalar."""
-        ent, m_r = self.entity_embedding, self.projection[r]
+        ent = self.entity_embedding
         t_neg = t_neg.reshape(len(h), -1)
-        project = (lambda e: (m_r.unsqueeze(1) @ e.unsqueeze(-1)).squeeze(-1))
-        return _half_sq(project(ent(h).unsqueeze(1)).squeeze(1), self.relation_embedding(r),
-                        project(ent(t).unsqueeze(1)).squeeze(1), project(ent(t_neg)))
+        project = (lambda idx, rel: project_by_relation(self.projection, rel, ent(idx)))
+        return _half_sq(project(h, r), self.relation_embedding(r), project(t, r),
+                        project(t_neg, r.unsqueeze(-1).expand_as(t_neg)))
+
+
+def project_by_relation(projection: torch.Tensor, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``M_r x`` row by row: ``projection`` (n_relations, d_r, d_e), ``r`` LongTensor (...), ``x`` (..., d_e) ->
+    (..., d_r). One matrix product per distinct relation in ``r`` rather than a (d_r, d_e) matrix gathered per row,
+    whose copy and scatter-add backward cost ~10x more on a 4,096-triple batch."""
+    flat_r, flat_x = r.reshape(-1), x.reshape(-1, x.shape[-1])
+    order = torch.argsort(flat_r, stable=True)
+    relations, counts = torch.unique_consecutive(flat_r[order], return_counts=True)
+    # one gather of the matrices and one sorted copy of the rows, sliced: each backward is one op, not one per relation
+    matrices = projection.index_select(0, relations)  # (n_present, d_r, d_e)
+    pieces = [rows @ m.T for m, rows in zip(matrices, torch.split(flat_x.index_select(0, order), counts.tolist()))]
+    grouped = torch.cat(pieces) if pieces else flat_x.new_zeros(0, projection.shape[1])
+    return grouped.index_select(0, torch.argsort(order)).view(*r.shape, projection.shape[1])
 
 
 def _half_sq(h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
