@@ -148,11 +148,16 @@ class FusionRec(Model):
             vecs.append(self.text_proj(self.item_text))
             masks.append(self.text_mask)
         if "kg" in self.sources:
-            shape = (self.n_items, self.n_entities)
-            item_kg = self._sparse("item_kg", self.kg_indices, self.kg_values, shape)
-            item_kg_t = self._sparse("item_kg_t", self.kg_indices.flip(0), self.kg_values, shape[::-1])
-            vecs.append(spmm(item_kg, item_kg_t, self.kg_model.entity_embedding.weight))  # unlinked: zero rows
-            masks.append(self.item_entity >= 0)
+            ent = self.kg_model.entity_embedding.weight
+            linked = self.item_entity >= 0
+            if self.params.kg_neighbours:
+                shape = (self.n_items, self.n_entities)
+                item_kg = self._sparse("item_kg", self.kg_indices, self.kg_values, shape)
+                item_kg_t = self._sparse("item_kg_t", self.kg_indices.flip(0), self.kg_values, shape[::-1])
+                vecs.append(spmm(item_kg, item_kg_t, ent))  # unlinked: zero rows
+            else:  # a plain gather: much cheaper than a sparse product over the whole entity table
+                vecs.append(ent.index_select(0, self.item_entity.clamp(min=0)) * linked.unsqueeze(1))
+            masks.append(linked)
         return torch.stack(vecs, dim=1), torch.stack(masks, dim=1)
 
     def item_vectors(self) -> dict[str, torch.Tensor]:
