@@ -15,6 +15,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from fusionrec.sparse_ops import fixed_spmm
+
 
 def sparse_from_buffers(indices: torch.Tensor, values: torch.Tensor, shape: tuple[int, int],
                         layout: torch.layout = torch.sparse_csr) -> torch.Tensor:
@@ -103,20 +105,8 @@ def data_sized_buffers(module: nn.Module, names: tuple[str, ...]) -> None:
     module.register_load_state_dict_pre_hook(resize)
 
 
-class _SpMMWithTranspose(torch.autograd.Function):
-    """``a @ x`` whose backward multiplies by a prebuilt ``a_t`` instead of transposing ``a`` on every call."""
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.a_t = a_t
-        return torch.sparse.mm(a, x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return None, None, torch.sparse.mm(ctx.a_t, grad)
-
 
 def spmm(a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``a @ x`` for a sparse (M, N) ``a`` with its transpose ``a_t`` (N, M) built once, dense ``x`` (N, d) -> (M, d);
     the gradient reaches ``x`` only."""
-    return _SpMMWithTranspose.apply(a, a_t, x)
+    return fixed_spmm(a, a_t, x)

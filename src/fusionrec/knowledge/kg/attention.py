@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusionrec.knowledge.kg.collaborative import CKG
+from fusionrec.sparse_ops import fixed_spmm
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,20 +140,6 @@ class SparsePattern:
                                            (self.n, self.n), check_invariants=False)
 
 
-class _FixedSpMM(torch.autograd.Function):
-    """``adj @ x`` for a constant sparse ``adj`` whose transpose ``adj_t`` was built once: the backward is
-    ``adj_t @ grad``, so torch does not transpose ``adj`` on every call."""
-
-    @staticmethod
-    def forward(ctx, adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.adj_t = adj_t
-        return torch.sparse.mm(adj, x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return None, None, torch.sparse.mm(ctx.adj_t, grad)
-
-
 class BiInteraction(nn.Module):
     """One KGAT bi-interaction layer: ``LeakyReLU(W1 (e + e_N)) + LeakyReLU(W2 (e * e_N))``.
     ``e``, ``e_n``: (N, in_dim) -> (N, out_dim)."""
@@ -244,7 +231,7 @@ class KGATAttention(nn.Module):
         outputs = [node_emb]
         e = node_emb
         for layer in self.layers:
-            e_n = _FixedSpMM.apply(self._adj, self._adj_t, e)
+            e_n = fixed_spmm(self._adj, self._adj_t, e)
             e = self.dropout(layer(e, e_n))
             outputs.append(F.normalize(e, dim=1) if self.normalize else e)
         return torch.cat(outputs, dim=1) if self.combine == "concat" else torch.stack(outputs).sum(0)
