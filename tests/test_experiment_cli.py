@@ -117,3 +117,17 @@ def test_compare_writes_table_json_and_chart(config_file, tmp_path):
     a = json.loads((tmp_path / "pop" / "results.json").read_text())
     b = json.loads((tmp_path / "bpr" / "results.json").read_text())
     assert a["data_sha256"] == b["data_sha256"] and a["split"]["sizes"] == b["split"]["sizes"]
+
+
+def test_sampled_mode_saves_negatives_and_reports_metrics(config_file, tmp_path):
+    import numpy as np
+
+    out = tmp_path / "sampled"
+    assert main(["train", "--config", str(config_file), "--set", "evaluation.mode=sampled",
+                 "--set", "evaluation.sampled_negatives=20", "--out", str(out)]) == 0
+    neg = np.load(out / "negatives-test.npy", allow_pickle=False)
+    assert neg.shape == (60, 20)
+    results = json.loads((out / "results.json").read_text())
+    assert results["evaluation"]["mode"] == "sampled"
+    # 20 negatives + the user's few targets: a ranking that learned the groups puts targets near the top
+    assert results["metrics"]["test"]["hit@10"] > 0.8

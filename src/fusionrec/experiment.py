@@ -19,7 +19,7 @@ from fusionrec.config import RunConfig, TextConfig
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.loading import load_dataset
 from fusionrec.data.splits import Split, make_split
-from fusionrec.evaluation.evaluator import Evaluator
+from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
 from fusionrec.errors import ConfigError
 from fusionrec.models.base import Model, ModelInputs
 from fusionrec.models.registry import get_model_class
@@ -101,7 +101,18 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
                           batch_users=cfg.evaluation.batch_users)
     item_pop = np.asarray(train_csr.sum(axis=0)).ravel()
 
+    sampled = cfg.evaluation.mode == "sampled"
+    if sampled:  # negatives drawn once per part and saved, so every model is ranked against the same candidates
+        negatives = {part: sample_negatives(getattr(split, part), exclude, cfg.evaluation.sampled_negatives,
+                                            seed=cfg.seed)
+                     for part, exclude in (("valid", train_csr), ("test", known_before_test)) if len(getattr(split, part))}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for part, neg in negatives.items():
+            np.save(out_dir / f"negatives-{part}.npy", neg)
+
     def validate(m: Model) -> dict:
+        if sampled:
+            return evaluator.evaluate_sampled(m.score, split.valid, negatives["valid"])
         return _flat(evaluator.evaluate(m.score_all, split.valid, train_csr))
 
     log(f"train: {cfg.model.name} on {dataset.name}")
@@ -112,13 +123,17 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     if split.cold_items is not None:
         segments["cold_items"] = split.cold_items
         segments["warm_items"] = ~split.cold_items
-    test_full = evaluator.evaluate(model.score_all, split.test, known_before_test, item_pop=item_pop,
-                                   segments=segments or None)
+    if sampled:
+        test_full = evaluator.evaluate_sampled(model.score, split.test, negatives["test"])
+    else:
+        test_full = evaluator.evaluate(model.score_all, split.test, known_before_test, item_pop=item_pop,
+                                       segments=segments or None)
     test, test_segments = _split_segments(test_full)
     epoch_s = list(result.epoch_seconds)
     results = {
         "model": cfg.model.name,
         "dataset": dataset.name,
+        "evaluation": {"mode": cfg.evaluation.mode, "excluded": "train for valid; train + valid for test"},
         "split": {"method": split.method, "ratios": list(cfg.split.ratios),
                   "sizes": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}},
         "metrics": {"valid": valid, "test": test},
