@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(DEMO_MODELS))
     args = p.parse_args(argv)
 
+    from fusionrec.cli import quiet_threads
+
+    quiet_threads()
     from fusionrec.compare import run_comparison
     from fusionrec.config import load_config
     from fusionrec.data.fetch import fetch_dataset
