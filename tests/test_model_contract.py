@@ -27,6 +27,9 @@ N_USERS, N_ITEMS, GROUP_USERS, GROUP_ITEMS = 40, 24, 20, 12
 # Models whose score ignores the user cannot separate the two groups; they are checked on their own signal instead.
 NOT_PERSONAL = {"pop"}
 TRAIN = TrainingConfig(epochs=40, batch_size=64, lr=0.05, neg_samples=2, patience=0, progress=False)
+# KGAT's attentive layers overfit the tiny checkerboard at Adam lr 0.05 (0.89-0.96 of pairs across seeds); at
+# 0.01, still above RecBole's 0.001, it is at 0.99 for every seed tried.
+TRAIN_FOR = {"kgat": dataclasses.replace(TRAIN, lr=0.01)}
 
 
 def checkerboard(seed: int = 0):
@@ -78,7 +81,7 @@ def trained(name: str, inputs):
     """One model per name, fitted once for the module (training is the slow part)."""
     if name not in _TRAINED:
         model = make(name, inputs)
-        Trainer(TRAIN, seed=7).fit(model, inputs)
+        Trainer(TRAIN_FOR.get(name, TRAIN), seed=7).fit(model, inputs)
         _TRAINED[name] = model
     return _TRAINED[name]
 

@@ -4,3 +4,7 @@ A new model file must be added here (a meta-test checks)."""
 
 from fusionrec.models import bpr, itemknn, lightgcn, pop  # noqa: F401
 from fusionrec.models import fusionrec  # noqa: F401
+from fusionrec.models import cke  # noqa: F401
+from fusionrec.models import content_knn  # noqa: F401
+from fusionrec.models import kg_knn  # noqa: F401
+from fusionrec.models import kgat  # noqa: F401
