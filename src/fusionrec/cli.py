@@ -16,6 +16,7 @@ EPILOG = """examples:
   fusionrec compare --config configs/ml-100k/bpr.yaml --models pop,itemknn,bpr,lightgcn --out runs/compare
   fusionrec encode --config configs/ml-100k/fusionrec.yaml
   fusionrec recommend --model runs/bpr/model --user 196 -k 10
+  fusionrec serve --model runs/bpr/model --db runs/bpr/events.sqlite --api-key SECRET
 """
 
 
@@ -92,6 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--include-seen", action="store_true", help="do not drop items the user already interacted with")
     rec.add_argument("--json", action="store_true", help="print JSON")
     rec.set_defaults(handler=_recommend)
+
+    serve = sub.add_parser("serve", help="HTTP service over a trained model (OpenAPI docs at /docs)")
+    serve.add_argument("--model", required=True, help="the model folder written by train (DIR/model)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--db", help="SQLite file of interactions added while serving (replayed at startup); "
+                                    "without it they are lost on restart")
+    serve.add_argument("--api-key", help="key required by write endpoints (default: $FUSIONREC_API_KEY)")
+    serve.add_argument("--keyed-reads", action="store_true", help="reads need the API key too")
+    serve.set_defaults(handler=_serve)
 
     models = sub.add_parser("models", help="list the available models and their hyper-parameters")
     models.set_defaults(handler=_models)
@@ -182,6 +193,19 @@ def _recommend(args) -> int:
         print(f"user {user} ({rec.model_name}):")
         for rank, (item, score) in enumerate(items, 1):
             print(f"  {rank:>3}. {item:<20} {score:.4f}")
+    return 0
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    from fusionrec.serving.app import create_app
+    from fusionrec.serving.settings import ServeSettings
+
+    settings = ServeSettings(host=args.host, port=args.port, db=Path(args.db) if args.db else None,
+                             api_key=args.api_key or os.environ.get("FUSIONREC_API_KEY") or None,
+                             keyed_reads=args.keyed_reads)
+    uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level="info")
     return 0
 
 

@@ -132,3 +132,40 @@ class Model(nn.Module):
             with torch.no_grad():
                 self._cache[key] = compute()
         return self._cache[key]
+
+    # -- fold-in (serving) ----------------------------------------------------------------------------------------
+    def score_histories(self, histories: sp.csr_matrix, chunk_users: int = 512) -> torch.Tensor:
+        """Scores of every item for interaction histories that need no trained user vector (new users, or events
+        added after training): histories scipy CSR (B, n_items) of weights -> FloatTensor (B, n_items).
+
+        Default, valid for every model: item-item similarity read off the model's own scores. Each item's profile is
+        its column of trained scores over all training users (scored ``chunk_users`` at a time); the similarity of
+        two items is the Pearson correlation of their profiles (a zero diagonal), and a history scores item j as
+        ``sum_i h_i sim(i, j)``. The (n_items, n_items) similarity is computed once while in eval mode. A model whose
+        scores do not depend on the user (popularity) gets all-zero scores here: callers break such ties by
+        popularity. Models with a cheaper native fold-in may override this."""
+        sim = self.cached("foldin_item_sim", lambda: self._profile_similarity(chunk_users))
+        h = sp.csr_matrix(histories, dtype="float32")
+        if h.shape[1] != self.n_items:
+            raise ValueError(f"histories have {h.shape[1]} item columns, the model has {self.n_items}")
+        dense = torch.from_numpy(h.toarray())  # (B, n_items); B is one request's users
+        return dense @ sim
+
+    def _profile_similarity(self, chunk_users: int) -> torch.Tensor:
+        """(n_items, n_items) Pearson correlation of item score profiles over the training users; zero diagonal."""
+        n = self.n_users
+        gram = torch.zeros(self.n_items, self.n_items, dtype=torch.float64)
+        total = torch.zeros(self.n_items, dtype=torch.float64)
+        with torch.no_grad():
+            for start in range(0, n, chunk_users):
+                users = torch.arange(start, min(start + chunk_users, n))
+                p = self.score_all(users).double()  # (b, n_items)
+                gram += p.T @ p
+                total += p.sum(0)
+        mean = total / max(n, 1)
+        cov = gram / max(n, 1) - torch.outer(mean, mean)
+        std = cov.diagonal().clamp_min(0).sqrt()
+        sim = cov / (torch.outer(std, std) + 1e-12)
+        sim[torch.outer(std, std) <= 1e-12] = 0.0  # items whose score never varies have no similarity
+        sim.fill_diagonal_(0.0)
+        return sim.float()

@@ -1,17 +1,42 @@
-"""The Python API over a saved model: raw ids in, raw ids with scores out."""
+"""The Python API over a saved model: raw ids in, raw ids with scores out.
+
+It also owns what is added while serving: interactions (kept in an :class:`EventStore` when given a database and
+folded into the scores of their users) and requests to forget a user. The HTTP service calls these same methods."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
-from fusionrec.artifacts import ModelArtifact, load_artifact, seen_mask_rows
-from fusionrec.errors import FusionrecError
+from fusionrec.artifacts import ModelArtifact, load_artifact
+from fusionrec.errors import DataError, FusionrecError, UnknownIdError
+from fusionrec.serving.event_store import Event, EventStore
 
 Ranked = list[tuple[str, float]]
+
+MODEL = "model"  # scored by the trained user vector alone
+HISTORY = "history"  # added interactions folded in (with the trained vector for known users)
+POPULARITY = "popularity"  # a new user with no interactions yet: most popular items
+_TIE_BREAK = 1e-3  # weight of normalised popularity added to folded-in scores (breaks ties, never reorders much)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One user's ranking: ``items`` best first as ``(item_id, score)``; ``source`` is MODEL, HISTORY or
+    POPULARITY (how it was scored)."""
+
+    user_id: str
+    items: Ranked
+    source: str
 
 
 class Recommender:
@@ -20,50 +45,183 @@ class Recommender:
     >>> rec = Recommender.load("runs/bpr/model")
     >>> rec.recommend("196", k=3)            # one user -> [(item_id, score), ...]
     >>> rec.recommend(["196", "186"], k=3)   # many users -> one list per user
+
+    ``store``: where added interactions are kept durably (replayed here); ``new_users``: accept user ids the model
+    never saw (popularity until they have interactions, then their folded-in history) instead of raising.
     """
 
-    def __init__(self, artifact: ModelArtifact, batch_users: int = 1024):
+    def __init__(self, artifact: ModelArtifact, batch_users: int = 1024, store: EventStore | None = None,
+                 new_users: bool = False):
         self.artifact = artifact
         self.model = artifact.model.eval()
         self.users, self.items = artifact.users, artifact.items
         self.batch_users = batch_users
+        self.store = store
+        self.new_users = new_users
+        self._lock = threading.RLock()
+        self._added: dict[str, dict[int, float]] = {}  # raw user id -> {item index: summed weight}
+        counts = np.asarray(artifact.seen.sum(axis=0), dtype=np.float32).ravel()
+        self._popularity = torch.from_numpy(counts)  # (n_items,)
+        if store is not None:
+            self._remember(store.events())
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
-        return cls(load_artifact(path))
+    def load(cls, path: str | Path, db: str | Path | None = None, new_users: bool = False) -> "Recommender":
+        return cls(load_artifact(path), store=EventStore(db) if db is not None else None, new_users=new_users)
 
     @property
     def model_name(self) -> str:
         return self.model.name
 
+    @property
+    def model_version(self) -> str:
+        """The model name and a short hash of the artifact's config (changes whenever a new model is trained)."""
+        digest = hashlib.sha256(json.dumps(self.artifact.meta, sort_keys=True, default=str).encode()).hexdigest()
+        return f"{self.model.name}-{digest[:12]}"
+
+    def warm(self) -> None:
+        """Computes what the first fold-in or similar-items request would otherwise compute (the item similarity)."""
+        with self._lock, torch.no_grad():
+            self.model.score_histories(sp.csr_matrix((1, len(self.items)), dtype=np.float32))
+
+    # -- reading ------------------------------------------------------------------------------------------------
     def recommend(self, user_ids: str | Sequence[str], k: int = 10, exclude_seen: bool = True,
                   candidates: Sequence[str] | None = None, exclude: Sequence[str] | None = None) -> Ranked | list[Ranked]:
         """Top-``k`` items for each user, best first, as ``(item_id, score)``.
 
         ``exclude_seen`` drops items the user interacted with; ``candidates`` restricts the ranking to these items;
-        ``exclude`` removes these items for every user. Unknown user or item ids raise ``UnknownIdError``. Fewer than
-        ``k`` items come back when fewer are eligible."""
+        ``exclude`` removes these items for every user. Unknown user or item ids raise ``UnknownIdError`` (unknown
+        users only without ``new_users``). Fewer than ``k`` items come back when fewer are eligible."""
         single = isinstance(user_ids, str)
-        raw_users = [user_ids] if single else list(user_ids)
+        out = self.recommend_detailed([user_ids] if single else list(user_ids), k, exclude_seen, candidates, exclude)
+        return out[0].items if single else [r.items for r in out]
+
+    def recommend_detailed(self, user_ids: Sequence[str], k: int = 10, exclude_seen: bool = True,
+                           candidates: Sequence[str] | None = None,
+                           exclude: Sequence[str] | None = None) -> list[Recommendation]:
+        """Like :meth:`recommend` for a list of users, saying how each ranking was scored."""
         if k < 1:
             raise FusionrecError(f"k must be at least 1, got {k}")
-        users = self.users.indices(raw_users)
+        raw_users = [str(u) for u in user_ids]
+        index = self.users.indices(raw_users, missing="minus_one")
+        if not self.new_users and (index < 0).any():
+            raise UnknownIdError("user", raw_users[int(np.argmax(index < 0))])
         allowed = self._allowed_items(candidates, exclude)
-        out: list[Ranked] = []
-        with torch.no_grad():
-            for start in range(0, len(users), self.batch_users):
-                chunk = users[start:start + self.batch_users]
-                scores = self.model.score_all(torch.from_numpy(chunk)).float().clone()
+        out: list[Recommendation] = []
+        with self._lock, torch.no_grad():
+            for start in range(0, len(raw_users), self.batch_users):
+                chunk_raw, chunk = raw_users[start:start + self.batch_users], index[start:start + self.batch_users]
+                scores, sources, seen = self._score(chunk_raw, chunk)
                 if allowed is not None:
                     scores[:, ~allowed] = -torch.inf
                 if exclude_seen:
-                    rows, cols = seen_mask_rows(self.artifact.seen, chunk)
-                    scores[rows, cols] = -torch.inf
+                    coo = seen.tocoo()
+                    scores[torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))] = \
+                        -torch.inf
                 top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-                for vals, idx in zip(top.values.numpy(), top.indices.numpy()):
+                for user, source, vals, idx in zip(chunk_raw, sources, top.values.numpy(), top.indices.numpy()):
                     keep = np.isfinite(vals)
-                    out.append(list(zip(self.items.raws(idx[keep]), vals[keep].astype(float).tolist())))
-        return out[0] if single else out
+                    items = list(zip(self.items.raws(idx[keep]), vals[keep].astype(float).tolist()))
+                    out.append(Recommendation(user, items, source))
+        return out
+
+    def similar(self, item_id: str, k: int = 10) -> Ranked:
+        """The ``k`` items most similar to this one (the model's own item-item similarity, as used for fold-in)."""
+        if k < 1:
+            raise FusionrecError(f"k must be at least 1, got {k}")
+        item = self.items.index(item_id)
+        one_hot = sp.csr_matrix(([1.0], ([0], [item])), shape=(1, len(self.items)), dtype=np.float32)
+        with self._lock, torch.no_grad():
+            scores = self.model.score_histories(one_hot)[0].clone()
+        scores[item] = -torch.inf
+        top = torch.topk(scores, min(k, len(scores) - 1))
+        vals, idx = top.values.numpy(), top.indices.numpy()
+        keep = np.isfinite(vals)
+        return list(zip(self.items.raws(idx[keep]), vals[keep].astype(float).tolist()))
+
+    def knows_user(self, user_id: str) -> bool:
+        """True for users of the training data and users with added interactions."""
+        with self._lock:
+            return user_id in self.users or user_id in self._added
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def add_interactions(self, events: Sequence[Event]) -> int:
+        """Validates, stores durably (when there is a store) and folds in these interactions; returns how many.
+        Unknown item ids raise ``UnknownIdError``; empty user ids, non-finite timestamps and non-positive
+        weights raise ``DataError`` naming the row."""
+        for row, e in enumerate(events):
+            if not isinstance(e.user_id, str) or not e.user_id or len(e.user_id) > 256:
+                raise DataError("user_id must be a non-empty string of at most 256 characters", line=row + 1,
+                                field="user_id")
+            if not isinstance(e.weight, (int, float)) or not math.isfinite(e.weight) or e.weight <= 0:
+                raise DataError(f"weight must be a finite number > 0, got {e.weight!r}", line=row + 1,
+                                field="weight")
+            if e.timestamp is not None and not math.isfinite(e.timestamp):
+                raise DataError(f"timestamp must be finite, got {e.timestamp!r}", line=row + 1, field="timestamp")
+        self.items.indices([e.item_id for e in events])  # raises naming the first unknown item
+        if not self.new_users:
+            self.users.indices([e.user_id for e in events])
+        with self._lock:
+            if self.store is not None:
+                self.store.add(list(events))
+            self._remember(events)
+        return len(events)
+
+    def forget_user(self, user_id: str) -> int:
+        """Removes this user's added interactions (stored and folded in); returns how many stored events went.
+        A trained user's vector stays in the model until it is retrained without them."""
+        with self._lock:
+            removed = self.store.delete_user(user_id) if self.store is not None else 0
+            in_memory = self._added.pop(user_id, None)
+            return removed if self.store is not None else len(in_memory or {})
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _remember(self, events: Sequence[Event]) -> None:
+        index = self.items.indices([e.item_id for e in events], missing="minus_one")
+        for e, item in zip(events, index):
+            if item < 0:  # an item the current model does not know (a store written for another model)
+                continue
+            per_user = self._added.setdefault(e.user_id, {})
+            per_user[int(item)] = per_user.get(int(item), 0.0) + float(e.weight)
+
+    def _added_matrix(self, raw_users: list[str]) -> sp.csr_matrix:
+        """(B, n_items) weights of the added interactions of these users."""
+        rows, cols, vals = [], [], []
+        for r, user in enumerate(raw_users):
+            added = self._added.get(user)
+            if added:
+                rows.extend([r] * len(added))
+                cols.extend(added.keys())
+                vals.extend(added.values())
+        return sp.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)),
+                             shape=(len(raw_users), len(self.items)))
+
+    def _score(self, raw_users: list[str], index: np.ndarray) -> tuple[torch.Tensor, list[str], sp.csr_matrix]:
+        """Scores (B, n_items), each user's source, and the (B, n_items) matrix of items each user has seen."""
+        known = index >= 0
+        added = self._added_matrix(raw_users)
+        has_added = np.diff(added.indptr) > 0
+        trained_seen = sp.diags(known.astype(np.float32)) @ self.artifact.seen[np.where(known, index, 0)]
+        history = sp.csr_matrix(trained_seen + added)
+        scores = self._popularity.unsqueeze(0).repeat(len(raw_users), 1)  # (B, n_items); popularity by default
+        sources = [POPULARITY] * len(raw_users)
+        plain = known & ~has_added
+        if plain.any():
+            scores[torch.from_numpy(np.flatnonzero(plain))] = self.model.score_all(torch.from_numpy(index[plain]))
+        if has_added.any():
+            rows = np.flatnonzero(has_added)
+            folded = _standardise(self.model.score_histories(history[rows]))
+            known_rows = known[rows]
+            if known_rows.any():
+                trained = _standardise(self.model.score_all(torch.from_numpy(index[rows[known_rows]])))
+                folded[torch.from_numpy(np.flatnonzero(known_rows))] += trained
+            pop = self._popularity / self._popularity.max().clamp_min(1.0)
+            scores[torch.from_numpy(rows)] = folded + _TIE_BREAK * pop
+        for r in np.flatnonzero(plain):
+            sources[r] = MODEL
+        for r in np.flatnonzero(has_added):
+            sources[r] = HISTORY
+        return scores.float(), sources, history
 
     def _allowed_items(self, candidates: Sequence[str] | None, exclude: Sequence[str] | None) -> torch.Tensor | None:
         if candidates is None and not exclude:
@@ -76,3 +234,10 @@ class Recommender:
         if exclude:
             allowed[torch.from_numpy(self.items.indices(exclude))] = False
         return allowed
+
+
+def _standardise(scores: torch.Tensor) -> torch.Tensor:
+    """Each row to zero mean and unit standard deviation (constant rows become zeros): (B, n) -> (B, n)."""
+    mean = scores.mean(dim=1, keepdim=True)
+    std = scores.std(dim=1, keepdim=True)
+    return torch.where(std > 1e-12, (scores - mean) / std.clamp_min(1e-12), torch.zeros_like(scores))

@@ -1,0 +1,155 @@
+"""The HTTP service: ``create_app(model_dir, settings)`` builds a FastAPI app whose state (the Recommender, the
+event store, the settings) lives on ``app.state``. Nothing is built at import; the model loads at startup.
+
+Every endpoint calls the :class:`~fusionrec.serving.recommender.Recommender` (the same code path as the Python
+API). Bad input is a 4xx with a message: 401 (API key), 404 (unknown id), 413 (body too large), 422 (malformed or
+out-of-range body)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from fusionrec.errors import FusionrecError, UnknownIdError
+from fusionrec.serving import schemas
+from fusionrec.serving.auth import check_key
+from fusionrec.serving.event_store import Event
+from fusionrec.serving.limits import BodyLimit
+from fusionrec.serving.recommender import Recommender
+from fusionrec.serving.settings import ServeSettings
+
+log = logging.getLogger("fusionrec.serving")
+
+
+def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> FastAPI:
+    """The service over the model folder ``model_dir`` (``DIR/model`` from ``fusionrec train``)."""
+    settings = settings or ServeSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        rec = Recommender.load(model_dir, db=settings.db, new_users=True)
+        rec.warm()
+        app.state.recommender = rec
+        if settings.api_key is None:
+            log.warning("no API key set: write endpoints are open to anyone who can reach %s:%s",
+                        settings.host, settings.port)
+        try:
+            yield
+        finally:
+            app.state.recommender = None
+            if rec.store is not None:
+                rec.store.close()
+
+    app = FastAPI(title="fusionrec", summary="recommendations from a trained fusionrec model", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.recommender = None
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    _add_error_handlers(app)
+    _add_routes(app, settings)
+    return app
+
+
+def _recommender(request: Request) -> Recommender:
+    rec = request.app.state.recommender
+    if rec is None:
+        raise HTTPException(503, "the model is not loaded yet")
+    return rec
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(UnknownIdError)
+    async def unknown_id(request: Request, exc: UnknownIdError):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(FusionrecError)
+    async def bad_input(request: Request, exc: FusionrecError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
+    def writer(request: Request) -> None:
+        check_key(request, settings.api_key)
+
+    def reader(request: Request) -> None:
+        if settings.keyed_reads:
+            check_key(request, settings.api_key)
+
+    def check_k(k: int) -> None:
+        if not 1 <= k <= settings.max_k:
+            raise HTTPException(422, f"k must be between 1 and {settings.max_k}, got {k}")
+
+    def check_lists(*lists: list | None) -> None:
+        for ids in lists:
+            if ids is not None and len(ids) > settings.max_id_list:
+                raise HTTPException(413, f"at most {settings.max_id_list} ids per list, got {len(ids)}")
+
+    @app.get("/health")
+    def health() -> dict:
+        """The process is up (the model may still be loading)."""
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready(request: Request):
+        """200 once the model and its item similarity are loaded, 503 before."""
+        rec = request.app.state.recommender
+        if rec is None:
+            return JSONResponse({"ready": False}, status_code=503)
+        return {"ready": True, "model": rec.model_name, "model_version": rec.model_version,
+                "users": len(rec.users), "items": len(rec.items)}
+
+    @app.post("/recommend", response_model=schemas.RecommendResponse, dependencies=[Depends(reader)])
+    def recommend(body: schemas.RecommendRequest, rec: Recommender = Depends(_recommender)):
+        """Top-k items for one user. A user the model never saw gets popular items (``source: "popularity"``)
+        until they have interactions."""
+        check_k(body.k)
+        check_lists(body.candidates, body.exclude)
+        (result,) = rec.recommend_detailed([body.user_id], body.k, body.exclude_seen, body.candidates, body.exclude)
+        return _response(result, rec.model_version)
+
+    @app.post("/recommend/batch", response_model=schemas.BatchRecommendResponse, dependencies=[Depends(reader)])
+    def recommend_batch(body: schemas.BatchRecommendRequest, rec: Recommender = Depends(_recommender)):
+        """Top-k items for each of many users (at most ``max_batch_users``)."""
+        check_k(body.k)
+        check_lists(body.candidates, body.exclude)
+        if len(body.user_ids) > settings.max_batch_users:
+            raise HTTPException(413, f"at most {settings.max_batch_users} users per batch, got {len(body.user_ids)}")
+        results = rec.recommend_detailed(body.user_ids, body.k, body.exclude_seen, body.candidates, body.exclude)
+        version = rec.model_version
+        return {"results": [_response(r, version) for r in results], "model_version": version}
+
+    @app.get("/items/{item_id}/similar", response_model=schemas.SimilarResponse, dependencies=[Depends(reader)])
+    def similar(item_id: str, k: int = Query(10), rec: Recommender = Depends(_recommender)):
+        """The k items most similar to this one."""
+        check_k(k)
+        items = rec.similar(item_id, k)
+        return {"item_id": item_id, "items": [{"item_id": i, "score": s} for i, s in items],
+                "model_version": rec.model_version}
+
+    @app.post("/interactions", response_model=schemas.InteractionsResponse, dependencies=[Depends(writer)])
+    def interactions(body: list[schemas.Interaction], rec: Recommender = Depends(_recommender)):
+        """Adds interactions; they are durable (committed to the event store) before the reply, and the users'
+        next recommendations fold them in. Unknown item ids are a 404 naming the id; nothing is stored then."""
+        if not body:
+            raise HTTPException(422, "the body must be a non-empty list of interactions")
+        if len(body) > settings.max_interactions:
+            raise HTTPException(413, f"at most {settings.max_interactions} interactions per request, got {len(body)}")
+        events = [Event(b.user_id, b.item_id, None if b.timestamp is None else float(b.timestamp), float(b.weight))
+                  for b in body]
+        return {"added": rec.add_interactions(events)}
+
+    @app.delete("/users/{user_id}", response_model=schemas.ForgetResponse, dependencies=[Depends(writer)])
+    def forget(user_id: str, rec: Recommender = Depends(_recommender)):
+        """Forgets a user's added interactions (stored events and folded-in state). 404 for a user id that is
+        neither in the training data nor has added interactions."""
+        if not rec.knows_user(user_id):
+            raise UnknownIdError("user", user_id)
+        return {"user_id": user_id, "removed_events": rec.forget_user(user_id)}
+
+
+def _response(result, version: str) -> dict:
+    return {"user_id": result.user_id, "items": [{"item_id": i, "score": s} for i, s in result.items],
+            "source": result.source, "model_version": version}

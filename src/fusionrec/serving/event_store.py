@@ -1,0 +1,81 @@
+"""Durable store of interactions added while serving: one SQLite table in WAL mode, replayed at startup.
+
+Every write is committed with ``synchronous=FULL`` before it returns, so an acknowledged write survives a crash of
+the process (and, with FULL, of the machine)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS interactions (
+    seq INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    timestamp REAL,
+    weight REAL NOT NULL
+)"""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One interaction as stored: raw ids, an optional timestamp (seconds) and a positive weight."""
+
+    user_id: str
+    item_id: str
+    timestamp: float | None = None
+    weight: float = 1.0
+
+
+class EventStore:
+    """``EventStore(path)``: opens (creating if needed) the SQLite database at ``path``. Thread-safe: one
+    connection guarded by a lock (the service calls it from a thread pool)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute(_SCHEMA)
+        self._conn.execute("CREATE INDEX IF NOT EXISTS interactions_user ON interactions(user_id)")
+
+    def add(self, events: list[Event]) -> None:
+        """Appends these events in one transaction; returns once they are durable."""
+        rows = [(e.user_id, e.item_id, e.timestamp, e.weight) for e in events]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO interactions (user_id, item_id, timestamp, weight) VALUES (?, ?, ?, ?)", rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def events(self, user_id: str | None = None) -> list[Event]:
+        """All stored events (of one user when given), in the order they were added."""
+        query = "SELECT user_id, item_id, timestamp, weight FROM interactions"
+        args: tuple = ()
+        if user_id is not None:
+            query, args = query + " WHERE user_id = ?", (user_id,)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY seq", args).fetchall()
+        return [Event(*row) for row in rows]
+
+    def delete_user(self, user_id: str) -> int:
+        """Removes every event of this user; returns how many were removed."""
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM interactions WHERE user_id = ?", (user_id,))
+        return cur.rowcount
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM interactions").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

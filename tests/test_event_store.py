@@ -1,0 +1,43 @@
+"""The SQLite event store: durable appends, replay after reopening, per-user deletion, WAL mode."""
+
+import sqlite3
+
+from fusionrec.serving.event_store import Event, EventStore
+
+
+def test_events_survive_reopening_in_order(tmp_path):
+    db = tmp_path / "events.sqlite"
+    store = EventStore(db)
+    store.add([Event("u1", "i1", 10.0, 1.0), Event("u2", "i2", None, 2.5)])
+    store.add([Event("u1", "i3")])
+    store.close()
+    again = EventStore(db)
+    assert again.events() == [Event("u1", "i1", 10.0, 1.0), Event("u2", "i2", None, 2.5), Event("u1", "i3", None, 1.0)]
+    assert again.events("u1") == [Event("u1", "i1", 10.0, 1.0), Event("u1", "i3", None, 1.0)]
+    assert again.count() == 3
+
+
+def test_delete_user_removes_only_that_user(tmp_path):
+    store = EventStore(tmp_path / "e.sqlite")
+    store.add([Event("u1", "i1"), Event("u2", "i1"), Event("u1", "i2")])
+    assert store.delete_user("u1") == 2
+    assert store.delete_user("u1") == 0
+    assert store.events() == [Event("u2", "i1")]
+
+
+def test_database_is_in_wal_mode(tmp_path):
+    db = tmp_path / "e.sqlite"
+    EventStore(db).add([Event("u", "i")])
+    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_failed_batch_stores_nothing(tmp_path):
+    store = EventStore(tmp_path / "e.sqlite")
+    try:
+        store.add([Event("u", "i"), Event(None, "i")])  # NOT NULL user_id fails the second row
+    except sqlite3.IntegrityError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("expected an IntegrityError")
+    assert store.events() == []

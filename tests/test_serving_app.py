@@ -1,0 +1,214 @@
+"""The HTTP service in process (FastAPI TestClient) and the Recommender's fold-in, on a planted model.
+
+The planted BPR model: users u0..u19 and items i0..i19 in two groups (even users / items i0..i9 are group 0, odd
+users / items i10..i19 group 1); a user's vector points at their group's item vectors, so the right answers are
+known: a user is recommended items of their own group, and an item's most similar items are in its group."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from fastapi.testclient import TestClient
+
+from fusionrec.artifacts import save_artifact
+from fusionrec.data.ids import IdMap
+from fusionrec.errors import UnknownIdError
+from fusionrec.models.bpr import BPR, BPRParams
+from fusionrec.serving.app import create_app
+from fusionrec.serving.event_store import Event
+from fusionrec.serving.recommender import Recommender
+from fusionrec.serving.settings import ServeSettings
+
+KEY = "s3cret-key"
+GROUP0 = {f"i{i}" for i in range(10)}
+GROUP1 = {f"i{i}" for i in range(10, 20)}
+
+
+def planted_model(path):
+    """Saves the planted model (see the module docstring) to ``path``; each user has seen 3 items of their group,
+    and items i0 / i10 are the most popular. Returns ``path``."""
+    g = torch.Generator().manual_seed(0)
+    model = BPR(20, 20, BPRParams(embedding_size=4))
+    user_group = torch.arange(20) % 2
+    item_group = (torch.arange(20) >= 10).long()
+    with torch.no_grad():
+        model.user_emb.weight.copy_(torch.nn.functional.one_hot(user_group, 4).float()
+                                    + 0.1 * torch.randn(20, 4, generator=g))
+        model.item_emb.weight.copy_(torch.nn.functional.one_hot(item_group, 4).float()
+                                    + 0.1 * torch.randn(20, 4, generator=g))
+    rows, cols = [], []
+    for u in range(20):
+        base = 10 * (u % 2)
+        for i in (base, base + 1 + (u // 2) % 9, base + 1 + (u // 2 + 3) % 9):
+            rows.append(u)
+            cols.append(i)
+    seen = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(20, 20))
+    save_artifact(path, model, IdMap("user", [f"u{u}" for u in range(20)]),
+                  IdMap("item", [f"i{i}" for i in range(20)]), seen)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return planted_model(tmp_path_factory.mktemp("planted") / "model")
+
+
+@pytest.fixture
+def client(model_dir, tmp_path):
+    app = create_app(model_dir, ServeSettings(db=tmp_path / "events.sqlite", api_key=KEY, max_body_bytes=20_000))
+    with TestClient(app) as c:
+        yield c
+
+
+def auth(key=KEY):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def ids(reply):
+    return [x["item_id"] for x in reply["items"]]
+
+
+# -- fold-in -----------------------------------------------------------------------------------------------------
+def test_score_histories_is_item_similarity_read_off_the_scores(model_dir):
+    rec = Recommender.load(model_dir)
+    model = rec.model
+    history = sp.csr_matrix(([1.0], ([0], [3])), shape=(1, 20), dtype=np.float32)
+    got = model.score_histories(history)[0]
+    with torch.no_grad():
+        profiles = model.score_all(torch.arange(20)).double().numpy()  # (users, items)
+    expected = np.corrcoef(profiles.T)[3]  # Pearson correlation of item 3's profile with every item's
+    expected[3] = 0.0
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-4)
+    assert set(np.argsort(-got.numpy())[:9]) == set(range(10)) - {3}
+
+
+def test_new_user_gets_popularity_then_their_history(model_dir):
+    rec = Recommender.load(model_dir, new_users=True)
+    (before,) = rec.recommend_detailed(["newbie"], k=2)
+    assert before.source == "popularity"
+    assert {i for i, _ in before.items} == {"i0", "i10"}  # the two most popular items
+    rec.add_interactions([Event("newbie", "i12"), Event("newbie", "i15")])
+    (after,) = rec.recommend_detailed(["newbie"], k=5)
+    assert after.source == "history"
+    got = [i for i, _ in after.items]
+    assert set(got) <= GROUP1 and not {"i12", "i15"} & set(got)  # own group, seen items excluded
+
+
+def test_known_user_keeps_their_vector_and_folds_in_new_items(model_dir):
+    rec = Recommender.load(model_dir)
+    plain = rec.recommend("u0", k=20)
+    assert {i for i, _ in plain[:7]} <= GROUP0
+    rec.add_interactions([Event("u0", "i11"), Event("u0", "i13"), Event("u0", "i17")])
+    folded = [i for i, _ in rec.recommend("u0", k=20)]
+    assert not {"i11", "i13", "i17"} & set(folded)
+    assert set(folded[:4]) & GROUP0 and set(folded) & GROUP1  # both tastes now reach the top
+    assert rec.forget_user("u0") == 3
+    assert [i for i, _ in rec.recommend("u0", k=20)] == [i for i, _ in plain]
+
+
+def test_recommender_without_new_users_still_rejects_unknown_users(model_dir):
+    rec = Recommender.load(model_dir)
+    with pytest.raises(UnknownIdError, match="unknown user id 'nobody'"):
+        rec.recommend("nobody")
+    with pytest.raises(UnknownIdError, match="unknown item id 'nope'"):
+        rec.add_interactions([Event("u1", "nope")])
+
+
+def test_store_is_replayed_by_a_new_recommender(model_dir, tmp_path):
+    db = tmp_path / "e.sqlite"
+    first = Recommender.load(model_dir, db=db, new_users=True)
+    first.add_interactions([Event("fresh", "i4", 5.0, 2.0)])
+    expected = first.recommend("fresh", k=5)
+    first.store.close()
+    second = Recommender.load(model_dir, db=db, new_users=True)
+    assert second.recommend_detailed(["fresh"], k=5)[0].source == "history"
+    assert second.recommend("fresh", k=5) == expected
+
+
+# -- endpoints ---------------------------------------------------------------------------------------------------
+def test_health_ready_and_docs(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True and ready["model"] == "bpr" and ready["items"] == 20
+    assert client.get("/docs").status_code == 200
+    assert "/recommend" in client.get("/openapi.json").json()["paths"]
+
+
+def test_recommend_known_user(client):
+    r = client.post("/recommend", json={"user_id": "u1", "k": 4})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["source"] == "model" and body["model_version"].startswith("bpr-")
+    assert len(body["items"]) == 4 and set(ids(body)) <= GROUP1
+    assert "i10" not in ids(body)  # seen
+    r = client.post("/recommend", json={"user_id": "u1", "k": 3, "candidates": ["i0", "i1", "i12"],
+                                        "exclude": ["i12"]})
+    assert set(ids(r.json())) == {"i0", "i1"}
+
+
+def test_batch_and_similar(client):
+    r = client.post("/recommend/batch", json={"user_ids": ["u0", "u1", "ghost"], "k": 3})
+    results = r.json()["results"]
+    assert [x["source"] for x in results] == ["model", "model", "popularity"]
+    assert set(ids(results[0])) <= GROUP0 and set(ids(results[1])) <= GROUP1
+    r = client.get("/items/i2/similar", params={"k": 5})
+    assert r.status_code == 200 and set(ids(r.json())) <= GROUP0 and "i2" not in ids(r.json())
+
+
+def test_interactions_change_a_new_users_recommendations_and_delete_forgets(client):
+    assert client.post("/recommend", json={"user_id": "ann", "k": 3}).json()["source"] == "popularity"
+    r = client.post("/interactions", headers=auth(), json=[{"user_id": "ann", "item_id": "i3", "timestamp": 1.0},
+                                                           {"user_id": "ann", "item_id": "i5", "weight": 2}])
+    assert r.status_code == 200 and r.json() == {"added": 2}
+    body = client.post("/recommend", json={"user_id": "ann", "k": 5}).json()
+    assert body["source"] == "history" and set(ids(body)) <= GROUP0 - {"i3", "i5"}
+    r = client.delete("/users/ann", headers={"X-API-Key": KEY})
+    assert r.json() == {"user_id": "ann", "removed_events": 2}
+    assert client.post("/recommend", json={"user_id": "ann", "k": 3}).json()["source"] == "popularity"
+    assert client.delete("/users/ann", headers=auth()).status_code == 404
+
+
+@pytest.mark.parametrize("request_args, status, message", [
+    (("post", "/recommend", {"content": b"{not json", "headers": {"content-type": "application/json"}}), 422, "JSON"),
+    (("post", "/recommend", {"json": {"user_id": 5}}), 422, "string"),
+    (("post", "/recommend", {"json": {"user_id": "u1", "k": "5"}}), 422, "integer"),
+    (("post", "/recommend", {"json": {"user_id": "u1", "k": 10**9}}), 422, "k must be between 1 and 1000"),
+    (("post", "/recommend", {"json": {"user_id": "u1", "k": 0}}), 422, "k must be between"),
+    (("post", "/recommend", {"json": {"user_id": "u1", "bogus": 1}}), 422, "bogus"),
+    (("post", "/recommend", {"json": {"user_id": "u1", "candidates": ["zzz"]}}), 404, "unknown item id 'zzz'"),
+    (("get", "/items/zzz/similar", {}), 404, "unknown item id 'zzz'"),
+    (("get", "/items/i1/similar", {"params": {"k": "lots"}}), 422, "integer"),
+    (("post", "/recommend", {"json": {"user_id": "u1", "exclude": ["i1"] * 5000}}), 413, "larger than 20000"),
+    (("post", "/interactions", {"json": [{"user_id": "u1", "item_id": "i1"}]}), 401, "missing API key"),
+    (("post", "/interactions", {"json": [{"user_id": "u1", "item_id": "i1"}], "headers": auth("guess")}), 401,
+     "wrong API key"),
+    (("post", "/interactions", {"json": [{"user_id": "u1", "item_id": "nope"}], "headers": auth()}), 404,
+     "unknown item id 'nope'"),
+    (("post", "/interactions", {"json": [{"user_id": "u1", "item_id": "i1", "weight": -1}], "headers": auth()}),
+     422, "weight"),
+    (("post", "/interactions", {"json": [], "headers": auth()}), 422, "non-empty"),
+    (("post", "/interactions", {"json": {"user_id": "u1"}, "headers": auth()}), 422, "list"),
+    (("delete", "/users/u1", {}), 401, "missing API key"),
+])
+def test_bad_requests_are_4xx_with_a_message_and_the_server_keeps_serving(client, request_args, status, message):
+    method, path, kwargs = request_args
+    r = client.request(method.upper(), path, **kwargs)
+    assert r.status_code == status, r.text
+    assert message in r.text
+    assert KEY not in r.text
+    assert client.post("/recommend", json={"user_id": "u1", "k": 1}).status_code == 200
+
+
+def test_unknown_item_in_a_batch_stores_nothing(client):
+    r = client.post("/interactions", headers=auth(), json=[{"user_id": "bob", "item_id": "i1"},
+                                                           {"user_id": "bob", "item_id": "nope"}])
+    assert r.status_code == 404
+    assert client.app.state.recommender.store.events("bob") == []
+
+
+def test_keyed_reads(model_dir, tmp_path):
+    app = create_app(model_dir, ServeSettings(api_key=KEY, keyed_reads=True))
+    with TestClient(app) as c:
+        assert c.post("/recommend", json={"user_id": "u1"}).status_code == 401
+        assert c.post("/recommend", json={"user_id": "u1"}, headers=auth()).status_code == 200
+        assert c.get("/health").status_code == 200
