@@ -1,0 +1,136 @@
+"""The real server: ``python -m fusionrec.cli serve`` in a subprocess on a free loopback port, driven over HTTP.
+
+Checks every endpoint, that posted interactions change a new user's recommendations, that bad requests are 4xx
+while the server keeps serving, and that acknowledged writes survive SIGKILL (the event store commits before the
+reply)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from fusionrec.serving.event_store import EventStore
+from test_serving_app import GROUP0, GROUP1, planted_model
+
+KEY = "e2e-key"
+READY_TIMEOUT_S = 90  # generous: the machine running the tests may be busy; the loop ends as soon as /ready is 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A ``fusionrec serve`` subprocess; ``start()`` waits (bounded) for /ready, ``kill()`` sends SIGKILL."""
+
+    def __init__(self, model_dir, db, log_path):
+        self.model_dir, self.db, self.log_path = model_dir, db, log_path
+        self.proc = None
+        self.url = None
+
+    def start(self) -> "Server":
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "fusionrec.cli", "serve", "--model", str(self.model_dir),
+                                      "--port", str(port), "--db", str(self.db), "--api-key", KEY],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}: {self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.kill()
+        raise AssertionError(f"server not ready after {READY_TIMEOUT_S}s: {self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return planted_model(tmp_path_factory.mktemp("planted") / "model")
+
+
+@pytest.fixture
+def server(model_dir, tmp_path):
+    srv = Server(model_dir, tmp_path / "events.sqlite", tmp_path / "server.log")
+    try:
+        yield srv.start()
+    finally:
+        srv.kill()
+
+
+def ids(reply):
+    return [x["item_id"] for x in reply["items"]]
+
+
+def test_every_endpoint_and_fold_in_for_a_new_user(server):
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get("/health").json() == {"status": "ok"}
+        assert http.get("/ready").json()["ready"] is True
+        assert http.get("/docs").status_code == 200
+        known = http.post("/recommend", json={"user_id": "u0", "k": 3}).json()
+        assert known["source"] == "model" and set(ids(known)) <= GROUP0
+        batch = http.post("/recommend/batch", json={"user_ids": ["u0", "u1"], "k": 3}).json()["results"]
+        assert set(ids(batch[1])) <= GROUP1
+        assert set(ids(http.get("/items/i11/similar", params={"k": 4}).json())) <= GROUP1
+
+        before = http.post("/recommend", json={"user_id": "zoe", "k": 5}).json()
+        assert before["source"] == "popularity"
+        key = {"Authorization": f"Bearer {KEY}"}
+        r = http.post("/interactions", headers=key, json=[{"user_id": "zoe", "item_id": "i14"},
+                                                          {"user_id": "zoe", "item_id": "i16"}])
+        assert r.status_code == 200, r.text
+        after = http.post("/recommend", json={"user_id": "zoe", "k": 5}).json()
+        assert after["source"] == "history" and set(ids(after)) <= GROUP1 - {"i14", "i16"}
+        assert ids(after) != ids(before)
+
+        for bad, status in [(http.post("/recommend", content=b"[[", headers={"content-type": "application/json"}),
+                             422),
+                            (http.post("/recommend", json={"user_id": "u0", "k": 10**12}), 422),
+                            (http.post("/interactions", json=[{"user_id": "z", "item_id": "i1"}]), 401),
+                            (http.post("/interactions", headers=key, json=[{"user_id": "z", "item_id": "?"}]), 404),
+                            (http.post("/recommend", content=b"x" * 2_000_000,
+                                       headers={"content-type": "application/json"}), 413)]:
+            assert bad.status_code == status, bad.text
+            assert bad.json()["detail"]
+        assert http.delete("/users/zoe", headers={"X-API-Key": KEY}).json()["removed_events"] == 2
+        assert http.post("/recommend", json={"user_id": "zoe", "k": 5}).json()["source"] == "popularity"
+
+
+def test_acknowledged_writes_survive_sigkill(server):
+    key = {"Authorization": f"Bearer {KEY}"}
+    acknowledged = []
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for n in range(20):
+            row = {"user_id": f"k{n}", "item_id": f"i{n % 20}", "timestamp": float(n)}
+            assert http.post("/interactions", headers=key, json=[row]).status_code == 200
+            acknowledged.append(row)
+    server.kill()  # SIGKILL right after the last acknowledged write: no shutdown hook runs
+
+    stored = {(e.user_id, e.item_id, e.timestamp) for e in EventStore(server.db).events()}
+    assert stored == {(r["user_id"], r["item_id"], r["timestamp"]) for r in acknowledged}
+    server.start()  # same database: the events are replayed into fold-in
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        replies = http.post("/recommend/batch", json={"user_ids": [r["user_id"] for r in acknowledged],
+                                                      "k": 3}).json()["results"]
+    assert all(r["source"] == "history" for r in replies)
+    assert all(row["item_id"] not in ids(reply) for row, reply in zip(acknowledged, replies))
