@@ -212,3 +212,10 @@ def test_keyed_reads(model_dir, tmp_path):
         assert c.post("/recommend", json={"user_id": "u1"}).status_code == 401
         assert c.post("/recommend", json={"user_id": "u1"}, headers=auth()).status_code == 200
         assert c.get("/health").status_code == 200
+
+
+def test_streamed_body_without_a_length_is_bounded_too(client):
+    chunks = iter([b"[" + b" " * 15_000, b" " * 15_000 + b"]"])  # no Content-Length: sent chunked
+    r = client.post("/interactions", headers={**auth(), "content-type": "application/json"}, content=chunks)
+    assert r.status_code == 413 and "larger than 20000" in r.text
+    assert client.post("/recommend", json={"user_id": "u1", "k": 1}).status_code == 200
