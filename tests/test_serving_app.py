@@ -219,3 +219,10 @@ def test_streamed_body_without_a_length_is_bounded_too(client):
     r = client.post("/interactions", headers={**auth(), "content-type": "application/json"}, content=chunks)
     assert r.status_code == 413 and "larger than 20000" in r.text
     assert client.post("/recommend", json={"user_id": "u1", "k": 1}).status_code == 200
+
+
+def test_serve_cli_rejects_a_folder_that_is_not_a_model(tmp_path, capsys):
+    from fusionrec.cli import main
+
+    assert main(["serve", "--model", str(tmp_path)]) == 2
+    assert "is not a fusionrec model directory" in capsys.readouterr().err

@@ -199,9 +199,13 @@ def _recommend(args) -> int:
 def _serve(args) -> int:
     import uvicorn
 
+    from fusionrec.errors import FusionrecError
     from fusionrec.serving.app import create_app
     from fusionrec.serving.settings import ServeSettings
 
+    if not (Path(args.model) / "config.json").is_file():  # fail here with a message, not in the server's startup
+        raise FusionrecError(f"{args.model} is not a fusionrec model directory (no config.json); "
+                             "pass the 'model' folder that 'fusionrec train --out DIR' wrote (DIR/model)")
     settings = ServeSettings(host=args.host, port=args.port, db=Path(args.db) if args.db else None,
                              api_key=args.api_key or os.environ.get("FUSIONREC_API_KEY") or None,
                              keyed_reads=args.keyed_reads)
