@@ -226,3 +226,21 @@ def test_serve_cli_rejects_a_folder_that_is_not_a_model(tmp_path, capsys):
 
     assert main(["serve", "--model", str(tmp_path)]) == 2
     assert "is not a fusionrec model directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", __import__("fusionrec.models", fromlist=["model_names"]).model_names())
+def test_score_histories_default_works_for_every_registered_model(name):
+    """Shapes and finiteness for every model (untrained weights); models fit without training (kNN) also show the
+    checkerboard's signal: a history of group-0 items ranks group-0 items first."""
+    from test_model_contract import GROUP_ITEMS, N_ITEMS, checkerboard, make
+
+    inputs = checkerboard()
+    model = make(name, inputs)
+    model.prepare(inputs)
+    model.eval()
+    history = sp.csr_matrix(([1.0, 1.0, 2.0], ([0, 0, 1], [1, 2, 13])), shape=(2, N_ITEMS), dtype=np.float32)
+    scores = model.score_histories(history)
+    assert scores.shape == (2, N_ITEMS) and torch.isfinite(scores).all()
+    if not model.trainable and name != "pop":
+        top = torch.topk(scores[0], GROUP_ITEMS - 1).indices
+        assert (top < GROUP_ITEMS).all()
