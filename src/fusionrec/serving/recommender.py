@@ -86,7 +86,8 @@ class Recommender:
 
     # -- reading ------------------------------------------------------------------------------------------------
     def recommend(self, user_ids: str | Sequence[str], k: int = 10, exclude_seen: bool = True,
-                  candidates: Sequence[str] | None = None, exclude: Sequence[str] | None = None) -> Ranked | list[Ranked]:
+                  candidates: Sequence[str] | None = None,
+                  exclude: Sequence[str] | None = None) -> Ranked | list[Ranked]:
         """Top-``k`` items for each user, best first, as ``(item_id, score)``.
 
         ``exclude_seen`` drops items the user interacted with; ``candidates`` restricts the ranking to these items;
