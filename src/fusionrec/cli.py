@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
                               "<config folder>/<model>.yaml supplies its tuned settings when it exists")
     compare.set_defaults(handler=_compare)
 
+    ablate = sub.add_parser("ablate", help="FusionRec ablation: each source, each fusion strategy and the KG-loss "
+                                           "weight, on one split; writes ablation.md/json/png")
+    _run_args(ablate)
+    ablate.set_defaults(handler=_ablate)
+
     encode = sub.add_parser("encode", help="encode the item texts with the configured language model (cached; a "
                                            "second run encodes nothing)")
     encode.add_argument("--config", required=True, help="YAML run config with a 'text' section (see docs/text.md)")
@@ -169,6 +174,14 @@ def _compare(args) -> int:
     run_comparison(cfg, models, args.out, config_dir=Path(args.config).parent,
                    overrides=list(args.set) + (["training.progress=false"] if args.quiet else []))
     print((Path(args.out) / "comparison.md").read_text())
+    return 0
+
+
+def _ablate(args) -> int:
+    from fusionrec.ablation import run_ablation
+
+    run_ablation(_load(args), args.out)
+    print((Path(args.out) / "ablation.md").read_text())
     return 0
 
 
