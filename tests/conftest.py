@@ -15,3 +15,14 @@ def ml100k():
             pytest.skip(f"ml-100k not fetchable here: {exc}")
         raise
     return read_atomic(path, "ml-100k")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for tests of tiny tensors: on a shared 2-core machine a second thread only adds contention."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,12 +15,7 @@ from fusionrec.errors import DataError
 from fusionrec.knowledge.kg import CKG, KGATAttention, collaborative_graph, edge_attention, segment_softmax
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
 
 
 def tiny_kg() -> KnowledgeGraph:

@@ -13,13 +13,7 @@ from fusionrec.knowledge.kg import (TransE, TransR, TripleIndex, corrupt_tails, 
                                     unique_triples)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
 
 
 def planted_graph() -> tuple[torch.Tensor, int]:

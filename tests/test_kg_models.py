@@ -28,13 +28,7 @@ from fusionrec.typed_config import build
 N_CLUSTERS, TEXT_DIM = 4, 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads on a shared 2-core machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
 
 
 @dataclasses.dataclass

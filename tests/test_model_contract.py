@@ -53,14 +53,7 @@ def checkerboard(seed: int = 0):
     return build_inputs(N_USERS, N_ITEMS, train, item_text=text.astype(np.float32), kg=kg)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine OpenMP waits can make each op ~100x
-    slower; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
 
 
 @pytest.fixture(scope="module")

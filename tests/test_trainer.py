@@ -20,12 +20,7 @@ N_USERS, N_ITEMS = 20, 16
 CFG = TrainingConfig(epochs=30, batch_size=32, lr=0.05, patience=0, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors; avoids OpenMP stalls on a shared machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
 
 
 @pytest.fixture(scope="module")
