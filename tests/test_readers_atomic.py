@@ -184,3 +184,9 @@ def test_load_dataset_unknown_name_without_path(tmp_path):
     (tmp_path / "nope").mkdir()
     write(tmp_path / "nope", {"nope.inter": HEADER + "u\ti\t1\t1\n"})
     assert load_dataset(DatasetConfig(name="nope"), data_dir=tmp_path).n_users == 1
+
+
+def test_link_to_unknown_item_can_be_an_error():
+    """unknown_links='error': the link to i9 (line 4 of tiny.link) stops the load, naming file, line and field."""
+    with pytest.raises(DataError, match=r"tiny\.link:4, field 'item_id': links item 'i9'"):
+        read_atomic(TINY, "tiny", unknown_links="error")

@@ -71,6 +71,7 @@ class DatasetConfig:
     links: LinkTable | None = None
     duplicates: Literal["keep", "drop", "error"] = "keep"  # repeated (user, item) rows
     rating_threshold: float | None = None  # keep only rows with rating >= this as positives (None: all rows)
+    unknown_links: Literal["skip", "error"] = "skip"  # links to items not in the catalogue: drop with a note, or fail
     presplit: bool = False  # atomic: use NAME.train.inter / NAME.valid.inter / NAME.test.inter as given
 
 

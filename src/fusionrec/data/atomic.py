@@ -64,7 +64,7 @@ class AtomicTable:
 
 
 def read_atomic(directory: str | Path, name: str, *, duplicates: str = "keep", rating_threshold: float | None = None,
-                presplit: bool = False) -> Dataset:
+                presplit: bool = False, unknown_links: str = "skip") -> Dataset:
     """The dataset ``NAME`` in ``directory``: ``NAME.inter`` (or, with ``presplit``, ``NAME.train.inter``,
     ``NAME.valid.inter`` and ``NAME.test.inter``) plus the optional ``NAME.item``, ``NAME.user``, ``NAME.kg`` and
     ``NAME.link``. Raises :class:`DataError` naming file, line and field for anything malformed."""
@@ -82,7 +82,8 @@ def read_atomic(directory: str | Path, name: str, *, duplicates: str = "keep", r
     triples = _triples(read_atomic_table(optional["kg"])) if optional["kg"].exists() else None
     links = _links(read_atomic_table(optional["link"])) if optional["link"].exists() else None
     return build_dataset(name, inter, items=items, users=users, triples=triples, links=links,
-                         duplicates=duplicates, rating_threshold=rating_threshold, source=str(directory), notes=notes)
+                         duplicates=duplicates, rating_threshold=rating_threshold, unknown_links=unknown_links,
+                         source=str(directory), notes=notes)
 
 
 def read_atomic_table(path: str | Path) -> AtomicTable:

@@ -105,6 +105,7 @@ def build_dataset(
     links: RawLinks | None = None,
     duplicates: str = "keep",
     rating_threshold: float | None = None,
+    unknown_links: str = "skip",
     source: str | None = None,
     notes: Sequence[str] = (),
 ) -> Dataset:
@@ -112,8 +113,8 @@ def build_dataset(
     parts makes a pre-split dataset whose ``interactions`` are the parts concatenated in that order.
 
     ``duplicates``: what to do with a repeated (user, item) pair: 'keep' every row, 'drop' all but the first, or
-    'error'. ``rating_threshold``: keep only rows whose rating is >= it. Links to items outside the catalogue are
-    skipped and counted in ``Dataset.notes``."""
+    'error'. ``rating_threshold``: keep only rows whose rating is >= it. ``unknown_links``: links to items outside the catalogue
+    are 'skip'ped and counted in ``Dataset.notes`` (as RecBole does), or raise an 'error' naming file and line."""
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, not {duplicates!r}")
     parts = dict(interactions) if isinstance(interactions, Mapping) else {"": interactions}
@@ -154,7 +155,9 @@ def build_dataset(
 
     item_map = IdMap.from_list("item", list(item_lookup))
     item_info = _side_info(items, item_lookup, notes) if items is not None else None
-    kg = _knowledge_graph(triples, links, item_lookup, notes) if (triples is not None or links is not None) else None
+    if unknown_links not in ("skip", "error"):
+        raise ValueError(f"unknown_links must be 'skip' or 'error', not {unknown_links!r}")
+    kg = _knowledge_graph(triples, links, item_lookup, notes, unknown_links) if (triples is not None or links is not None) else None
     return Dataset(name=name, users=IdMap.from_list("user", list(user_lookup)), items=item_map, interactions=inter,
                    item_info=item_info, kg=kg, presplit=presplit, source=source, notes=notes)
 
@@ -278,7 +281,7 @@ def _side_info(items: RawItems, lookup: dict[str, int], notes: list[str]) -> Ite
 
 
 def _knowledge_graph(triples: RawTriples | None, links: RawLinks | None, item_lookup: dict[str, int],
-                     notes: list[str]) -> KnowledgeGraph:
+                     notes: list[str], unknown_links: str = "skip") -> KnowledgeGraph:
     """Entities in first-seen order over (head, tail) of each triple, then linked entities seen in no triple."""
     entities: dict[str, int] = {}
     relations: dict[str, int] = {}
@@ -298,6 +301,11 @@ def _knowledge_graph(triples: RawTriples | None, links: RawLinks | None, item_lo
         check_ids(links.entities, links.lines, links.file, links.entity_field)
         item_idx = np.fromiter((item_lookup.get(r, -1) for r in links.items), dtype=np.int64, count=len(links.items))
         unknown = np.flatnonzero(item_idx < 0)
+        if len(unknown) and unknown_links == "error":
+            k = int(unknown[0])
+            raise DataError(f"links item {links.items[k]!r}, which is not in the catalogue ({len(unknown)} such "
+                            "link(s); set dataset.unknown_links: skip to drop them)", file=links.file,
+                            line=int(links.lines[k]), field=links.item_field)
         if len(unknown):
             k = int(unknown[0])
             notes.append(f"{links.file}: skipped {len(unknown)} link(s) to items not in the catalogue "

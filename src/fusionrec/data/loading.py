@@ -18,7 +18,8 @@ def load_dataset(cfg: DatasetConfig, data_dir: str | Path | None = None) -> Data
     to ``cfg.path`` (default: the working directory)."""
     if cfg.format == "table":
         return read_tables(cfg, cfg.path or ".")
-    options = dict(duplicates=cfg.duplicates, rating_threshold=cfg.rating_threshold, presplit=cfg.presplit)
+    options = dict(duplicates=cfg.duplicates, rating_threshold=cfg.rating_threshold, presplit=cfg.presplit,
+                   unknown_links=cfg.unknown_links)
     if cfg.path is not None:
         path = Path(cfg.path).expanduser()
         if path.is_file() and path.suffix == ".inter":  # path: data/foo/foo.inter

@@ -141,7 +141,8 @@ def read_tables(config: DatasetConfig, base_dir: str | Path) -> Dataset:
         t = read_table(base / c.file, [c.item, c.entity], sep=c.sep)
         links = RawLinks(t.file, t.ids(c.item), t.ids(c.entity), t.lines, c.item, c.entity)
     return build_dataset(config.name, inter, items=items, triples=triples, links=links,
-                         duplicates=config.duplicates, rating_threshold=config.rating_threshold, source=str(base))
+                         duplicates=config.duplicates, rating_threshold=config.rating_threshold,
+                         unknown_links=config.unknown_links, source=str(base))
 
 
 def read_table(path: str | Path, columns: Sequence[str], optional: Sequence[str | None] = (), *,
