@@ -89,3 +89,10 @@ def test_config_round_trips_through_dict():
     from fusionrec.config import config_from_dict
 
     assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_exponent_without_dot_is_a_float():
+    """YAML 1.1 reads `1e-6` as a string; a float key must still take it (and a word must still fail)."""
+    assert load_config(None, ["training.weight_decay=1e-6"]).training.weight_decay == 1e-6
+    with pytest.raises(ConfigError, match="'training.lr': expected float"):
+        load_config(None, ["training.lr=fast"])

@@ -127,6 +127,11 @@ def _coerce(tp: Any, value: Any, path: str, file: str | None) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string; take it as the number it spells
+            try:
+                return float(value)
+            except ValueError:
+                pass
         fail()
     if tp is str:
         if isinstance(value, str):
