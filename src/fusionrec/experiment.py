@@ -173,11 +173,9 @@ def _flat(result) -> dict:
     return metrics
 
 
-def _split_segments(result) -> tuple[dict, dict]:
-    """Accepts the evaluator's output with or without segments and returns (overall, segments)."""
-    if hasattr(result, "metrics"):
-        return dict(result.metrics), dict(getattr(result, "segments", {}) or {})
-    if isinstance(result, dict) and "overall" in result:
+def _split_segments(result: dict) -> tuple[dict, dict]:
+    """The evaluator returns plain metrics, or ``{"overall": ..., <segment>: ...}`` when given segments."""
+    if "overall" in result:
         return dict(result["overall"]), {k: v for k, v in result.items() if k != "overall"}
     return dict(result), {}
 
