@@ -157,6 +157,25 @@ def test_forward_shapes_and_finite_terms(name, inputs):
             assert value.dim() == 0 and torch.isfinite(value), term
 
 
+# Dot-product models: serving ranks with a top-K index over these vectors, so they must reproduce score_all exactly.
+VECTOR_MODELS = {"bpr", "lightgcn", "fusionrec", "cke", "kgat"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_serving_vectors_reproduce_score_all(name, inputs):
+    model = trained(name, inputs)
+    model.eval()
+    vectors = model.serving_vectors()
+    if name not in VECTOR_MODELS:
+        assert vectors is None  # kNN and popularity keep the score_all / score_histories path
+        return
+    users, items = vectors
+    assert users.shape[0] == N_USERS and items.shape[0] == N_ITEMS and users.shape[1] == items.shape[1]
+    picked = torch.tensor([0, 7, 25, 39])
+    with torch.no_grad():
+        torch.testing.assert_close(users[picked] @ items.T, model.score_all(picked), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", [n for n in MODELS if n not in NOT_PERSONAL])
 def test_learns_the_planted_groups(name, inputs):
     model = trained(name, inputs)

@@ -124,6 +124,13 @@ class Model(nn.Module):
             return all_scores.gather(1, items[:, None]).squeeze(1)
         return all_scores.gather(1, items)
 
+    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Final user and item vectors of a dot-product model: ``(U (n_users, d), V (n_items, d))`` with
+        ``score_all(users) == U[users] @ V.T``, or None (the default) for a model whose scores are not one dot
+        product (popularity, kNN). Serving ranks with a top-K index over ``V`` and folds new users in as vectors
+        when this is not None, so it never builds an (n_items, n_items) matrix for such a model."""
+        return None
+
     def cached(self, key: str, compute):
         """Value computed once while the model is in eval mode (e.g. propagated embeddings); recomputed in training."""
         if self.training:

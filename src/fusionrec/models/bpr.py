@@ -45,3 +45,7 @@ class BPR(Model):
         """users (B,) -> (B, n_items)."""
         check_users(users, self.n_users)
         return self.user_emb(users) @ self.item_emb.weight.T
+
+    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n_users, d), (n_items, d): the embeddings themselves."""
+        return self.user_emb.weight.detach(), self.item_emb.weight.detach()

@@ -145,6 +145,11 @@ class CKE(Model):
         user_vecs, item_vecs = self.cached("vectors", lambda: (self.user_emb.weight.clone(), self.item_vectors()))
         return user_vecs[users] @ item_vecs.T
 
+    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """p (n_users, d) and v (n_items, d), the vectors :meth:`score_all` multiplies."""
+        user_vecs, item_vecs = self.cached("vectors", lambda: (self.user_emb.weight.clone(), self.item_vectors()))
+        return user_vecs.detach(), item_vecs.detach()
+
 
 def _require_kg(inputs: ModelInputs):
     if inputs.kg is None or inputs.kg.n_entities == 0 or inputs.kg.n_relations == 0:

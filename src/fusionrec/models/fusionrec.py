@@ -224,6 +224,11 @@ class FusionRec(Model):
         user_vecs, item_vecs, _ = self.cached("propagated", self.propagate)
         return user_vecs[users] @ item_vecs.T
 
+    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The propagated (n_users, d) and (n_items, d) vectors that :meth:`score_all` multiplies."""
+        user_vecs, item_vecs, _ = self.cached("propagated", self.propagate)
+        return user_vecs.detach(), item_vecs.detach()
+
 
 def _item_entity_matrix(triples: torch.Tensor, item_entity: np.ndarray, n_entities: int,
                         neighbours: bool) -> sp.csr_matrix:

@@ -199,3 +199,8 @@ class KGAT(Model):
         check_users(users, self.n_users)
         user_vecs, item_vecs = self.cached("propagated", self.propagate)
         return user_vecs[users] @ item_vecs.T
+
+    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The propagated (n_users, D) and (n_items, D) vectors that :meth:`score_all` multiplies."""
+        user_vecs, item_vecs = self.cached("propagated", self.propagate)
+        return user_vecs.detach(), item_vecs.detach()
