@@ -13,6 +13,7 @@ EPILOG = """examples:
   fusionrec data info ml-100k
   fusionrec train --config configs/ml-100k/bpr.yaml --out runs/bpr
   fusionrec train --config configs/ml-100k/bpr.yaml --set training.lr=0.005 --set seed=7 --out runs/bpr-lr
+  fusionrec train --config configs/ml-100k/bpr.yaml --resume-from-store runs/bpr/events.sqlite --out runs/bpr2
   fusionrec compare --config configs/ml-100k/bpr.yaml --models pop,itemknn,bpr,lightgcn --out runs/compare
   fusionrec encode --config configs/ml-100k/fusionrec.yaml
   fusionrec recommend --model runs/bpr/model --user 196 -k 10
@@ -70,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train one model, evaluate it, write DIR/results.json and DIR/model/")
     _run_args(train)
+    train.add_argument("--resume-from-store", metavar="DB",
+                       help="fold the interactions recorded by 'fusionrec serve --db DB' into the data before the "
+                            "split: new users are added, events for items outside the catalogue are skipped (and "
+                            "counted), repeats follow dataset.duplicates; results.json records the db, the count "
+                            "and a sha256 of the events")
     train.set_defaults(handler=_train)
 
     compare = sub.add_parser("compare", help="train several models on the same split and compare them")
@@ -161,7 +167,7 @@ def _train(args) -> int:
     from fusionrec.experiment import run_experiment
 
     cfg = _load(args)
-    results = run_experiment(cfg, args.out)
+    results = run_experiment(cfg, args.out, events_db=args.resume_from_store)
     print(json.dumps({"out": str(Path(args.out).resolve()), "test": results["metrics"]["test"]}, indent=2))
     return 0
 

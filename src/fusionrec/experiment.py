@@ -37,12 +37,25 @@ class Prepared:
     dataset: Dataset
     split: Split
     data_sha256: str
+    folded: dict | None = None  # what fold_events appended from an event store (None: nothing)
 
 
-def prepare_data(cfg: RunConfig, log=None) -> Prepared:
+def prepare_data(cfg: RunConfig, log=None, events_db: str | Path | None = None) -> Prepared:
+    """Loads and splits the dataset; with ``events_db`` (an event store written by ``fusionrec serve --db``) its
+    interactions are appended before the split (see :mod:`fusionrec.data.event_log`)."""
     log = log or _stderr
     t0 = time.perf_counter()
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    folded = None
+    if events_db is not None:
+        from fusionrec.data.event_log import fold_events, read_event_table
+
+        dataset, report = fold_events(dataset, read_event_table(events_db), cfg.dataset.duplicates,
+                                      need_timestamps=cfg.split.method in ("temporal", "leave_one_out"))
+        folded = report.to_dict()
+        log(f"events: {report.db}: {report.rows} row(s), folded in {report.folded}, new users {report.new_users}, "
+            f"skipped {report.skipped_unknown_items} with an item outside the catalogue, dropped "
+            f"{report.dropped_duplicates} duplicate(s)")
     seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
     split = make_split(dataset, cfg.split.method, ratios=tuple(cfg.split.ratios), seed=seed,
                        cold_share=cfg.split.cold_share)
@@ -50,7 +63,7 @@ def prepare_data(cfg: RunConfig, log=None) -> Prepared:
     log(f"data: {stats['name']}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions"
         f" | split {cfg.split.method}: train {len(split.train)}, valid {len(split.valid)}, test {len(split.test)}"
         f" ({time.perf_counter() - t0:.1f}s)")
-    return Prepared(dataset, split, dataset.content_hash())
+    return Prepared(dataset, split, dataset.content_hash(), folded)
 
 
 def model_params(cfg: RunConfig):
@@ -85,11 +98,13 @@ def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None)
                         item_text_mask=mask)
 
 
-def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | None = None, log=None) -> dict:
-    """Trains ``cfg.model`` and writes ``out_dir/results.json`` and ``out_dir/model/``; returns the results dict."""
+def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | None = None, log=None,
+                   events_db: str | Path | None = None) -> dict:
+    """Trains ``cfg.model`` and writes ``out_dir/results.json`` and ``out_dir/model/``; returns the results dict.
+    ``events_db``: fold that event store's interactions into the data first (ignored when ``prepared`` is given)."""
     log = log or _stderr
     out_dir = Path(out_dir)
-    prepared = prepared or prepare_data(cfg, log)
+    prepared = prepared or prepare_data(cfg, log, events_db=events_db)
     dataset, split = prepared.dataset, prepared.split
     cls, params = model_params(cfg)
     inputs = model_inputs(cfg, prepared, cls.required_inputs(params), log)
@@ -141,6 +156,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         "config": cfg.to_dict(),
         "seed": cfg.seed,
         "data_sha256": prepared.data_sha256,
+        "folded_events": prepared.folded,
         "dataset_stats": dataset.stats(),
         "versions": package_versions(),
         "machine": machine(),
@@ -154,7 +170,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     }
     all_known = dataset.interactions.to_csr()
     save_artifact(out_dir / "model", model, dataset.users, dataset.items, all_known, run_config=cfg.to_dict(),
-                  extra={"data_sha256": prepared.data_sha256, "dataset": dataset.name})
+                  extra={"data_sha256": prepared.data_sha256, "dataset": dataset.name,
+                         **({"folded_events": prepared.folded} if prepared.folded else {})})
     atomic_io.write_json(out_dir / "results.json", results)
     log(f"test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k.split("@")[0] in ("ndcg", "recall")))
     return results
