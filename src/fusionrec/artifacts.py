@@ -8,6 +8,7 @@ Layout::
       users.json items.json raw ids in index order
       seen.npz              the user x item matrix of known interactions (CSR arrays; excluded when recommending)
       versions.json         package versions that wrote it
+      kg/, item_names.json  optional: the run's knowledge graph and item display names (see artifact_knowledge)
 
 Loading needs only this directory: no dataset, no data loaders.
 """
@@ -24,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fusionrec import atomic_io
+from fusionrec.artifact_knowledge import ArtifactKnowledge, load_knowledge, save_knowledge
 from fusionrec.data.ids import IdMap
 from fusionrec.errors import FusionrecError
 from fusionrec.models.base import Model
@@ -42,11 +44,14 @@ class ModelArtifact:
     items: IdMap
     seen: sp.csr_matrix
     meta: dict = field(default_factory=dict)
+    knowledge: ArtifactKnowledge = field(default_factory=ArtifactKnowledge)  # KG + item names, when saved
 
 
 def save_artifact(path: str | Path, model: Model, users: IdMap, items: IdMap, seen: sp.csr_matrix,
-                  run_config: dict | None = None, extra: dict | None = None) -> Path:
-    """Writes the artifact directory atomically (a failed save leaves any previous artifact untouched)."""
+                  run_config: dict | None = None, extra: dict | None = None,
+                  knowledge: ArtifactKnowledge | None = None) -> Path:
+    """Writes the artifact directory atomically (a failed save leaves any previous artifact untouched).
+    ``knowledge``: the run's knowledge graph and item names, kept for explanations and KG edits while serving."""
     path = Path(path)
     seen = sp.csr_matrix(seen, dtype=np.float32)
     if seen.shape != (model.n_users, model.n_items):
@@ -61,6 +66,8 @@ def save_artifact(path: str | Path, model: Model, users: IdMap, items: IdMap, se
         atomic_io.write_json(tmp / "items.json", items.to_list())
         np.savez(tmp / "seen.npz", indptr=seen.indptr, indices=seen.indices, shape=np.array(seen.shape))
         atomic_io.write_json(tmp / "versions.json", package_versions())
+        if knowledge is not None:
+            save_knowledge(tmp, knowledge, model.n_items)
     return path
 
 
@@ -86,7 +93,7 @@ def load_artifact(path: str | Path) -> ModelArtifact:
     with np.load(path / "seen.npz", allow_pickle=False) as z:
         shape = tuple(int(s) for s in z["shape"])
         seen = sp.csr_matrix((np.ones(len(z["indices"]), dtype=np.float32), z["indices"], z["indptr"]), shape=shape)
-    return ModelArtifact(model, users, items, seen, meta)
+    return ModelArtifact(model, users, items, seen, meta, load_knowledge(path, len(items)))
 
 
 def seen_mask_rows(seen: sp.csr_matrix, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from fusionrec import atomic_io
+from fusionrec.artifact_knowledge import ArtifactKnowledge, item_display_names
 from fusionrec.artifacts import save_artifact
 from fusionrec.config import RunConfig, TextConfig
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.loading import load_dataset
 from fusionrec.data.splits import Split, make_split
 from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
-from fusionrec.errors import ConfigError
+from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.models.base import Model, ModelInputs
 from fusionrec.models.registry import get_model_class
 from fusionrec.provenance import machine, package_versions, peak_rss_mb
@@ -171,10 +172,29 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     all_known = dataset.interactions.to_csr()
     save_artifact(out_dir / "model", model, dataset.users, dataset.items, all_known, run_config=cfg.to_dict(),
                   extra={"data_sha256": prepared.data_sha256, "dataset": dataset.name,
-                         **({"folded_events": prepared.folded} if prepared.folded else {})})
+                         **({"folded_events": prepared.folded} if prepared.folded else {})},
+                  knowledge=artifact_knowledge(cfg, dataset, inputs.kg, log))
     atomic_io.write_json(out_dir / "results.json", results)
     log(f"test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k.split("@")[0] in ("ndcg", "recall")))
     return results
+
+
+def artifact_knowledge(cfg: RunConfig, dataset: Dataset, kg=None, log=None) -> ArtifactKnowledge:
+    """What the artifact keeps for explanations and KG edits while serving: the graph the model was given (``kg``),
+    else the one ``cfg.knowledge`` builds from the dataset (saved for every model: it is cheap), and item display
+    names from a title/name text field. A graph that cannot be built is skipped with a note in the log."""
+    log = log or _stderr
+    if kg is None:
+        from fusionrec.knowledge.kg.merge import build_item_graph
+
+        try:
+            kg = build_item_graph(dataset, cfg.knowledge)
+        except FusionrecError as exc:
+            log(f"note: no knowledge graph saved with the model ({exc})")
+    names = item_display_names(dataset.item_info)
+    if names is not None and len(names) != dataset.n_items:
+        names = (names + [""] * dataset.n_items)[:dataset.n_items]
+    return ArtifactKnowledge(kg, names)
 
 
 def with_model(cfg: RunConfig, name: str, model_cfg: RunConfig | None = None) -> RunConfig:
