@@ -217,6 +217,46 @@ class FusionRec(Model):
             return {}
         return {"kg": self.kg_model.loss(heads, relations, tails, neg_tails)}
 
+    # -- knowledge edits (serving) ------------------------------------------------------------------------------------
+    def set_triples(self, triples: torch.Tensor) -> None:
+        """Rebuilds the KG source's item-entity matrix from ``triples`` (T, 3) (head, relation, tail) over the
+        model's entity indices, e.g. after triples were added or removed while serving, and drops cached vectors.
+        Triples that name an entity index >= ``n_entities`` (new to the model: no trained embedding) are skipped,
+        so such entities contribute nothing; relations are not used (the neighbour mean ignores them). Item links
+        stay as trained. A model without a KG source is unchanged."""
+        if "kg" not in self.sources:
+            return
+        t = torch.as_tensor(triples, dtype=torch.long).reshape(-1, 3)
+        known = (t[:, [0, 2]] >= 0).all(1) & (t[:, [0, 2]] < self.n_entities).all(1)
+        self.kg_indices, self.kg_values = buffers_from_scipy(
+            _item_entity_matrix(t[known], self.item_entity.numpy(), self.n_entities, self.params.kg_neighbours))
+        self._cache.clear()
+
+    def source_breakdown(self, item: int, user_vector: torch.Tensor) -> dict:
+        """What each source adds to one item's score for a user vector ``u`` (d,), on the item's layer-0 fused
+        vector (before propagation over the user-item graph). For each source s: ``present`` (the item has it),
+        ``weight`` (the fusion's weight, attention or gate; None for concat), ``alone`` = u . fuse(s only) and
+        ``drop`` = u . fuse(all) - u . fuse(all but s): how much the score falls without s. Also ``full`` =
+        u . fuse(all)."""
+        with torch.no_grad():
+            vecs, mask = self.source_vectors()
+            x, m = vecs[item:item + 1], mask[item:item + 1]  # (1, S, d), (1, S)
+            n = len(self.sources)
+            masks = [m]
+            for s in range(n):
+                without, alone = m.clone(), torch.zeros_like(m)
+                without[0, s] = False
+                alone[0, s] = m[0, s]
+                masks += [without, alone]
+            out = self.fusion(x.expand(len(masks), -1, -1), torch.cat(masks))
+            present_any = torch.cat(masks).any(1, keepdim=True)
+            scores = ((out.vectors * present_any) @ user_vector.float()).tolist()  # no source left: score 0
+            weights = out.weights[0].tolist() if out.weights is not None else [None] * n
+        return {"full": scores[0], "sources": [
+            {"source": name, "present": bool(m[0, s]), "weight": weights[s],
+             "alone": scores[2 + 2 * s] if bool(m[0, s]) else None, "drop": scores[0] - scores[1 + 2 * s]}
+            for s, name in enumerate(self.sources)]}
+
     # -- scoring ------------------------------------------------------------------------------------------------------
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items); propagation computed once in eval mode."""

@@ -149,6 +149,35 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
             raise UnknownIdError("user", user_id)
         return {"user_id": user_id, "removed_events": rec.forget_user(user_id)}
 
+    @app.post("/explain", response_model=schemas.ExplainResponse, dependencies=[Depends(reader)])
+    def explain(body: schemas.ExplainRequest, rec: Recommender = Depends(_recommender)):
+        """Why an item suits a user: per-source contributions, the history items behind it and knowledge-graph
+        paths from the history to the item. 404 for an unknown item, or a user with neither training nor added
+        interactions."""
+        return {**rec.explain(body.user_id, body.item_id, body.n_history, body.n_paths),
+                "model_version": rec.model_version}
+
+    def check_triples(body: list[schemas.Triple]) -> list[tuple[str, str, str]]:
+        if not body:
+            raise HTTPException(422, "the body must be a non-empty list of triples")
+        if len(body) > settings.max_interactions:
+            raise HTTPException(413, f"at most {settings.max_interactions} triples per request, got {len(body)}")
+        return [(t.head, t.relation, t.tail) for t in body]
+
+    @app.post("/kg/triples", response_model=schemas.TriplesResponse, dependencies=[Depends(writer)])
+    def add_triples(body: list[schemas.Triple], rec: Recommender = Depends(_recommender)):
+        """Adds knowledge-graph triples by raw id (head/tail: an entity id, an item id for its linked entity, or a
+        new entity; unknown relations become new relations). Durable before the reply; explanations use them at
+        once and FusionRec's KG source vectors are recomputed."""
+        changed = rec.add_triples(check_triples(body))
+        return {"changed": changed, "triples": len(rec.kg.triples)}
+
+    @app.delete("/kg/triples", response_model=schemas.TriplesResponse, dependencies=[Depends(writer)])
+    def remove_triples(body: list[schemas.Triple], rec: Recommender = Depends(_recommender)):
+        """Removes knowledge-graph triples by raw id; an unknown relation or entity is a 404 and nothing changes."""
+        changed = rec.remove_triples(check_triples(body))
+        return {"changed": changed, "triples": len(rec.kg.triples)}
+
 
 def _response(result, version: str) -> dict:
     return {"user_id": result.user_id, "items": [{"item_id": i, "score": s} for i, s in result.items],

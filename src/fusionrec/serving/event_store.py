@@ -1,4 +1,5 @@
-"""Durable store of interactions added while serving: one SQLite table in WAL mode, replayed at startup.
+"""Durable store of what is added while serving, in SQLite (WAL mode), replayed at startup: interactions, and
+knowledge-graph edits (table ``triples``: one row per added or removed triple, in order).
 
 Every write is committed with ``synchronous=FULL`` before it returns, so an acknowledged write survives a crash of
 the process (and, with FULL, of the machine)."""
@@ -16,6 +17,13 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS interactions (
     item_id TEXT NOT NULL,
     timestamp REAL,
     weight REAL NOT NULL
+)"""
+_TRIPLES_SCHEMA = """CREATE TABLE IF NOT EXISTS triples (
+    seq INTEGER PRIMARY KEY,
+    op TEXT NOT NULL CHECK (op IN ('add', 'remove')),
+    head TEXT NOT NULL,
+    relation TEXT NOT NULL,
+    tail TEXT NOT NULL
 )"""
 
 
@@ -42,6 +50,7 @@ class EventStore:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute(_SCHEMA)
         self._conn.execute("CREATE INDEX IF NOT EXISTS interactions_user ON interactions(user_id)")
+        self._conn.execute(_TRIPLES_SCHEMA)
 
     def add(self, events: list[Event]) -> None:
         """Appends these events in one transaction; returns once they are durable."""
@@ -75,6 +84,27 @@ class EventStore:
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM interactions").fetchone()[0])
+
+    def add_triples(self, op: str, triples: list[tuple[str, str, str]]) -> None:
+        """Appends one knowledge-graph edit (``op``: "add" or "remove"; raw (head, relation, tail) ids) in one
+        transaction; returns once it is durable."""
+        if op not in ("add", "remove"):
+            raise ValueError(f"op must be 'add' or 'remove', not {op!r}")
+        rows = [(op, h, r, t) for h, r, t in triples]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("INSERT INTO triples (op, head, relation, tail) VALUES (?, ?, ?, ?)", rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def triple_ops(self) -> list[tuple[str, str, str, str]]:
+        """Every stored knowledge-graph edit as ``(op, head, relation, tail)``, in the order it was made."""
+        with self._lock:
+            return [tuple(row) for row in
+                    self._conn.execute("SELECT op, head, relation, tail FROM triples ORDER BY seq").fetchall()]
 
     def close(self) -> None:
         with self._lock:

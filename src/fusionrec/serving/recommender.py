@@ -20,6 +20,7 @@ import torch
 from fusionrec.artifacts import ModelArtifact, load_artifact
 from fusionrec.errors import DataError, FusionrecError, UnknownIdError
 from fusionrec.serving.event_store import Event, EventStore
+from fusionrec.serving.knowledge import LiveGraph, RawTriple
 
 Ranked = list[tuple[str, float]]
 
@@ -62,8 +63,10 @@ class Recommender:
         self._added: dict[str, dict[int, float]] = {}  # raw user id -> {item index: summed weight}
         counts = np.asarray(artifact.seen.sum(axis=0), dtype=np.float32).ravel()
         self._popularity = torch.from_numpy(counts)  # (n_items,)
+        self.kg = LiveGraph(artifact.knowledge.graph, len(self.items))  # paths for explanations; edited by raw id
         if store is not None:
             self._remember(store.events())
+            self._replay_triples(store.triple_ops())
 
     @classmethod
     def load(cls, path: str | Path, db: str | Path | None = None, new_users: bool = False) -> "Recommender":
@@ -175,6 +178,69 @@ class Recommender:
             removed = self.store.delete_user(user_id) if self.store is not None else 0
             in_memory = self._added.pop(user_id, None)
             return removed if self.store is not None else len(in_memory or {})
+
+    # -- explanations and knowledge edits ------------------------------------------------------------------------
+    def explain(self, user_id: str, item_id: str, n_history: int = 5, n_paths: int = 3) -> dict:
+        """Why ``item_id`` suits ``user_id``: per-source contributions, the history items that contribute most and
+        knowledge-graph paths from the history to the item (see :mod:`fusionrec.serving.explain`)."""
+        from fusionrec.serving.explain import explain
+
+        with self._lock, torch.no_grad():
+            return explain(self, str(user_id), str(item_id), n_history=n_history, n_paths=n_paths)
+
+    def add_triples(self, triples: Sequence[RawTriple | tuple[str, str, str]]) -> int:
+        """Adds knowledge-graph triples given as raw (head, relation, tail) ids; returns how many were new. A head or
+        tail may be an entity id, an item id (its linked entity) or a new entity id; an unknown relation id becomes a
+        new relation (see :mod:`fusionrec.serving.knowledge`). Stored durably before it takes effect; explanations
+        see it at once, and a model with a KG source (FusionRec) recomputes its items' KG vectors."""
+        return self._edit_triples("add", triples)
+
+    def remove_triples(self, triples: Sequence[RawTriple | tuple[str, str, str]]) -> int:
+        """Removes triples (raw ids as for :meth:`add_triples`, all of them known: an unknown relation or entity
+        raises ``UnknownIdError``); returns how many were in the graph."""
+        return self._edit_triples("remove", triples)
+
+    def _edit_triples(self, op: str, triples: Sequence) -> int:
+        raw = [t if isinstance(t, RawTriple) else RawTriple(*t) for t in triples]
+        with self._lock:
+            self.kg.resolve(raw, self.items, create=op == "add")  # validates before anything is stored
+            if self.store is not None:
+                self.store.add_triples(op, [(t.head, t.relation, t.tail) for t in raw])
+            changed = self.kg.add(raw, self.items) if op == "add" else self.kg.remove(raw, self.items)
+            if changed:
+                self._sync_model_kg()
+            return changed
+
+    def _replay_triples(self, ops: Sequence[tuple[str, str, str, str]]) -> None:
+        """Applies stored knowledge edits in order (consecutive rows of one op as one batch)."""
+        changed, start = 0, 0
+        for end in range(1, len(ops) + 1):
+            if end == len(ops) or ops[end][0] != ops[start][0]:
+                batch = [RawTriple(h, r, t) for _, h, r, t in ops[start:end]]
+                if ops[start][0] == "add":
+                    changed += self.kg.add(batch, self.items)
+                else:
+                    changed += self.kg.remove(batch, self.items, strict=False)
+                start = end
+        if changed:
+            self._sync_model_kg()
+
+    def _sync_model_kg(self) -> None:
+        """Gives a model with a KG source the edited triples (when its entity indices are the artifact graph's) and
+        drops whatever was computed from the old item vectors."""
+        setter = getattr(self.model, "set_triples", None)
+        if setter is None or not self.kg.from_artifact or getattr(self.model, "n_entities", -1) != \
+                self.kg.n_model_entities:
+            return
+        setter(torch.from_numpy(self.kg.triples))
+        self._vectors_changed()
+
+    def _vectors_changed(self) -> None:
+        """Item vectors moved: clear the model's cached vectors and similarity (and any index built on them)."""
+        self.model._cache.clear()
+        refresh = getattr(self, "refresh_vectors", None)
+        if refresh is not None:
+            refresh()
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _remember(self, events: Sequence[Event]) -> None:

@@ -67,3 +67,75 @@ class InteractionsResponse(BaseModel):
 class ForgetResponse(BaseModel):
     user_id: str
     removed_events: int
+
+
+class ExplainRequest(_Body):
+    user_id: StrictStr = Id
+    item_id: StrictStr = Id
+    n_history: StrictInt = Field(5, ge=0, le=100)
+    n_paths: StrictInt = Field(3, ge=0, le=20)
+
+
+class SourceContribution(BaseModel):
+    """``weight``: the fusion's weight for the source (None when the fusion gives none); ``alone`` / ``drop``: the
+    user's score of the item's fused vector from this source alone / how much it falls without it."""
+
+    source: str
+    present: bool
+    weight: float | None = None
+    alone: float | None = None
+    drop: float | None = None
+
+
+class HistoryContribution(BaseModel):
+    item_id: str
+    name: str | None = None
+    weight: float
+    similarity: float
+    contribution: float
+
+
+class PathNode(BaseModel):
+    entity: str
+    item_id: str | None = None
+    name: str | None = None
+
+
+class PathStep(BaseModel):
+    relation: str
+    direction: str  # "forward": previous -relation-> next; "backward": previous <-relation- next
+
+
+class KGPathOut(BaseModel):
+    hops: int
+    nodes: list[PathNode]
+    relations: list[PathStep]
+    text: str
+
+
+class ExplainResponse(BaseModel):
+    user_id: str
+    item_id: str
+    name: str | None = None
+    score: float | None
+    score_source: str
+    model: str
+    sources: list[SourceContribution]
+    history: list[HistoryContribution]
+    paths: list[KGPathOut]
+    notes: list[str]
+    model_version: str
+
+
+class Triple(_Body):
+    head: StrictStr = Id
+    relation: StrictStr = Id
+    tail: StrictStr = Id
+
+
+class TriplesResponse(BaseModel):
+    """``changed``: how many triples were new (POST) or present and removed (DELETE); ``triples``: the graph's size
+    after the edit."""
+
+    changed: int
+    triples: int
