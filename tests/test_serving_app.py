@@ -4,6 +4,12 @@ The planted BPR model: users u0..u19 and items i0..i19 in two groups (even users
 users / items i10..i19 group 1); a user's vector points at their group's item vectors, so the right answers are
 known: a user is recommended items of their own group, and an item's most similar items are in its group."""
 
+import contextlib
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -244,3 +250,202 @@ def test_score_histories_default_works_for_every_registered_model(name):
     if not model.trainable and name != "pop":
         top = torch.topk(scores[0], GROUP_ITEMS - 1).indices
         assert (top < GROUP_ITEMS).all()
+
+
+# -- vector path and new items ------------------------------------------------------------------------------------
+# A planted FusionRec with text and KG sources, served from vectors. Its text encoder is the run's "openai" encoder
+# pointed at a fake embedding server on loopback (started by the test), so adding an item encodes offline and fast
+# through the same code path as production. The fake embedding counts genre words: "comedy"/"funny" on dimension 0
+# (group 0), "horror"/"scary" on dimension 1 (group 1), plus a small constant.
+GENRE_WORDS = {"comedy": 0, "funny": 0, "horror": 1, "scary": 1}
+TEMPLATE = "{movie_title}. Genres: {class}."
+
+
+def fake_embedding(text: str) -> list[float]:
+    v = [0.0, 0.0, 0.0, 0.2]
+    for word in re.findall(r"[a-z]+", text.lower()):
+        if word in GENRE_WORDS:
+            v[GENRE_WORDS[word]] += 1.0
+    return v
+
+
+class EmbeddingHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.texts.extend(body["input"])
+        raw = json.dumps({"data": [{"index": i, "embedding": fake_embedding(t)}
+                                   for i, t in enumerate(body["input"])]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+@contextlib.contextmanager
+def embedding_server():
+    """A fake OpenAI-compatible embedding server; yields its base URL (``.texts`` on the server lists requests)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), EmbeddingHandler)
+    httpd.texts = []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def planted_fusionrec(path, base_url: str):
+    """A FusionRec over the planted groups with text (the fake embedding of "<genre> film k") and a KG (item -> its
+    group's genre entity), fusion = the plain mean of the present sources, no propagation; saved to ``path``."""
+    from fusionrec.artifact_knowledge import ArtifactKnowledge
+    from fusionrec.data import Interactions, KnowledgeGraph
+    from fusionrec.models.fusionrec import FusionRec, FusionRecParams
+    from fusionrec.training import build_inputs
+
+    genre = ["comedy" if i < 10 else "horror" for i in range(20)]
+    titles = [f"{g.title()} film {i}" for i, g in enumerate(genre)]
+    text = np.array([fake_embedding(TEMPLATE.format(movie_title=t, **{"class": g})) for t, g in zip(titles, genre)])
+    text /= np.linalg.norm(text, axis=1, keepdims=True)  # the run's encoder normalises
+    items = IdMap("item", [f"i{i}" for i in range(20)])
+    kg = KnowledgeGraph.from_raw([(f"e_{g}", "genre_of", f"e_i{i}") for i, g in enumerate(genre)],
+                                 {f"i{i}": f"e_{genre[i]}" for i in range(20)}, items)
+    seen = sp.csr_matrix(planted_seen())
+    coo = seen.tocoo()
+    inputs = build_inputs(20, 20, Interactions(coo.row, coo.col, 20, 20), item_text=text.astype(np.float32), kg=kg)
+    params = FusionRecParams(embedding_size=4, n_layers=0, kg_neighbours=False, source_dropout=0.0)
+    model = FusionRec.from_inputs(inputs, params)
+    model.prepare(inputs)
+    g = torch.Generator().manual_seed(0)
+    group = (torch.arange(20) >= 10).long()
+    with torch.no_grad():
+        model.user_emb.weight.copy_(torch.nn.functional.one_hot(torch.arange(20) % 2, 4).float()
+                                    + 0.1 * torch.randn(20, 4, generator=g))
+        model.item_emb.weight.copy_(torch.nn.functional.one_hot(group, 4).float() + 0.1 * torch.randn(20, 4, generator=g))
+        model.text_proj.weight.copy_(torch.eye(4))
+        model.text_proj.bias.zero_()
+        ent = torch.zeros(kg.n_entities, 4)
+        ent[kg.entities.index("e_comedy"), 0] = ent[kg.entities.index("e_horror"), 1] = 1.0
+        model.kg_model.entity_embedding.weight.copy_(ent)
+    run_config = {"text": {"encoder": "openai", "base_url": base_url, "model": "fake", "template": TEMPLATE}}
+    save_artifact(path, model.eval(), IdMap("user", [f"u{u}" for u in range(20)]), items, seen,
+                  run_config=run_config, knowledge=ArtifactKnowledge(graph=kg))
+    return path
+
+
+def planted_seen() -> sp.csr_matrix:
+    """The planted model's training interactions (see :func:`planted_model`)."""
+    rows, cols = [], []
+    for u in range(20):
+        base = 10 * (u % 2)
+        for i in (base, base + 1 + (u // 2) % 9, base + 1 + (u // 2 + 3) % 9):
+            rows.append(u)
+            cols.append(i)
+    return sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(20, 20))
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    with embedding_server() as httpd:
+        yield httpd
+
+
+@pytest.fixture(scope="module")
+def fusion_dir(tmp_path_factory, embedder):
+    host, port = embedder.server_address[:2]
+    return planted_fusionrec(tmp_path_factory.mktemp("fusion") / "model", f"http://{host}:{port}/v1")
+
+
+COMEDY_ITEM = {"item_id": "new-comedy", "fields": {"movie_title": "A funny night", "class": ["Comedy"]}}
+
+
+def test_vector_path_matches_score_all_for_trained_users(fusion_dir):
+    rec = Recommender.load(fusion_dir, index="exact")
+    assert rec.index is not None
+    with torch.no_grad():
+        scores = rec.model.score_all(torch.tensor([0, 1]))
+    for u in (0, 1):
+        got = rec.recommend(f"u{u}", k=5)
+        s = scores[u].clone()
+        s[torch.from_numpy(planted_seen()[u].indices.astype(np.int64))] = -torch.inf
+        assert [i for i, _ in got] == rec.items.raws(torch.topk(s, 5).indices.numpy())
+
+
+@pytest.mark.parametrize("kind", ["exact", "faiss-flat", "faiss-hnsw"])
+def test_recommender_on_vectors_keeps_the_fold_in_behaviour(model_dir, kind):
+    rec = Recommender.load(model_dir, new_users=True, index=kind)
+    assert rec.index is not None and rec.index.kind == kind
+    (before,) = rec.recommend_detailed(["newbie"], k=2)
+    assert before.source == "popularity" and {i for i, _ in before.items} == {"i0", "i10"}
+    rec.add_interactions([Event("newbie", "i12"), Event("newbie", "i15")])
+    (after,) = rec.recommend_detailed(["newbie"], k=5)
+    got = [i for i, _ in after.items]
+    assert after.source == "history" and set(got) <= GROUP1 and not {"i12", "i15"} & set(got)
+    assert {i for i, _ in rec.similar("i2", k=5)} <= GROUP0
+    assert rec.model._cache.get("foldin_item_sim") is None  # no (n_items x n_items) similarity was built
+
+
+def test_new_item_is_recommendable_and_similar_to_the_items_its_text_resembles(fusion_dir, tmp_path, embedder):
+    app = create_app(fusion_dir, ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY, index="faiss-flat"))
+    with TestClient(app) as c:
+        r = c.post("/items", headers=auth(), json=[COMEDY_ITEM])
+        assert r.status_code == 200, r.text
+        assert r.json() == {"added": ["new-comedy"], "notes": [], "items": 21}
+        assert "A funny night. Genres: Comedy." in embedder.texts  # the run's template, the run's encoder
+        assert "new-comedy" in ids(c.get("/items/i3/similar", params={"k": 10}).json())
+        assert set(ids(c.get("/items/new-comedy/similar", params={"k": 9}).json())) <= GROUP0
+        assert "new-comedy" in ids(c.post("/recommend", json={"user_id": "u0", "k": 8}).json())
+        assert "new-comedy" not in ids(c.post("/recommend", json={"user_id": "u1", "k": 8}).json())
+        body = c.post("/recommend", json={"user_id": "u0", "k": 1, "candidates": ["i11", "new-comedy", "i13"]}).json()
+        assert ids(body) == ["new-comedy"]
+        r = c.post("/interactions", headers=auth(), json=[{"user_id": "fan", "item_id": "new-comedy"}])
+        assert r.status_code == 200, r.text
+        fan = c.post("/recommend", json={"user_id": "fan", "k": 5}).json()
+        assert fan["source"] == "history" and set(ids(fan)) <= GROUP0
+    # durable: a new app over the same store has the item (its stored vector: the encoder is not asked again)
+    asked = len(embedder.texts)
+    with TestClient(create_app(fusion_dir, ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY))) as c:
+        assert c.get("/ready").json()["items"] == 21
+        assert "new-comedy" in ids(c.post("/recommend", json={"user_id": "u0", "k": 8}).json())
+        assert c.post("/recommend", json={"user_id": "fan", "k": 5}).json()["source"] == "history"
+    assert len(embedder.texts) == asked
+
+
+def test_new_item_from_entities_alone_notes_unknown_ids(fusion_dir, embedder):
+    rec = Recommender.load(fusion_dir)
+    asked = len(embedder.texts)
+    from fusionrec.serving.new_items import NewItem
+
+    done = rec.add_items([NewItem("new-horror", {}, ["e_horror", "m.nowhere"])])
+    assert done.added == ["new-horror"] and "unknown entity ids ignored: ['m.nowhere']" in done.notes[0]
+    assert len(embedder.texts) == asked  # no text: the encoder was not asked
+    assert {i for i, _ in rec.similar("new-horror", k=10)} == GROUP1
+    assert rec.recommend("u1", k=1, candidates=["new-horror", "i2"])[0][0] == "new-horror"
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ([{"item_id": "i3", "fields": {"movie_title": "Comedy again"}}], 409, "item id 'i3' already exists"),
+    ([COMEDY_ITEM, COMEDY_ITEM], 409, "given more than once"),
+    ([{"item_id": "blank", "fields": {"rating": "5"}}], 422, "no content the model can use"),
+    ([{"item_id": "x", "entities": ["m.nowhere"]}], 422, "no content the model can use"),
+    ([], 422, "non-empty"),
+    ([{"item_id": "x", "fields": {"movie_title": {"nested": 1}}}], 422, "movie_title"),
+])
+def test_bad_new_items_are_4xx_and_store_nothing(fusion_dir, tmp_path, body, status, message):
+    app = create_app(fusion_dir, ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY))
+    with TestClient(app) as c:
+        r = c.post("/items", headers=auth(), json=body)
+        assert r.status_code == status, r.text
+        assert message in r.text
+        assert c.get("/ready").json()["items"] == 20
+        assert app.state.recommender.store.items() == []
+
+
+def test_models_without_a_content_path_refuse_new_items_naming_the_model(client):
+    r = client.post("/items", headers=auth(), json=[COMEDY_ITEM])
+    assert r.status_code == 422 and "model 'bpr' cannot place new items" in r.text
+    assert client.post("/items", json=[COMEDY_ITEM]).status_code == 401

@@ -194,6 +194,37 @@ class FusionRec(Model):
         items = torch.where(warm, item_total / (self.params.n_layers + 1), ego_items)
         return users, items, vecs["content"]
 
+    def content_vectors(self, text: torch.Tensor | None, text_mask: torch.Tensor | None,
+                        entity_weights: sp.csr_matrix | None) -> torch.Tensor:
+        """Content vectors of items the model was not trained on (no training, no id vector): the fusion of their
+        text and KG sources alone, as :meth:`item_vectors` computes ``content`` for a cold catalogue item.
+
+        ``text`` (N, text_dim) frozen text embeddings with ``text_mask`` (N,) bool (False: no text); ``entity_weights``
+        (N, n_entities) rows that read the KG source off the entity table (e.g. the mean of linked entities and their
+        neighbours; an empty row: no KG source). Either may be None when absent or when the model lacks that source.
+        Returns (N, d); all zeros for an item with neither source."""
+        n = text.shape[0] if text is not None else (entity_weights.shape[0] if entity_weights is not None else 0)
+        d = self.params.embedding_size
+        vecs, masks = [torch.zeros(n, d)], [torch.zeros(n, dtype=torch.bool)]  # cf: absent for a new item
+        if "text" in self.sources:
+            if text is None:
+                vecs.append(torch.zeros(n, d))
+                masks.append(torch.zeros(n, dtype=torch.bool))
+            else:
+                vecs.append(self.text_proj(text.float()))
+                masks.append(text_mask.bool())
+        if "kg" in self.sources:
+            if entity_weights is None:
+                vecs.append(torch.zeros(n, d))
+                masks.append(torch.zeros(n, dtype=torch.bool))
+            else:
+                w = sp.csr_matrix(entity_weights, dtype=np.float32)
+                ent = self.kg_model.entity_embedding.weight.detach().numpy()
+                vecs.append(torch.from_numpy(np.asarray(w @ ent, dtype=np.float32)))
+                masks.append(torch.from_numpy(np.diff(w.indptr) > 0))
+        sources, mask = torch.stack(vecs, dim=1), torch.stack(masks, dim=1)
+        return self.fusion(sources, mask).vectors * mask.any(1, keepdim=True)
+
     # -- training -----------------------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> ForwardOut:
         """users, pos (B,), neg (B, n_neg) -> scores; a ``source_dropout`` share of the positive and negative items is
@@ -268,6 +299,27 @@ class FusionRec(Model):
         """The propagated (n_users, d) and (n_items, d) vectors that :meth:`score_all` multiplies."""
         user_vecs, item_vecs, _ = self.cached("propagated", self.propagate)
         return user_vecs.detach(), item_vecs.detach()
+
+
+def entity_weight_rows(entity_lists: list[list[int]], n_entities: int, triples: torch.Tensor | None,
+                       neighbours: bool) -> sp.csr_matrix:
+    """(N, n_entities) rows for :meth:`FusionRec.content_vectors`: item r's KG source is the mean over the entities
+    in ``entity_lists[r]`` and, with ``neighbours`` and ``triples`` (T, 3), their one-hop neighbours in either
+    direction (each entity counted once), as ``_item_entity_matrix`` does for one linked entity."""
+    rows = np.repeat(np.arange(len(entity_lists)), [len(e) for e in entity_lists])
+    cols = np.fromiter((e for ents in entity_lists for e in ents), dtype=np.int64, count=len(rows))
+    link = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(entity_lists), n_entities))
+    if neighbours and triples is not None and len(triples):
+        t = triples.numpy()
+        t = t[(t[:, [0, 2]] >= 0).all(1) & (t[:, [0, 2]] < n_entities).all(1)]
+        adj = sp.csr_matrix((np.ones(2 * len(t), dtype=np.float32),
+                             (np.concatenate([t[:, 0], t[:, 2]]), np.concatenate([t[:, 2], t[:, 0]]))),
+                            shape=(n_entities, n_entities))
+        link = sp.csr_matrix(link + link @ adj)
+    link.data[:] = 1.0  # an entity reached twice counts once
+    deg = np.asarray(link.sum(axis=1)).ravel()
+    deg[deg == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / deg) @ link, dtype=np.float32)
 
 
 def _item_entity_matrix(triples: torch.Tensor, item_entity: np.ndarray, n_entities: int,

@@ -19,7 +19,8 @@ from fusionrec.serving import schemas
 from fusionrec.serving.auth import check_key
 from fusionrec.serving.event_store import Event
 from fusionrec.serving.limits import BodyLimit
-from fusionrec.serving.recommender import Recommender
+from fusionrec.serving.new_items import NewItem
+from fusionrec.serving.recommender import DuplicateItemError, Recommender
 from fusionrec.serving.settings import ServeSettings
 
 log = logging.getLogger("fusionrec.serving")
@@ -31,7 +32,7 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        rec = Recommender.load(model_dir, db=settings.db, new_users=True)
+        rec = Recommender.load(model_dir, db=settings.db, new_users=True, index=settings.index)
         rec.warm()
         app.state.recommender = rec
         if settings.api_key is None:
@@ -64,6 +65,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UnknownIdError)
     async def unknown_id(request: Request, exc: UnknownIdError):
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(DuplicateItemError)
+    async def duplicate(request: Request, exc: DuplicateItemError):
+        return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(FusionrecError)
     async def bad_input(request: Request, exc: FusionrecError):
@@ -140,6 +145,19 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
         events = [Event(b.user_id, b.item_id, None if b.timestamp is None else float(b.timestamp), float(b.weight))
                   for b in body]
         return {"added": rec.add_interactions(events)}
+
+    @app.post("/items", response_model=schemas.ItemsAddedResponse, dependencies=[Depends(writer)])
+    def add_items(body: list[schemas.NewItemBody], rec: Recommender = Depends(_recommender)):
+        """Adds items the model was not trained on, placed by their content (text fields and linked entities):
+        recommendable and in similar-items at once, durable before the reply. 409 for an existing item id; 422 for
+        a model without a content path (only fusionrec with text and/or a knowledge graph has one) or an item
+        without usable content. Unknown entity ids are ignored and named in ``notes``."""
+        if not body:
+            raise HTTPException(422, "the body must be a non-empty list of items")
+        if len(body) > settings.max_new_items:
+            raise HTTPException(413, f"at most {settings.max_new_items} items per request, got {len(body)}")
+        done = rec.add_items([NewItem(b.item_id, dict(b.fields), list(b.entities)) for b in body])
+        return {"added": done.added, "notes": done.notes, "items": len(rec.items)}
 
     @app.delete("/users/{user_id}", response_model=schemas.ForgetResponse, dependencies=[Depends(writer)])
     def forget(user_id: str, rec: Recommender = Depends(_recommender)):

@@ -6,10 +6,13 @@ the process (and, with FULL, of the machine)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS interactions (
     seq INTEGER PRIMARY KEY,
@@ -25,6 +28,26 @@ _TRIPLES_SCHEMA = """CREATE TABLE IF NOT EXISTS triples (
     relation TEXT NOT NULL,
     tail TEXT NOT NULL
 )"""
+
+
+_ITEMS_SCHEMA = """CREATE TABLE IF NOT EXISTS items (
+    seq INTEGER PRIMARY KEY,
+    item_id TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    vector BLOB,
+    model_version TEXT
+)"""
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item added while serving: ``payload`` the request's ``{"fields": ..., "entities": ...}``; ``vector`` its
+    float32 content vector under the model ``model_version`` (recomputed from the payload under another model)."""
+
+    item_id: str
+    payload: dict
+    vector: np.ndarray | None = None
+    model_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,7 @@ class EventStore:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute(_SCHEMA)
         self._conn.execute("CREATE INDEX IF NOT EXISTS interactions_user ON interactions(user_id)")
+        self._conn.execute(_ITEMS_SCHEMA)
         self._conn.execute(_TRIPLES_SCHEMA)
 
     def add(self, events: list[Event]) -> None:
@@ -105,6 +129,31 @@ class EventStore:
         with self._lock:
             return [tuple(row) for row in
                     self._conn.execute("SELECT op, head, relation, tail FROM triples ORDER BY seq").fetchall()]
+
+    def add_items(self, items: list[StoredItem]) -> None:
+        """Appends these items in one transaction; returns once they are durable. An item id already stored
+        raises ``sqlite3.IntegrityError`` and nothing of the call is stored."""
+        rows = [(i.item_id, json.dumps(i.payload, sort_keys=True),
+                 None if i.vector is None else np.asarray(i.vector, dtype="<f4").tobytes(), i.model_version)
+                for i in items]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO items (item_id, payload, vector, model_version) VALUES (?, ?, ?, ?)", rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def items(self) -> list[StoredItem]:
+        """Every stored item, in the order added."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT item_id, payload, vector, model_version FROM items ORDER BY seq").fetchall()
+        return [StoredItem(item_id, json.loads(payload),
+                           None if vector is None else np.frombuffer(vector, dtype="<f4").astype(np.float32),
+                           version) for item_id, payload, vector, version in rows]
 
     def close(self) -> None:
         with self._lock:

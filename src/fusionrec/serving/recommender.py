@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
 from collections.abc import Sequence
@@ -19,10 +20,13 @@ import torch
 
 from fusionrec.artifacts import ModelArtifact, load_artifact
 from fusionrec.errors import DataError, FusionrecError, UnknownIdError
-from fusionrec.serving.event_store import Event, EventStore
+from fusionrec.serving.event_store import Event, EventStore, StoredItem
+from fusionrec.serving.new_items import ContentPath, NewItem, UnsupportedError
+from fusionrec.serving.topk_index import TopKIndex, make_index
 from fusionrec.serving.knowledge import LiveGraph, RawTriple
 
 Ranked = list[tuple[str, float]]
+log = logging.getLogger("fusionrec.serving")
 
 MODEL = "model"  # scored by the trained user vector alone
 HISTORY = "history"  # added interactions folded in (with the trained vector for known users)
@@ -40,6 +44,19 @@ class Recommendation:
     source: str
 
 
+class DuplicateItemError(FusionrecError):
+    """An item id that the catalogue already holds (or that a request gives twice)."""
+
+
+@dataclass(frozen=True)
+class ItemsAdded:
+    """What :meth:`Recommender.add_items` did: ``added`` the new item ids; ``notes`` what was ignored (unknown
+    entity ids, fields the text template does not read)."""
+
+    added: list[str]
+    notes: list[str]
+
+
 class Recommender:
     """Recommends from a model artifact (the ``model/`` folder ``fusionrec train`` writes).
 
@@ -47,12 +64,15 @@ class Recommender:
     >>> rec.recommend("196", k=3)            # one user -> [(item_id, score), ...]
     >>> rec.recommend(["196", "186"], k=3)   # many users -> one list per user
 
-    ``store``: where added interactions are kept durably (replayed here); ``new_users``: accept user ids the model
-    never saw (popularity until they have interactions, then their folded-in history) instead of raising.
+    ``store``: where added interactions and items are kept durably (replayed here); ``new_users``: accept user ids
+    the model never saw (popularity until they have interactions, then their folded-in history) instead of raising;
+    ``index``: the top-K index over item vectors (:data:`~fusionrec.serving.topk_index.INDEX_KINDS`), used when the
+    model is a dot product (``Model.serving_vectors``); other models rank every item by ``score_all`` /
+    ``score_histories``.
     """
 
     def __init__(self, artifact: ModelArtifact, batch_users: int = 1024, store: EventStore | None = None,
-                 new_users: bool = False):
+                 new_users: bool = False, index: str = "auto"):
         self.artifact = artifact
         self.model = artifact.model.eval()
         self.users, self.items = artifact.users, artifact.items
@@ -63,14 +83,24 @@ class Recommender:
         self._added: dict[str, dict[int, float]] = {}  # raw user id -> {item index: summed weight}
         counts = np.asarray(artifact.seen.sum(axis=0), dtype=np.float32).ravel()
         self._popularity = torch.from_numpy(counts)  # (n_items,)
+        self._seen = artifact.seen  # (n_users, n_items); widened (no copy of its arrays) when items are added
+        self._index_kind = index
+        self.index: TopKIndex | None = None  # over item vectors, for dot-product models
+        self._user_vecs: np.ndarray | None = None  # (n_users, d)
+        self._content: ContentPath | None = None  # built on the first new item
+        self._new_vectors: list[np.ndarray] = []  # content vectors of the items added while serving, in order
+        self.refresh_vectors()
         self.kg = LiveGraph(artifact.knowledge.graph, len(self.items))  # paths for explanations; edited by raw id
         if store is not None:
+            self._replay_items(store.items())
             self._remember(store.events())
             self._replay_triples(store.triple_ops())
 
     @classmethod
-    def load(cls, path: str | Path, db: str | Path | None = None, new_users: bool = False) -> "Recommender":
-        return cls(load_artifact(path), store=EventStore(db) if db is not None else None, new_users=new_users)
+    def load(cls, path: str | Path, db: str | Path | None = None, new_users: bool = False,
+             index: str = "auto") -> "Recommender":
+        return cls(load_artifact(path), store=EventStore(db) if db is not None else None, new_users=new_users,
+                   index=index)
 
     @property
     def model_name(self) -> str:
@@ -83,7 +113,10 @@ class Recommender:
         return f"{self.model.name}-{digest[:12]}"
 
     def warm(self) -> None:
-        """Computes what the first fold-in or similar-items request would otherwise compute (the item similarity)."""
+        """Computes what the first fold-in or similar-items request would otherwise compute (the item similarity;
+        nothing for a model served from vectors, whose index is built with the Recommender)."""
+        if self.index is not None:
+            return
         with self._lock, torch.no_grad():
             self.model.score_histories(sp.csr_matrix((1, len(self.items)), dtype=np.float32))
 
@@ -112,6 +145,12 @@ class Recommender:
             raise UnknownIdError("user", raw_users[int(np.argmax(index < 0))])
         allowed = self._allowed_items(candidates, exclude)
         out: list[Recommendation] = []
+        if self.index is not None:
+            with self._lock, torch.no_grad():
+                for start in range(0, len(raw_users), self.batch_users):
+                    out += self._rank_vectors(raw_users[start:start + self.batch_users],
+                                              index[start:start + self.batch_users], k, exclude_seen, allowed)
+            return out
         with self._lock, torch.no_grad():
             for start in range(0, len(raw_users), self.batch_users):
                 chunk_raw, chunk = raw_users[start:start + self.batch_users], index[start:start + self.batch_users]
@@ -130,10 +169,14 @@ class Recommender:
         return out
 
     def similar(self, item_id: str, k: int = 10) -> Ranked:
-        """The ``k`` items most similar to this one (the model's own item-item similarity, as used for fold-in)."""
+        """The ``k`` items most similar to this one: the cosine of item vectors for a model served from vectors
+        (added items included), else the model's own item-item similarity (as used for fold-in)."""
         if k < 1:
             raise FusionrecError(f"k must be at least 1, got {k}")
-        item = self.items.index(item_id)
+        with self._lock:
+            item = self.items.index(item_id)
+            if self.index is not None:
+                return self._similar_vectors(item, k)
         one_hot = sp.csr_matrix(([1.0], ([0], [item])), shape=(1, len(self.items)), dtype=np.float32)
         with self._lock, torch.no_grad():
             scores = self.model.score_histories(one_hot)[0].clone()
@@ -170,6 +213,52 @@ class Recommender:
                 self.store.add(list(events))
             self._remember(events)
         return len(events)
+
+    def add_items(self, items: Sequence[NewItem]) -> ItemsAdded:
+        """Adds items the model was not trained on, placed by their content (see :mod:`.new_items`): each joins
+        the id map and the top-K index, is recommendable and appears in :meth:`similar` at once, and interactions
+        may name it. Stored durably first (when there is a store). Raises ``UnsupportedError`` for a model without
+        a content path, ``DuplicateItemError`` for an id the catalogue (or the request) already has, and
+        ``DataError`` for an item without usable content; then nothing is added."""
+        items = list(items)
+        if not items:
+            raise DataError("give at least one item", field="items")
+        for row, item in enumerate(items):
+            if not isinstance(item.item_id, str) or not item.item_id or len(item.item_id) > 256:
+                raise DataError("item_id must be a non-empty string of at most 256 characters", line=row + 1,
+                                field="item_id")
+        with self._lock:
+            content = self._content_path()
+            ids = [item.item_id for item in items]
+            taken = [i for i in ids if i in self.items]
+            if taken:
+                raise DuplicateItemError(f"item id {taken[0]!r} already exists; item ids must be new")
+            if len(set(ids)) < len(ids):
+                twice = next(i for i in ids if ids.count(i) > 1)
+                raise DuplicateItemError(f"item id {twice!r} is given more than once in the request")
+            with torch.no_grad():
+                vectors, notes = content.vectors(items)
+            if self.store is not None:
+                version = self.model_version
+                self.store.add_items([StoredItem(item.item_id, {"fields": item.fields, "entities": item.entities},
+                                                 vec, version) for item, vec in zip(items, vectors)])
+            self._append_items(ids, vectors)
+            return ItemsAdded(ids, notes)
+
+    def refresh_vectors(self) -> None:
+        """(Re)builds the user vectors and the top-K index from the model's current vectors (after its item vectors
+        changed, e.g. knowledge edits), keeping the items added while serving (with the vectors they were added
+        with). Does nothing for a model that is not served from vectors."""
+        with self._lock, torch.no_grad():
+            self.model._cache.clear()
+            vectors = self.model.serving_vectors()
+            if vectors is None:
+                return
+            self._user_vecs = np.ascontiguousarray(vectors[0].float().numpy())
+            index = make_index(self._index_kind, vectors[1].float().numpy())
+            if self._new_vectors:
+                index.add(np.concatenate(self._new_vectors))
+            self.index = index
 
     def forget_user(self, user_id: str) -> int:
         """Removes this user's added interactions (stored and folded in); returns how many stored events went.
@@ -289,6 +378,126 @@ class Recommender:
         for r in np.flatnonzero(has_added):
             sources[r] = HISTORY
         return scores.float(), sources, history
+
+    def _content_path(self) -> ContentPath:
+        if self.index is None:
+            raise UnsupportedError(f"model {self.model.name!r} cannot place new items: it is not served from item "
+                                   "vectors. New items need a fusionrec model trained with item text and/or a "
+                                   "knowledge graph")
+        if self._content is None:
+            self._content = ContentPath(self.artifact)
+        return self._content
+
+    def _append_items(self, ids: list[str], vectors: np.ndarray) -> None:
+        """New items join the id map (old indices unchanged), the index, popularity (0) and the seen matrix."""
+        self.items = self.items.extended(ids)
+        self.index.add(vectors)
+        self._new_vectors.append(np.asarray(vectors, dtype=np.float32))
+        self._popularity = torch.cat([self._popularity, torch.zeros(len(ids))])
+        seen = self._seen
+        self._seen = sp.csr_matrix((seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], len(self.items)))
+
+    def _replay_items(self, stored: Sequence[StoredItem]) -> None:
+        """Re-adds stored items: with their stored vector when it was computed by this model, else recomputed from
+        the stored fields and entities. Items the model now knows (a retrained catalogue) are skipped, and so is
+        everything when the model has no content path (with a warning): their interactions are then ignored."""
+        todo = [s for s in stored if s.item_id not in self.items]
+        if not todo:
+            return
+        try:
+            content = self._content_path()
+        except FusionrecError as exc:
+            log.warning("%d stored item(s) not added: %s", len(todo), exc)
+            return
+        version, width = self.model_version, self.index.dim
+        vectors = []
+        stale = [s for s in todo if s.model_version != version or s.vector is None or len(s.vector) != width]
+        fresh = {}
+        if stale:
+            with torch.no_grad():
+                computed, _ = content.vectors([NewItem(s.item_id, s.payload.get("fields") or {},
+                                                       s.payload.get("entities") or []) for s in stale])
+            fresh = {s.item_id: v for s, v in zip(stale, computed)}
+        for s in todo:
+            vectors.append(fresh.get(s.item_id, s.vector))
+        self._append_items([s.item_id for s in todo], np.stack(vectors))
+
+    def _rank_vectors(self, raw_users: list[str], index: np.ndarray, k: int, exclude_seen: bool,
+                      allowed: torch.Tensor | None) -> list[Recommendation]:
+        """One chunk of users ranked by the top-K index: a trained user by their vector, a user with added
+        interactions by a folded-in vector (:meth:`_fold_in`), a new user without interactions by popularity."""
+        known = index >= 0
+        added = self._added_matrix(raw_users)
+        has_added = np.diff(added.indptr) > 0
+        trained_seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ self._seen[np.where(known, index, 0)])
+        history = sp.csr_matrix(trained_seen + added)
+        queries = np.zeros((len(raw_users), self.index.dim), dtype=np.float32)
+        plain = known & ~has_added
+        queries[plain] = self._user_vecs[index[plain]]
+        folded = np.flatnonzero(has_added)
+        if len(folded):
+            queries[folded] = self._fold_in(index[folded], trained_seen[folded], added[folded])
+        allowed_np = None if allowed is None else allowed.numpy()
+        by_vector = np.flatnonzero(known | has_added)
+        scores, items = self.index.search(queries[by_vector], k, history[by_vector] if exclude_seen else None,
+                                          allowed_np)
+        ranked: dict[int, Ranked] = {}
+        for row, vals, idx in zip(by_vector, scores, items):
+            keep = idx >= 0
+            ranked[row] = list(zip(self.items.raws(idx[keep]), vals[keep].astype(float).tolist()))
+        popular = None
+        out = []
+        for row, user in enumerate(raw_users):
+            if row in ranked:
+                out.append(Recommendation(user, ranked[row], HISTORY if has_added[row] else MODEL))
+                continue
+            if popular is None:  # the same for every new user without interactions: computed once per chunk
+                pop = self._popularity.clone()
+                if allowed is not None:
+                    pop[~allowed] = -torch.inf
+                top = torch.topk(pop, min(k, len(pop)))
+                keep = torch.isfinite(top.values).numpy()
+                popular = list(zip(self.items.raws(top.indices.numpy()[keep]),
+                                   top.values.numpy()[keep].astype(float).tolist()))
+            out.append(Recommendation(user, popular, POPULARITY))
+        return out
+
+    def _fold_in(self, users: np.ndarray, trained_seen: sp.csr_matrix, added: sp.csr_matrix) -> np.ndarray:
+        """Query vectors (m, d) for users with added interactions, built from item vectors, never an item-item
+        matrix. ``users`` (m,) their trained index or -1; ``trained_seen`` / ``added`` (m, n_items) weights.
+
+        The added part is the weighted mean of the added items' vectors: its score for item j, ``mean_i v_i . v_j``,
+        is the model's own affinity between the history and j (and one LightGCN step from items to a user is such a
+        weighted sum). A new user is that mean alone. A trained user's vector already summarises their training
+        items, so it is kept and blended with the added mean rescaled to the trained vector's norm, each weighted by
+        how many interactions it stands for: ``(n_train u + n_added s m) / (n_train + n_added)``. A few new events
+        nudge a long history; many new events (or a short training history) move it a lot."""
+        vectors = self.index.vectors
+        weight = np.asarray(added.sum(axis=1), dtype=np.float64).ravel()  # (m,)
+        mean = np.asarray(added @ vectors, dtype=np.float64) / np.maximum(weight, 1e-12)[:, None]  # (m, d)
+        out = mean.copy()
+        known = np.flatnonzero(users >= 0)
+        if len(known):
+            u = self._user_vecs[users[known]].astype(np.float64)
+            n_train = np.diff(trained_seen.indptr)[known].astype(np.float64)
+            m = mean[known]
+            m_norm = np.linalg.norm(m, axis=1, keepdims=True)
+            scale = np.where(m_norm > 1e-12, np.linalg.norm(u, axis=1, keepdims=True) / np.maximum(m_norm, 1e-12),
+                             0.0)
+            w_added = weight[known][:, None]
+            out[known] = (n_train[:, None] * u + w_added * scale * m) / np.maximum(n_train[:, None] + w_added, 1e-12)
+        return out.astype(np.float32)
+
+    def _similar_vectors(self, item: int, k: int) -> Ranked:
+        """Top-k by cosine over item vectors, the item itself left out; one (n_items, d) x (d,) product."""
+        vectors = torch.from_numpy(self.index.vectors)
+        norms = vectors.norm(dim=1)
+        scores = (vectors @ vectors[item]) / (norms * norms[item]).clamp_min(1e-12)
+        scores[item] = -torch.inf
+        top = torch.topk(scores, min(k, len(scores) - 1))
+        vals, idx = top.values.numpy(), top.indices.numpy()
+        keep = np.isfinite(vals)
+        return list(zip(self.items.raws(idx[keep]), vals[keep].astype(float).tolist()))
 
     def _allowed_items(self, candidates: Sequence[str] | None, exclude: Sequence[str] | None) -> torch.Tensor | None:
         if candidates is None and not exclude:

@@ -139,3 +139,21 @@ class TriplesResponse(BaseModel):
 
     changed: int
     triples: int
+
+
+class NewItemBody(_Body):
+    """An item to add: ``fields`` are the item's side-information fields (rendered with the run's text template;
+    a list value is joined with ", "), ``entities`` raw ids of knowledge-graph entities it links to."""
+
+    item_id: StrictStr = Id
+    fields: dict[StrictStr, StrictStr | list[StrictStr] | StrictInt | StrictFloat] = Field(default_factory=dict)
+    entities: list[StrictStr] = Field(default_factory=list)
+
+
+class ItemsAddedResponse(BaseModel):
+    """``added``: the new item ids; ``notes``: what was ignored (unknown entity ids, fields the template does not
+    read); ``items``: the catalogue's size now."""
+
+    added: list[str]
+    notes: list[str]
+    items: int

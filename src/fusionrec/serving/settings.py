@@ -10,15 +10,19 @@ from pathlib import Path
 class ServeSettings:
     """``db``: SQLite file of added interactions (None: kept in memory only, lost on restart).
     ``api_key``: required for writes as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (None: writes are open,
-    and the service says so at startup). ``keyed_reads``: reads need the key too. The limits bound each request."""
+    and the service says so at startup). ``keyed_reads``: reads need the key too. ``index``: the top-K index for
+    models served from vectors (``auto``: exact up to 100 000 items, FAISS HNSW above; or ``exact``, ``faiss-flat``,
+    ``faiss-ivf``, ``faiss-hnsw``). The limits bound each request."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     db: Path | None = None
     api_key: str | None = None
     keyed_reads: bool = False
+    index: str = "auto"  # auto | exact | faiss-flat | faiss-ivf | faiss-hnsw
     max_k: int = 1000  # largest k a request may ask for
     max_body_bytes: int = 1_000_000  # larger request bodies get 413
     max_batch_users: int = 1000  # users per POST /recommend/batch
     max_interactions: int = 10_000  # rows per POST /interactions
     max_id_list: int = 100_000  # ids in candidates / exclude
+    max_new_items: int = 1000  # items per POST /items

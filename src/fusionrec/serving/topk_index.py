@@ -142,7 +142,7 @@ class FaissIndex(TopKIndex):
     def __init__(self, vectors: np.ndarray, kind: str = "faiss-hnsw", nlist: int | None = None, nprobe: int = 16,
                  hnsw_m: int = 32, ef_search: int = 128, ef_construction: int = 200):
         super().__init__(vectors)
-        faiss = _import_faiss(kind)
+        faiss = require_faiss(kind)
         self.kind = kind
         d, n = self.dim, len(self)
         if kind == "faiss-flat":
@@ -219,7 +219,7 @@ def make_index(kind: str, vectors: np.ndarray, **options) -> TopKIndex:
     return FaissIndex(vectors, kind, **options)
 
 
-def _import_faiss(kind: str):
+def require_faiss(kind: str):
     try:
         import faiss
     except ImportError:

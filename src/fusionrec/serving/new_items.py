@@ -1,0 +1,148 @@
+"""Items added while serving: their content vectors, from the text fields and linked entities a request gives.
+
+A new item has no interactions, so a model can place it only through content: FusionRec (with a text and/or KG
+source) fuses the item's text embedding (the run's template over the given fields, encoded by the run's encoder,
+projected by the model) with the mean of its linked entities' vectors (and their one-hop neighbours when the model
+was trained that way and the artifact holds the graph). That is exactly how FusionRec scores a cold catalogue item,
+so a new item lands where a cold item with the same text and links would. Nothing is trained.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fusionrec.errors import DataError, FusionrecError
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item to add: its raw id, text fields (``{"movie_title": "...", "class": ["Comedy", "Drama"]}``; lists are
+    joined with ", ", as multi-valued fields are in training) and raw ids of knowledge-graph entities it links to."""
+
+    item_id: str
+    fields: dict = field(default_factory=dict)
+    entities: list[str] = field(default_factory=list)
+
+
+class UnsupportedError(FusionrecError):
+    """The model cannot do what was asked (e.g. place a new item without a content path)."""
+
+
+class ContentPath:
+    """Builds content vectors for :class:`NewItem` s from a model artifact. The text encoder is built on first use
+    (``make_encoder`` over the run's ``text`` config), so a service that never adds items never loads it."""
+
+    def __init__(self, artifact):
+        model = artifact.model
+        sources = getattr(model, "sources", [])
+        if not hasattr(model, "content_vectors") or not ({"text", "kg"} & set(sources)):
+            raise UnsupportedError(
+                f"model {model.name!r} cannot place new items: it has no content path. New items need a fusionrec "
+                "model trained with item text (model.params.use_text) and/or a knowledge graph (use_kg)")
+        self.model = model
+        self.uses_text, self.uses_kg = "text" in sources, "kg" in sources
+        run_text = (artifact.meta.get("run_config") or {}).get("text")
+        self._text_config = run_text
+        self._encoder = None
+        graph = getattr(getattr(artifact, "knowledge", None), "graph", None)
+        self.entities = graph.entities if graph is not None else None
+        self.triples = graph.triples if graph is not None else None
+
+    # -- text -----------------------------------------------------------------------------------------------------
+    def text_config(self):
+        from fusionrec.config import TextConfig
+        from fusionrec.typed_config import build
+
+        return build(TextConfig, self._text_config or {}, key="text")  # the run used the defaults when absent
+
+    def render(self, item: NewItem) -> tuple[str, list[str]]:
+        """(text, field names the template did not use) for one item; text "" when it has none."""
+        values = {name: _value_text(value) for name, value in item.fields.items()}
+        template = self.text_config().template
+        if template is None:  # as ItemSideInfo.render: every field as "name: value"
+            return "; ".join(f"{n}: {v}" for n, v in values.items() if v), []
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        if not any(values.get(n) for n in names):
+            return "", [n for n in values if n not in names]
+        return template.format(**{n: values.get(n, "") for n in names}).strip(), [n for n in values if n not in names]
+
+    def encoder(self):
+        if self._encoder is None:
+            from fusionrec.knowledge.text.encoders import make_encoder
+
+            self._encoder = make_encoder(self.text_config())
+        return self._encoder
+
+    # -- vectors --------------------------------------------------------------------------------------------------
+    def vectors(self, items: list[NewItem]) -> tuple[np.ndarray, list[str]]:
+        """(content vectors (N, d) float32, notes): notes say which fields, entities or sources were ignored. An
+        item left with neither text nor a known entity raises ``DataError`` naming it."""
+        notes: list[str] = []
+        texts, text_mask, entity_lists = [], [], []
+        for row, item in enumerate(items):
+            text, unused = self.render(item) if item.fields else ("", [])
+            if unused:
+                notes.append(f"item {item.item_id!r}: fields not in the run's text template ignored: {unused}")
+            if text and not self.uses_text:
+                notes.append(f"item {item.item_id!r}: text ignored (the model has no text source)")
+                text = ""
+            known, unknown = self._entity_indices(item.entities)
+            if unknown:
+                notes.append(f"item {item.item_id!r}: unknown entity ids ignored: {unknown}")
+            if known and not self.uses_kg:
+                notes.append(f"item {item.item_id!r}: entities ignored (the model has no knowledge-graph source)")
+                known = []
+            if not text and not known:
+                needs = " or ".join((["text fields"] if self.uses_text else [])
+                                    + (["known entity ids"] if self.uses_kg else []))
+                raise DataError(f"item {item.item_id!r} has no content the model can use: give {needs}",
+                                line=row + 1, field="fields" if self.uses_text else "entities")
+            texts.append(text)
+            text_mask.append(bool(text))
+            entity_lists.append(known)
+        text_emb = mask = None
+        if self.uses_text:
+            dim = self.model.text_dim
+            text_emb = torch.zeros(len(items), dim)
+            mask = torch.tensor(text_mask, dtype=torch.bool)
+            rows = [r for r, keep in enumerate(text_mask) if keep]
+            if rows:
+                encoded = np.asarray(self.encoder().encode([texts[r] for r in rows]), dtype=np.float32)
+                if encoded.shape != (len(rows), dim):
+                    raise FusionrecError(f"the text encoder gave vectors of shape {encoded.shape}; the model was "
+                                         f"trained on {dim}-d text vectors (is it the run's encoder?)")
+                text_emb[rows] = torch.from_numpy(encoded)
+        weights = None
+        if self.uses_kg:
+            from fusionrec.models.fusionrec import entity_weight_rows
+
+            weights = entity_weight_rows(entity_lists, self.model.n_entities, self.triples,
+                                         self.model.params.kg_neighbours)
+        with torch.no_grad():
+            vectors = self.model.content_vectors(text_emb, mask, weights)
+        return vectors.numpy().astype(np.float32), notes
+
+    def _entity_indices(self, raw: list[str]) -> tuple[list[int], list[str]]:
+        if not raw:
+            return [], []
+        if self.entities is None:
+            return [], list(raw)  # the artifact holds no entity ids: none can be resolved
+        known, unknown = [], []
+        for e in dict.fromkeys(raw):
+            index = self.entities.get(e)
+            (known.append(index) if 0 <= index < self.model.n_entities else unknown.append(e))
+        return known, unknown
+
+
+def _value_text(value) -> str:
+    """A field value as text, as ``ItemSideInfo.value_text`` renders it (lists joined with ', ')."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, float):
+        return "" if math.isnan(value) else (str(int(value)) if value.is_integer() else str(value))
+    return str(value)
