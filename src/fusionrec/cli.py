@@ -115,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--keyed-reads", action="store_true", help="reads need the API key too")
     serve.add_argument("--access-log", action="store_true",
                        help="log one line per request (off by default: it costs throughput; errors are logged anyway)")
+    serve.add_argument("--index", default="auto", choices=["auto", "exact", "faiss-flat", "faiss-ivf", "faiss-hnsw"],
+                       help="top-K index over item vectors for dot-product models (bpr, lightgcn, fusionrec, cke, "
+                            "kgat): auto = exact up to 100000 items, FAISS HNSW above; faiss-* need faiss-cpu "
+                            "(default auto)")
     serve.set_defaults(handler=_serve)
 
     models = sub.add_parser("models", help="list the available models and their hyper-parameters")
@@ -227,9 +231,13 @@ def _serve(args) -> int:
     if not (Path(args.model) / "config.json").is_file():  # fail here with a message, not in the server's startup
         raise FusionrecError(f"{args.model} is not a fusionrec model directory (no config.json); "
                              "pass the 'model' folder that 'fusionrec train --out DIR' wrote (DIR/model)")
+    if args.index.startswith("faiss-"):  # a missing FAISS is a message here, not a failed server startup
+        from fusionrec.serving.topk_index import require_faiss
+
+        require_faiss(args.index)
     settings = ServeSettings(host=args.host, port=args.port, db=Path(args.db) if args.db else None,
                              api_key=args.api_key or os.environ.get("FUSIONREC_API_KEY") or None,
-                             keyed_reads=args.keyed_reads)
+                             keyed_reads=args.keyed_reads, index=args.index)
     # one worker: the model, its fold-in state and the event store live in this process. uvicorn picks uvloop and
     # httptools when installed (the 'serve' extra pulls them in), which cut the HTTP overhead per request by about a third.
     uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level="info", workers=1,
