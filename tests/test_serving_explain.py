@@ -216,3 +216,16 @@ def test_bad_explain_and_kg_requests_are_4xx(client, method, path, kwargs, statu
     assert message in r.text and KEY not in r.text
     assert client.app.state.recommender.store.triple_ops() == []
     assert len(client.app.state.recommender.kg.triples) == len(TRIPLES)
+
+
+# -- the command line ---------------------------------------------------------------------------------------------
+def test_recommend_cli_explains_each_item(model_dir, capsys):
+    from fusionrec.cli import main
+
+    assert main(["recommend", "--model", str(model_dir), "--user", "u0", "-k", "7", "--explain"]) == 0
+    out = capsys.readouterr().out  # u0's 7 unseen group-0 items, i2 among them
+    assert out.count("because of: ") == 7 and "all of the score is collaborative" in out
+    assert "kg: Film 0 [i0] -directed_by-> dir_a <-directed_by- Film 2 [i2]" in out
+    assert main(["recommend", "--model", str(model_dir), "--user", "u0", "-k", "2", "--explain", "--json"]) == 0
+    reply = __import__("json").loads(capsys.readouterr().out)
+    assert [x["explanation"]["item_id"] for x in reply["u0"]] == [x["item_id"] for x in reply["u0"]]

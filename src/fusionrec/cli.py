@@ -103,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     rec.add_argument("--include-seen", action="store_true", help="do not drop items the user already interacted with")
     rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.add_argument("--explain", action="store_true",
+                     help="explain each item: source contributions, the history items behind it, knowledge-graph paths")
     rec.set_defaults(handler=_recommend)
 
     serve = sub.add_parser("serve", help="HTTP service over a trained model (OpenAPI docs at /docs)")
@@ -211,13 +213,20 @@ def _recommend(args) -> int:
     rec = Recommender.load(args.model)
     lists = rec.recommend(args.user, k=args.k, exclude_seen=not args.include_seen)
     if args.json:
-        print(json.dumps({u: [{"item_id": i, "score": s} for i, s in items] for u, items in zip(args.user, lists)},
-                         indent=2))
+        print(json.dumps({u: [{"item_id": i, "score": s, **({"explanation": rec.explain(u, i)} if args.explain else {})}
+                              for i, s in items] for u, items in zip(args.user, lists)}, indent=2))
         return 0
+    if args.explain:
+        from fusionrec.serving.explain import format_explanation
     for user, items in zip(args.user, lists):
         print(f"user {user} ({rec.model_name}):")
         for rank, (item, score) in enumerate(items, 1):
-            print(f"  {rank:>3}. {item:<20} {score:.4f}")
+            if not args.explain:
+                print(f"  {rank:>3}. {item:<20} {score:.4f}")
+            else:
+                why = rec.explain(user, item)
+                print(f"  {rank:>3}. {item:<20} {score:.4f}  {why['name'] or ''}".rstrip())
+                print("\n".join(format_explanation(why)))
     return 0
 
 

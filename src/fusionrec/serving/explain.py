@@ -52,7 +52,7 @@ def explain(rec: "Recommender", user_id: str, item_id: str, n_history: int = 5, 
     (ranked,) = rec.recommend_detailed([user_id], k=1, exclude_seen=False, candidates=[item_id])
     score = ranked.items[0][1] if ranked.items else None
     with torch.no_grad():
-        sim = _similarity(rec.model, items, item)
+        sim = _similarity(rec, items, item)
     contrib = weights * sim
     order = np.argsort(-contrib, kind="stable")
     history = [{"item_id": rec.items.raw(items[i]), "name": _name(rec, int(items[i])),
@@ -80,19 +80,28 @@ def _history(rec: "Recommender", user_id: str, user: int) -> tuple[np.ndarray, n
     return items, np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
 
 
-def _vectors(model) -> tuple[torch.Tensor, torch.Tensor] | None:
-    get = getattr(model, "serving_vectors", None)
-    return get() if get is not None else None
+def _vectors(rec: "Recommender") -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(user vectors (n_users, d), item vectors (n_items, d)) of a dot-product model, or None. The item vectors
+    are the serving index's when there is one (it also holds the items added while serving)."""
+    get = getattr(rec.model, "serving_vectors", None)
+    vectors = get() if get is not None else None
+    if vectors is None:
+        return None
+    index = getattr(rec, "index", None)
+    if index is not None and getattr(index, "vectors", None) is not None:
+        return vectors[0], torch.from_numpy(np.asarray(index.vectors, dtype=np.float32))
+    return vectors
 
 
-def _similarity(model, history: np.ndarray, item: int, chunk: int = 256) -> np.ndarray:
+def _similarity(rec: "Recommender", history: np.ndarray, item: int, chunk: int = 256) -> np.ndarray:
     """(len(history),) similarity of each history item to ``item`` (see the module docstring)."""
     if not len(history):
         return np.zeros(0)
-    vectors = _vectors(model)
+    vectors = _vectors(rec)
     if vectors is not None:
         v = torch.nn.functional.normalize(vectors[1].float(), dim=1)
         return (v[torch.from_numpy(history)] @ v[item]).double().numpy()
+    model = rec.model
     out = []
     n_items = model.n_items
     for start in range(0, len(history), chunk):
@@ -108,9 +117,11 @@ def _sources(rec: "Recommender", user: int, history: np.ndarray, weights: np.nda
     model = rec.model
     breakdown = getattr(model, "source_breakdown", None)
     if breakdown is not None:
-        vectors = _vectors(model)
+        vectors = _vectors(rec)
         if vectors is None:  # a model with sources but no dot-product vectors: nothing to decompose against
             return [], f"{model.name} gives no user vector to decompose the score with"
+        if item >= model.n_items:
+            return [], "an item added while serving: placed by its content vector alone, no per-source split"
         users, items = vectors
         if user >= 0:
             u = users[user]
