@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from fusionrec.serving.event_store import EventStore
-from test_serving_app import GROUP0, GROUP1, planted_model
+from test_serving_app import COMEDY_ITEM, GROUP0, GROUP1, embedding_server, planted_fusionrec, planted_model
 
 KEY = "e2e-key"
 READY_TIMEOUT_S = 90  # generous: the machine running the tests may be busy; the loop ends as soon as /ready is 200
@@ -134,3 +134,28 @@ def test_acknowledged_writes_survive_sigkill(server):
                                                       "k": 3}).json()["results"]
     assert all(r["source"] == "history" for r in replies)
     assert all(row["item_id"] not in ids(reply) for row, reply in zip(acknowledged, replies))
+
+
+def test_new_item_posted_to_a_real_server_is_recommendable_and_similar(tmp_path):
+    """A FusionRec served for real; its text encoder (the run's, an OpenAI-compatible client) reaches a fake embedding
+    server in this process. The new comedy lands among the comedies and survives a SIGKILL."""
+    key = {"Authorization": f"Bearer {KEY}"}
+    with embedding_server() as embedder:
+        host, port = embedder.server_address[:2]
+        model = planted_fusionrec(tmp_path / "model", f"http://{host}:{port}/v1")
+        srv = Server(model, tmp_path / "events.sqlite", tmp_path / "server.log")
+        try:
+            srv.start()
+            with httpx.Client(base_url=srv.url, timeout=30) as http:
+                r = http.post("/items", headers=key, json=[COMEDY_ITEM])
+                assert r.status_code == 200 and r.json()["added"] == ["new-comedy"], r.text
+                assert "new-comedy" in ids(http.get("/items/i4/similar", params={"k": 10}).json())
+                assert "new-comedy" in ids(http.post("/recommend", json={"user_id": "u2", "k": 8}).json())
+                assert http.post("/items", headers=key, json=[COMEDY_ITEM]).status_code == 409
+            srv.kill()
+            srv.start()  # replayed from the items table
+            with httpx.Client(base_url=srv.url, timeout=30) as http:
+                assert http.get("/ready").json()["items"] == 21
+                assert set(ids(http.get("/items/new-comedy/similar", params={"k": 9}).json())) <= GROUP0
+        finally:
+            srv.kill()
