@@ -1,5 +1,6 @@
 """Durable store of what is added while serving, in SQLite (WAL mode), replayed at startup: interactions, and
-knowledge-graph edits (table ``triples``: one row per added or removed triple, in order).
+knowledge-graph edits (table ``triples``: one row per added or removed triple, in order) and items added while
+serving (table ``items``: fields, entities and content vector).
 
 Every write is committed with ``synchronous=FULL`` before it returns, so an acknowledged write survives a crash of
 the process (and, with FULL, of the machine)."""
