@@ -168,6 +168,22 @@ def test_fusionrec_explains_per_source_weights_and_kg_edits_move_its_vectors(fus
     assert torch.allclose(rec.model.serving_vectors()[1], before, atol=1e-6)
 
 
+def test_items_added_while_serving_are_linked_to_their_entities_and_explained(fusion_dir, tmp_path):
+    from fusionrec.serving.new_items import NewItem
+
+    db = tmp_path / "e.sqlite"
+    rec = Recommender.load(fusion_dir, db=db)
+    rec.add_items([NewItem("new1", entities=["e_i1"]), NewItem("new2", entities=["e_i1", "e_i2", "unknown"])])
+    assert rec.kg.entity_of_item(rec.items.index("new1")) == rec.kg.entities.index("e_i1")
+    e = rec.explain("u0", "new2")
+    assert e["sources"] == [] and any("added while serving" in n for n in e["notes"])
+    assert e["paths"] and all(p["nodes"][-1]["entity"] == "item:new2" for p in e["paths"])
+    assert all(p["relations"][-1] == {"relation": "linked_to", "direction": "backward"} for p in e["paths"])
+    rec.store.close()
+    again = Recommender.load(fusion_dir, db=db)  # replayed items keep their links
+    assert path_texts(again.explain("u0", "new2")) == path_texts(e)
+
+
 # -- the HTTP service ---------------------------------------------------------------------------------------------
 def test_explain_endpoint(client):
     r = client.post("/explain", json={"user_id": "u0", "item_id": "i2"})

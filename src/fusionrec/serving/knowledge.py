@@ -23,6 +23,7 @@ from fusionrec.errors import DataError, UnknownIdError
 from fusionrec.knowledge.kg.paths import KGPath, PathGraph, build_path_graph, find_paths
 
 ITEM_ENTITY_PREFIX = "item:"
+LINKED_TO = "linked_to"  # relation from a new item's own entity to each entity its request named
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,20 @@ class LiveGraph:
         self.triples = self.triples[~gone]
         self._changed()
         return int(gone.sum())
+
+    def link_items(self, items: IdMap, links: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Links items added while serving to the entities their request named (``(item id, [entity ids])``;
+        ids the graph does not know are ignored): one entity becomes the item's link; several get a new entity
+        ``item:<item id>`` with a ``linked_to`` edge to each, so paths reach the item through any of them."""
+        self._grow(len(items))
+        for item_raw, raws in links:
+            known = [self.entities.index(e) for e in dict.fromkeys(raws) if e in self.entities]
+            item = items.index(item_raw)
+            if len(known) == 1:
+                self.item_entity[item] = known[0]
+            elif known:
+                self.add([RawTriple(item_raw, LINKED_TO, self.entities.raw(e)) for e in known], items)
+        self._changed()
 
     def resolve(self, triples: Sequence[RawTriple], items: IdMap, create: bool) -> _Resolved:
         """Raw triples -> (n, 3) indices, with the maps and links they need (copies; nothing here changes)."""

@@ -243,6 +243,7 @@ class Recommender:
                 self.store.add_items([StoredItem(item.item_id, {"fields": item.fields, "entities": item.entities},
                                                  vec, version) for item, vec in zip(items, vectors)])
             self._append_items(ids, vectors)
+            self.kg.link_items(self.items, [(item.item_id, item.entities) for item in items])
             return ItemsAdded(ids, notes)
 
     def refresh_vectors(self) -> None:
@@ -421,6 +422,7 @@ class Recommender:
         for s in todo:
             vectors.append(fresh.get(s.item_id, s.vector))
         self._append_items([s.item_id for s in todo], np.stack(vectors))
+        self.kg.link_items(self.items, [(s.item_id, s.payload.get("entities") or []) for s in todo])
 
     def _rank_vectors(self, raw_users: list[str], index: np.ndarray, k: int, exclude_seen: bool,
                       allowed: torch.Tensor | None) -> list[Recommendation]:
