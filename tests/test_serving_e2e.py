@@ -159,3 +159,30 @@ def test_new_item_posted_to_a_real_server_is_recommendable_and_similar(tmp_path)
                 assert set(ids(http.get("/items/new-comedy/similar", params={"k": 9}).json())) <= GROUP0
         finally:
             srv.kill()
+
+
+def test_posted_triples_change_explanations_on_a_real_server_and_survive_sigkill(tmp_path):
+    """The planted model with a hand-written KG (test_serving_explain): a posted triple gives item i3 a path from
+    u0's history at once, and the replayed triples table keeps it after a SIGKILL."""
+    from test_serving_explain import planted_kg_model
+
+    srv = Server(planted_kg_model(tmp_path / "model"), tmp_path / "events.sqlite", tmp_path / "server.log")
+    key = {"X-API-Key": KEY}
+    explain = {"user_id": "u0", "item_id": "i3"}
+    try:
+        srv.start()
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            assert http.post("/explain", json=explain).json()["paths"] == []
+            r = http.post("/kg/triples", headers=key, json=[{"head": "i3", "relation": "directed_by", "tail": "dir_a"}])
+            assert r.status_code == 200 and r.json()["changed"] == 1, r.text
+            paths = [p["text"] for p in http.post("/explain", json=explain).json()["paths"]]
+            assert paths == ["Film 0 [i0] -directed_by-> dir_a <-directed_by- Film 3 [i3]"]
+            bad = http.request("DELETE", "/kg/triples", headers=key,
+                               json=[{"head": "i3", "relation": "likes", "tail": "dir_a"}])
+            assert bad.status_code == 404 and "unknown relation id 'likes'" in bad.text
+        srv.kill()
+        srv.start()
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            assert [p["text"] for p in http.post("/explain", json=explain).json()["paths"]] == paths
+    finally:
+        srv.kill()
