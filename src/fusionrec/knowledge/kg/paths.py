@@ -81,13 +81,19 @@ def _edges_of(graph: PathGraph, nodes: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(offsets, lens) + np.repeat(starts, lens)
 
 
-def distances(graph: PathGraph, target: int, max_hops: int = 3, max_degree: int | None = None) -> np.ndarray:
+def distances(graph: PathGraph, target: int, max_hops: int = 3, max_degree: int | None = None,
+              stop: np.ndarray | None = None, stop_count: int = 0) -> np.ndarray:
     """int8 (n_entities,): hops from ``target`` (edges either way), -1 beyond ``max_hops`` or unreachable.
-    Entities with more than ``max_degree`` neighbours (other than the target) get a distance but are not expanded."""
+    Entities with more than ``max_degree`` neighbours (other than the target) get a distance but are not expanded.
+    ``stop`` (entity indices): the search ends after the hop at which ``stop_count`` of them have been reached
+    (farther entities then keep -1)."""
     dist = np.full(graph.n_entities, -1, dtype=np.int8)
     dist[target] = 0
     frontier = np.array([target], dtype=np.int64)
     degree = graph.degree
+    watched = np.zeros(graph.n_entities, dtype=bool)
+    if stop is not None and len(stop):
+        watched[stop] = True
     for hop in range(1, max_hops + 1):
         if max_degree is not None:
             frontier = frontier[(degree[frontier] <= max_degree) | (frontier == target)]
@@ -96,6 +102,8 @@ def distances(graph: PathGraph, target: int, max_hops: int = 3, max_degree: int 
         if not len(frontier):
             break
         dist[frontier] = hop
+        if stop_count and int(watched[dist >= 0].sum()) >= stop_count:
+            break
     return dist
 
 
@@ -109,7 +117,9 @@ def find_paths(graph: PathGraph, sources: Sequence[int], target: int, max_hops: 
     neighbours are tried first (a shared director says more than a shared country)."""
     if max_paths < 1 or max_hops < 1 or not 0 <= target < graph.n_entities:
         return []
-    dist = distances(graph, target, max_hops, max_degree)
+    valid = np.array([int(x) for x in sources if 0 <= int(x) < graph.n_entities and int(x) != target], dtype=np.int64)
+    # Once max_paths distinct sources are reached, farther ones cannot make the list: stop searching there.
+    dist = distances(graph, target, max_hops, max_degree, stop=np.unique(valid), stop_count=max_paths)
     degree = graph.degree
     seen: set[int] = set()
     ranked: list[tuple[int, int]] = []  # (distance, priority) of each usable source
