@@ -65,3 +65,9 @@ def test_sources_that_cannot_give_a_path_are_skipped(graph):
     assert find_paths(graph, [G], C, max_hops=3) == []  # g-a-hub/d-... c is 5 hops away
     assert find_paths(graph, [A], B, max_paths=0) == []
     assert [p.entities for p in find_paths(graph, [A, A, -1], B, max_paths=1)] == [(A, D, B)]
+
+
+def test_among_equal_paths_the_one_through_a_less_busy_entity_wins(graph):
+    # 8 comes first, but its only path goes through the hub; a's goes through the director (2 neighbours)
+    assert [p.entities for p in find_paths(graph, [8, A], B, max_paths=1)] == [(A, D, B)]
+    assert [p.entities for p in find_paths(graph, [8, A], B, max_paths=1, pool=1)] == [(8, HUB, B)]  # no pool

@@ -108,27 +108,28 @@ def distances(graph: PathGraph, target: int, max_hops: int = 3, max_degree: int 
 
 
 def find_paths(graph: PathGraph, sources: Sequence[int], target: int, max_hops: int = 3, max_paths: int = 3,
-               max_degree: int | None = None) -> list[KGPath]:
+               max_degree: int | None = None, pool: int = 4) -> list[KGPath]:
     """Up to ``max_paths`` shortest paths (at most ``max_hops`` hops) from any of ``sources`` to ``target``.
 
     ``sources``: entity indices in order of preference (-1 and repeats are skipped; a source equal to the target
-    gives no path). Shorter paths come first; among paths of one length, each source's best path comes before any
-    source's second, and earlier sources before later ones. Within a source, hops through entities with fewer
-    neighbours are tried first (a shared director says more than a shared country)."""
+    gives no path). The ``pool * max_paths`` nearest sources (ties: earlier first) each offer their paths, up to
+    ``max_paths`` of them, hops through entities with fewer neighbours first. The answer takes shorter paths
+    first; among paths of one length each source's best path before any source's second, then the path whose
+    busiest intermediate entity has the fewest neighbours (a shared director says more than a shared country),
+    then earlier sources."""
     if max_paths < 1 or max_hops < 1 or not 0 <= target < graph.n_entities:
         return []
-    valid = np.array([int(x) for x in sources if 0 <= int(x) < graph.n_entities and int(x) != target], dtype=np.int64)
-    # Once max_paths distinct sources are reached, farther ones cannot make the list: stop searching there.
-    dist = distances(graph, target, max_hops, max_degree, stop=np.unique(valid), stop_count=max_paths)
+    order = [int(x) for x in sources]
+    valid = np.array([s for s in order if 0 <= s < graph.n_entities and s != target], dtype=np.int64)
+    wanted = max_paths * max(pool, 1)
+    # Once the pool of distinct sources is reached, farther ones cannot make the list: stop searching there.
+    dist = distances(graph, target, max_hops, max_degree, stop=np.unique(valid), stop_count=wanted)
     degree = graph.degree
-    seen: set[int] = set()
-    ranked: list[tuple[int, int]] = []  # (distance, priority) of each usable source
-    for priority, s in enumerate(int(x) for x in sources):
-        if 0 <= s < graph.n_entities and s not in seen and dist[s] > 0:
-            seen.add(s)
-            ranked.append((int(dist[s]), priority))
-    ranked.sort()
-    source_list = [int(list(sources)[p]) for _, p in ranked[:max_paths]]  # enough: each gives at least one path
+    ranked: list[tuple[int, int, int]] = []  # (distance, priority, entity) of each usable source
+    for priority, s in enumerate(dict.fromkeys(valid.tolist())):
+        if dist[s] > 0:
+            ranked.append((int(dist[s]), priority, s))
+    source_list = [s for _, _, s in sorted(ranked)[:wanted]]
 
     def walk(node: int, prefix: KGPath, out: list[KGPath]) -> None:
         if node == target:
@@ -151,6 +152,7 @@ def find_paths(graph: PathGraph, sources: Sequence[int], target: int, max_hops: 
     for priority, s in enumerate(source_list):
         found: list[KGPath] = []
         walk(s, KGPath((s,), (), ()), found)
-        candidates.extend(((p.hops, rank, priority), p) for rank, p in enumerate(found))
+        candidates.extend(((p.hops, rank, max((int(degree[e]) for e in p.entities[1:-1]), default=0), priority), p)
+                          for rank, p in enumerate(found))
     candidates.sort(key=lambda c: c[0])
     return [p for _, p in candidates[:max_paths]]
