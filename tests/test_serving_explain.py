@@ -83,6 +83,8 @@ def test_explain_notes_items_without_a_link_or_a_path(model_dir):
     e = rec.explain("u0", "i3")
     assert e["paths"] == [] and any("no path of at most 3 hops" in n for n in e["notes"])
     assert len(rec.explain("u0", "i2", n_history=1)["history"]) == 1
+    seen = rec.explain("u0", "i0")  # an item of the user's own history
+    assert "i0" not in [h["item_id"] for h in seen["history"]] and len(seen["history"]) == 2
 
 
 def test_explain_for_a_new_user_uses_their_added_interactions(model_dir):

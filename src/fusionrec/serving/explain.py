@@ -55,6 +55,7 @@ def explain(rec: "Recommender", user_id: str, item_id: str, n_history: int = 5, 
         sim = _similarity(rec, items, item)
     contrib = weights * sim
     order = np.argsort(-contrib, kind="stable")
+    order = order[items[order] != item]  # an item the user already has does not explain itself
     history = [{"item_id": rec.items.raw(items[i]), "name": _name(rec, int(items[i])),
                 "weight": float(weights[i]), "similarity": float(sim[i]), "contribution": float(contrib[i])}
                for i in order[:max(n_history, 0)]]
