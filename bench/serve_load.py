@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             phases = [("/recommend", "POST")] + ([("/health", "GET")] if args.health_baseline else [])
             for path, method in phases:
                 row = asyncio.run(run_phase(url, path, method, users, c, args.requests, args.max_seconds, args.k,
-                                            args.seed, args.warmup, proc.pid if proc else None))
+                                            args.seed, args.warmup, proc.pid if proc else None, args.client,
+                                            args.rate))
                 rows.append(row)
                 print(_row_line(row), file=sys.stderr)
     finally:
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "startup_s": startup_s,
         "index": args.index,
         "k": args.k,
+        "client": args.client,
+        "offered_req_per_s": args.rate,
         "requests_per_phase": args.requests,
         "max_seconds_per_phase": args.max_seconds,
         "machine": _machine(),
@@ -120,48 +123,58 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def run_phase(url: str, path: str, method: str, users: list[str], concurrency: int, n_requests: int,
-                    max_seconds: float, k: int, seed: int, warmup: int, server_pid: int | None) -> dict:
-    """``concurrency`` clients, each with its own kept-alive connection, send requests back to back until
-    ``n_requests`` have been sent or ``max_seconds`` have passed. Latency: send to full body, per request."""
-    import httpx
+                    max_seconds: float, k: int, seed: int, warmup: int, server_pid: int | None,
+                    client_kind: str = "httpx", rate: float | None = None) -> dict:
+    """``concurrency`` clients, each with its own kept-alive connection, send requests until ``n_requests`` have
+    been sent or ``max_seconds`` have passed.
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as client:
-        state = {"issued": 0, "errors": 0, "deadline": float("inf"), "limit": 0}
+    Closed loop (``rate`` None): each client sends its next request as soon as the last one is answered; latency is
+    send to full body. Open loop (``rate`` req/s): request j is due at ``j / rate`` s and is sent by the first free
+    client; its latency counts from when it was due, so time spent waiting for a free client is included (no
+    coordinated omission)."""
+    clients = [await _open_client(client_kind, url) for _ in range(concurrency)]
+    try:
+        state = {"issued": 0, "errors": 0, "deadline": float("inf"), "limit": 0, "t0": 0.0, "rate": None}
         latencies: list[float] = []
-
-        async def one(rng: random.Random) -> None:
-            if method == "POST":
-                r = await client.post(path, json={"user_id": rng.choice(users), "k": k})
-            else:
-                r = await client.get(path)
-            if r.status_code != 200:
-                state["errors"] += 1
 
         async def worker(wid: int, record: bool) -> None:
             rng = random.Random(seed * 1000 + wid)
+            client = clients[wid]
             while state["issued"] < state["limit"] and time.perf_counter() < state["deadline"]:
+                j = state["issued"]
                 state["issued"] += 1
                 t0 = time.perf_counter()
-                await one(rng)
+                if state["rate"]:
+                    due = state["t0"] + j / state["rate"]
+                    if due > t0:
+                        await asyncio.sleep(due - t0)
+                    t0 = due
+                body = {"user_id": rng.choice(users), "k": k} if method == "POST" else None
+                if await client.request(method, path, body) != 200:
+                    state["errors"] += 1
                 if record:
                     latencies.append(time.perf_counter() - t0)
 
         state["limit"] = max(warmup, concurrency)  # untimed: connections opened, server paths warm
         await asyncio.gather(*(worker(w, False) for w in range(concurrency)))
-        state.update(issued=0, errors=0, limit=n_requests)
+        state.update(issued=0, errors=0, limit=n_requests, rate=rate)
         cpu0, srv0 = time.process_time(), _proc_cpu_s(server_pid)
-        t0 = time.perf_counter()
+        t0 = state["t0"] = time.perf_counter()
         state["deadline"] = t0 + max_seconds
         await asyncio.gather(*(worker(w, True) for w in range(concurrency)))
         wall = time.perf_counter() - t0
         cpu1, srv1 = time.process_time(), _proc_cpu_s(server_pid)
+    finally:
+        for c in clients:
+            await c.close()
 
     lat_ms = np.asarray(latencies) * 1000.0
     n = len(lat_ms)
     p50, p95, p99 = (float(np.percentile(lat_ms, q)) for q in (50, 95, 99)) if n else (None,) * 3
     return {
         "endpoint": f"{method} {path}",
+        "client": client_kind,
+        "offered_req_per_s": rate,
         "concurrency": concurrency,
         "requests": n,
         "errors": state["errors"],
@@ -172,6 +185,66 @@ async def run_phase(url: str, path: str, method: str, users: list[str], concurre
         "client_cpu_ms_per_req": _r((cpu1 - cpu0) * 1000 / n) if n else None,
         "server_cpu_ms_per_req": _r((srv1 - srv0) * 1000 / n) if n and srv0 is not None else None,
     }
+
+
+class _HttpxClient:
+    """One kept-alive httpx connection."""
+
+    def __init__(self, url: str):
+        import httpx
+
+        self.client = httpx.AsyncClient(base_url=url, timeout=60.0,
+                                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+
+    async def request(self, method: str, path: str, body: dict | None) -> int:
+        r = await self.client.request(method, path, json=body)
+        return r.status_code
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class _RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (answers must carry Content-Length, as uvicorn's
+    JSON replies do). Costs a fraction of httpx's CPU per request, so it shows how much of a latency figure is the
+    load generator's own overhead."""
+
+    def __init__(self, url: str):
+        rest = url.split("://", 1)[1].rstrip("/")
+        host, _, port = rest.partition(":")
+        self.host, self.port = host, int(port or 80)
+        self.reader = self.writer = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def request(self, method: str, path: str, body: dict | None) -> int:
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if body is not None else "")
+                + "\r\n").encode()
+        self.writer.write(head + payload)
+        header = await self.reader.readuntil(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next((int(v) for k, _, v in (ln.partition(":") for ln in lines[1:]) if k.lower() == "content-length"),
+                      None)
+        if length is None:
+            raise RuntimeError(f"reply without Content-Length: {lines[0]}")
+        await self.reader.readexactly(length)
+        return status
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _open_client(kind: str, url: str):
+    if kind == "httpx":
+        return _HttpxClient(url)
+    client = _RawClient(url)
+    await client.connect()
+    return client
 
 
 def write_synthetic_artifact(path: Path, n_users: int, n_items: int, dim: int, seen_per_user: int, seed: int) -> None:
@@ -213,6 +286,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=2000, help="timed requests per concurrency (default 2000)")
     p.add_argument("--max-seconds", type=float, default=60.0, help="cap on each timed phase (default 60)")
     p.add_argument("--warmup", type=int, default=100, help="untimed requests before each phase (default 100)")
+    p.add_argument("--client", choices=["httpx", "raw"], default="httpx",
+                   help="httpx.AsyncClient (default), or a minimal asyncio HTTP/1.1 client with far less CPU per "
+                        "request (to see the load generator's share of the latency)")
+    p.add_argument("--rate", type=float, help="open loop: offer this many requests per second in total (latency "
+                                              "counts from when each request was due); default: closed loop")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--health-baseline", action="store_true",
@@ -302,15 +380,16 @@ def _versions() -> dict:
 
 
 def _row_line(r: dict) -> str:
-    return (f"{r['endpoint']:<16} c={r['concurrency']:<3} n={r['requests']:<5} {r['req_per_s']} req/s  "
+    return (f"{r['endpoint']:<16} {r['client']:<5} c={r['concurrency']:<3} rate={r['offered_req_per_s']} n={r['requests']:<5} {r['req_per_s']} req/s  "
             f"p50 {r['p50_ms']} ms  p95 {r['p95_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
             f"cpu/req client {r['client_cpu_ms_per_req']} ms, server {r['server_cpu_ms_per_req']} ms")
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("| endpoint | clients | requests | req/s | p50 ms | p95 ms | p99 ms | errors | client CPU ms/req "
-            "| server CPU ms/req |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    lines = [f"| {r['endpoint']} | {r['concurrency']} | {r['requests']} | {r['req_per_s']} | {r['p50_ms']} | "
+    head = ("| endpoint | client | clients | offered req/s | requests | req/s | p50 ms | p95 ms | p99 ms | errors "
+            "| client CPU ms/req | server CPU ms/req |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [f"| {r['endpoint']} | {r['client']} | {r['concurrency']} | {r['offered_req_per_s'] or 'closed loop'} | "
+             f"{r['requests']} | {r['req_per_s']} | {r['p50_ms']} | "
              f"{r['p95_ms']} | {r['p99_ms']} | {r['errors']} | {r['client_cpu_ms_per_req']} | "
              f"{r['server_cpu_ms_per_req']} |" for r in rows]
     return "\n".join([head, *lines])
