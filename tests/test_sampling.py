@@ -97,3 +97,20 @@ def test_same_generator_seed_same_draws(lookup):
 def test_users_without_training_items_draw_from_everything():
     neg = sampler_for(matrix({}, 3)).sample(torch.full((6000,), 2), 1).ravel().numpy()
     assert chi_square(neg, np.arange(N_ITEMS)) < 59.7  # df 29, p = 0.001
+
+
+def test_a_pool_limits_the_draws_to_its_unseen_items(lookup):
+    # cold-start training: items outside the pool (no training interactions) must never be drawn as negatives
+    pool = np.array([2, 5, 6, 11, 17, 20, 29])
+    s = NegativeSampler(matrix({0: [5, 20], 1: [0, 2, 5, 6, 11, 17, 29]}, 2), torch.Generator().manual_seed(0),
+                        pool=pool)
+    neg = s.sample(torch.zeros(5000, dtype=torch.long), 1).ravel().numpy()
+    free = np.array([2, 6, 11, 17, 29])
+    assert set(np.unique(neg)) == set(free.tolist())
+    assert chi_square(neg, free) < 18.47  # df 4, p = 0.001
+    assert (s.sample(torch.ones(50, dtype=torch.long), 2) == 20).all()  # user 1's only unseen pool item
+
+
+def test_an_empty_pool_is_a_data_error():
+    with pytest.raises(DataError, match="negative pool"):
+        NegativeSampler(matrix({0: [1]}, 1), pool=np.array([], dtype=np.int64))

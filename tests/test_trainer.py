@@ -281,3 +281,38 @@ def test_build_inputs_checks_shapes():
 def test_build_inputs_counts_a_repeated_pair_once():
     train = Interactions(np.array([0, 0, 0]), np.array([1, 1, 2]), 1, 3)
     assert build_inputs(1, 3, train).train.toarray().tolist() == [[0.0, 1.0, 1.0]]
+
+
+class RecordsNegatives(Model):
+    """BPR-like toy that records every negative item it is trained on."""
+
+    name = "records_negatives"
+
+    def __init__(self, n_users, n_items):
+        super().__init__(n_users, n_items)
+        self.user = nn.Parameter(torch.randn(n_users, 4) * 0.1)
+        self.item = nn.Parameter(torch.randn(n_items, 4) * 0.1)
+        self.negatives = []
+
+    def forward(self, batch):
+        self.negatives.append(batch.neg.clone())
+        u = self.user[batch.users]
+        return ForwardOut((u * self.item[batch.pos]).sum(-1), (u.unsqueeze(1) * self.item[batch.neg]).sum(-1))
+
+    def score_all(self, users):
+        return self.user[users] @ self.item.T
+
+
+@pytest.mark.parametrize("pool", ["all", "trained"])
+def test_neg_pool_trained_never_draws_an_item_without_training_interactions(inputs, pool):
+    # the bug it guards: on a cold-item split, drawing the held-out items as negatives teaches a content model that
+    # exactly those items are never liked
+    cold = [3, 12]
+    train = inputs.train.tolil()
+    train[:, cold] = 0
+    cold_inputs = dataclasses.replace(inputs, train=train.tocsr())
+    cold_inputs.train.eliminate_zeros()
+    model = RecordsNegatives(N_USERS, N_ITEMS)
+    Trainer(dataclasses.replace(CFG, epochs=5, neg_pool=pool), seed=0).fit(model, cold_inputs)
+    drawn = torch.cat([n.ravel() for n in model.negatives])
+    assert bool(torch.isin(drawn, torch.tensor(cold)).any()) == (pool == "all")

@@ -92,6 +92,7 @@ class TrainingConfig:
     weight_decay: float = 0.0  # optimiser's L2 on all parameters
     loss: Literal["bpr", "bce"] = "bpr"
     neg_samples: int = 1  # negatives per positive, uniform over items the user has not interacted with
+    neg_pool: Literal["all", "trained"] = "all"  # negatives from every item, or only items with training interactions
     patience: int = 10  # evaluations without improvement before stopping (0: never stop early)
     valid_metric: str = "ndcg@10"
     eval_every: int = 1  # epochs between validations

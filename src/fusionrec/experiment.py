@@ -126,10 +126,20 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         for part, neg in negatives.items():
             np.save(out_dir / f"negatives-{part}.npy", neg)
 
+    # On a cold split the validation also reports the held-out items' (or users') own metrics under
+    # "cold_items/<metric>" ("cold_users/<metric>"), so early stopping and selection can use them.
+    valid_items = {"cold_items": split.cold_items} if split.cold_items is not None else None
+    valid_users = {"cold_users": split.cold_users} if split.cold_users is not None else None
+
     def validate(m: Model) -> dict:
         if sampled:
             return evaluator.evaluate_sampled(m.score, split.valid, negatives["valid"])
-        return _flat(evaluator.evaluate(m.score_all, split.valid, train_csr))
+        if valid_items is None and valid_users is None:
+            return _flat(evaluator.evaluate(m.score_all, split.valid, train_csr))
+        result = evaluator.evaluate(m.score_all, split.valid, train_csr, segments=valid_items,
+                                    user_segments=valid_users)
+        metrics, segs = _split_segments(result)
+        return {**metrics, **{f"{seg}/{k}": v for seg, values in segs.items() for k, v in values.items()}}
 
     log(f"train: {cfg.model.name} on {dataset.name}")
     result = Trainer(cfg.training, seed=cfg.seed).fit(model, inputs, validate if len(split.valid) else None)

@@ -21,9 +21,21 @@ class NegativeSampler:
     map of those keys, ~7x faster), redraw only those, and after a few rounds place any remaining draw exactly (the
     r-th item the user has not seen, also found by binary search)."""
 
-    def __init__(self, train: sp.csr_matrix, generator: torch.Generator | None = None):
-        """``train``: (n_users, n_items) matrix whose non-zeros are the pairs never to draw."""
+    def __init__(self, train: sp.csr_matrix, generator: torch.Generator | None = None,
+                 pool: np.ndarray | None = None):
+        """``train``: (n_users, n_items) matrix whose non-zeros are the pairs never to draw. ``pool``: the item
+        indices negatives may be drawn from (None: the whole catalogue); the draw is uniform over the pool items the
+        user has not interacted with (sampling works on the pool's columns, then maps back to item indices)."""
         m = sp.csr_matrix(train)
+        self._pool = None
+        if pool is not None:
+            pool = np.unique(np.asarray(pool, dtype=np.int64))
+            if len(pool) == 0 or pool[0] < 0 or pool[-1] >= m.shape[1]:
+                raise DataError(f"the negative pool must hold item indices in 0..{m.shape[1] - 1}; got "
+                                f"{len(pool)} item(s)" + (f" from {pool[0]} to {pool[-1]}" if len(pool) else ""),
+                                field="pool")
+            m = sp.csr_matrix(m[:, pool])
+            self._pool = torch.from_numpy(pool)
         m.sum_duplicates()
         m.sort_indices()
         self.n_users, self.n_items = m.shape
@@ -43,7 +55,13 @@ class NegativeSampler:
         self._gap_keys = users * self.n_items + (items - rank_in_row)  # (nnz,), sorted as well
 
     def sample(self, users: torch.Tensor, n_neg: int = 1) -> torch.Tensor:
-        """users LongTensor (n,) -> negatives LongTensor (n, n_neg), each uniform over that user's unseen items."""
+        """users LongTensor (n,) -> negatives LongTensor (n, n_neg), each uniform over that user's unseen items (of
+        the pool, when one was given)."""
+        neg = self._sample(users, n_neg)
+        return neg if self._pool is None else self._pool[neg]
+
+    def _sample(self, users: torch.Tensor, n_neg: int) -> torch.Tensor:
+        """As :meth:`sample`, in the sampler's own column indices (pool positions when there is a pool)."""
         users = users.long()
         if users.numel() == 0:
             return torch.zeros(0, n_neg, dtype=torch.long)

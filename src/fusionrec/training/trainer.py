@@ -98,7 +98,11 @@ class Trainer:
             raise DataError("there are no training interactions to learn from", field="train")
         users = torch.from_numpy(np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr)))
         items = torch.from_numpy(train.indices.astype(np.int64))
-        sampler = NegativeSampler(train, generator)
+        # neg_pool "trained": an item without training interactions (a cold item, unknown at training time) is never
+        # drawn as a negative, so training cannot learn that exactly those items are never liked.
+        pool = np.flatnonzero(np.bincount(train.indices, minlength=train.shape[1])) if cfg.neg_pool == "trained" \
+            else None
+        sampler = NegativeSampler(train, generator, pool=pool)
         kg_batches = self._kg_batches(model, inputs, generator)
         optimizer = self._optimizer(model)
         stopper = EarlyStopping(cfg.patience)
