@@ -50,6 +50,7 @@ class FusionRecParams:
     text_hidden: int = 0  # 0: linear text projection; > 0: an MLP with this hidden width
     source_dropout: float = 0.2  # share of batch items scored by their content vector in training; 0..1
     reg_weight: float = 1e-5  # L2 on the batch's layer-0 vectors ('reg' term); 0..1e-2
+    content_align: float = 0.0  # weight of the 'align' term (content scores of warm items -> their full scores); 0..10
 
 
 @register
@@ -72,6 +73,8 @@ class FusionRec(Model):
             raise ConfigError(f"must be transe or transr, got {p.kg_loss!r}", key="model.params.kg_loss")
         if not 0.0 <= p.source_dropout < 1.0:
             raise ConfigError(f"must be in [0, 1), got {p.source_dropout}", key="model.params.source_dropout")
+        if not 0.0 <= p.content_align <= 10.0:
+            raise ConfigError(f"must be in [0, 10], got {p.content_align}", key="model.params.content_align")
         d = p.embedding_size
         self.text_dim, self.n_entities, self.n_relations = int(text_dim), int(n_entities), int(n_relations)
         self.user_emb = nn.Embedding(self.n_users, d)
@@ -228,19 +231,31 @@ class FusionRec(Model):
     # -- training -----------------------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> ForwardOut:
         """users, pos (B,), neg (B, n_neg) -> scores; a ``source_dropout`` share of the positive and negative items is
-        scored by its content vector. Extra term ``reg`` on the batch's layer-0 user and item id vectors."""
+        scored by its content vector. Extra term ``reg`` on the batch's layer-0 user and item id vectors; with
+        ``content_align`` > 0 also ``align``: the mean squared gap, over the batch's (user, warm item) pairs, between
+        the score of the item's content vector and its full score, both user and full vectors detached, so only the
+        content path moves: a cold item's score is then on the warm items' scale (it competes with them in one
+        ranking) and approximates the score its collaborative vector would get.
+
+            align = content_align * mean over warm (u, i) of (sg(e_u) . c_i - sg(e_u . e_i))^2"""
+        p = self.params
         users, items, content = self.propagate()
         u = users[batch.users]  # (B, d)
         idx = torch.cat([batch.pos.unsqueeze(1), batch.neg], 1)  # (B, 1 + n_neg)
-        v = items[idx]
-        if self.params.source_dropout > 0 and len(self.sources) > 1:
-            drop = torch.rand(idx.shape) < self.params.source_dropout
-            v = torch.where(drop.unsqueeze(-1), content[idx], v)
-        scores = (v * u.unsqueeze(1)).sum(-1)
+        full = (items[idx] * u.unsqueeze(1)).sum(-1)  # (B, 1 + n_neg)
+        scores = full
+        has_content = len(self.sources) > 1
+        if p.source_dropout > 0 and has_content:
+            drop = torch.rand(idx.shape) < p.source_dropout
+            scores = torch.where(drop, (content[idx] * u.unsqueeze(1)).sum(-1), full)
         ego = (self.user_emb.weight.index_select(0, batch.users).square().sum()
                + self.item_emb.weight.index_select(0, idx.reshape(-1)).square().sum())
-        reg = self.params.reg_weight * ego / (2 * len(batch.users))
-        return ForwardOut(scores[:, 0], scores[:, 1:], {"reg": reg})
+        terms = {"reg": p.reg_weight * ego / (2 * len(batch.users))}
+        if p.content_align > 0 and has_content:
+            warm = (self.item_degree[idx] > 0).float()  # (B, 1 + n_neg)
+            gap = (content[idx] * u.detach().unsqueeze(1)).sum(-1) - full.detach()
+            terms["align"] = p.content_align * (gap.square() * warm).sum() / warm.sum().clamp(min=1.0)
+        return ForwardOut(scores[:, 0], scores[:, 1:], terms)
 
     def kg_terms(self, heads, relations, tails, neg_tails) -> dict[str, torch.Tensor]:
         """TransE/TransR loss on the shared entity table: heads, relations, tails (B,), neg_tails (B, n_neg)."""

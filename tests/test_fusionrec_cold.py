@@ -1,0 +1,106 @@
+"""FusionRec's cold-start path: the ``align`` term (content scores of warm items pulled toward their full scores) by
+hand, that it moves only the content path, and that a model trained with it ranks a never-seen item of the user's
+cluster above the other clusters' items."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from fusionrec.config import TrainingConfig
+from fusionrec.data.synthetic import make_synthetic
+from fusionrec.errors import ConfigError
+from fusionrec.models import Batch
+from fusionrec.models.fusionrec import FusionRec, FusionRecParams
+from fusionrec.training import Trainer, build_inputs, seed_everything
+
+N_CLUSTERS, TEXT_DIM = 4, 16
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """make_synthetic's clusters, text vectors that reveal the cluster, and items 7 and 20 without any training
+    interaction (cold)."""
+    syn = make_synthetic(n_users=80, n_items=48, n_clusters=N_CLUSTERS, interactions_per_user=10, seed=3)
+    ds = syn.dataset
+    rng = np.random.default_rng(0)
+    text = np.eye(N_CLUSTERS, TEXT_DIM)[syn.item_cluster] + 0.3 * rng.standard_normal((ds.n_items, TEXT_DIM))
+    cold = np.array([7, 20])
+    inter = ds.interactions
+    train = inter.take(np.flatnonzero(~np.isin(inter.items, cold)))
+    inputs = build_inputs(ds.n_users, ds.n_items, train, item_text=text.astype(np.float32),
+                          item_text_mask=np.ones(ds.n_items, dtype=bool))
+    return inputs, syn.item_cluster, syn.user_cluster, syn.user_second_cluster, cold
+
+
+def model(inputs, **params) -> FusionRec:
+    seed_everything(0)
+    m = FusionRec.from_inputs(inputs, FusionRecParams(embedding_size=16, use_kg=False, fusion="gate", **params))
+    m.prepare(inputs)
+    return m.train()
+
+
+BATCH = Batch(torch.tensor([0, 3, 9]), torch.tensor([1, 2, 3]), torch.tensor([[7, 5], [6, 20], [8, 9]]))
+
+
+def test_align_term_is_off_by_default_and_out_of_range_is_a_config_error(planted):
+    inputs = planted[0]
+    assert set(model(inputs)(BATCH).terms) == {"reg"}
+    with pytest.raises(ConfigError, match="content_align"):
+        model(inputs, content_align=-1.0)
+
+
+def test_align_term_matches_the_formula_over_warm_items_only(planted):
+    inputs = planted[0]
+    m = model(inputs, content_align=0.5, source_dropout=0.0)
+    out = m(BATCH)
+    with torch.no_grad():
+        users, items, content = m.propagate()
+        u = users[BATCH.users]
+        idx = torch.cat([BATCH.pos.unsqueeze(1), BATCH.neg], 1)
+        gaps = [float(u[b] @ content[i] - u[b] @ items[i]) for b in range(3) for i in idx[b].tolist()
+                if i not in (7, 20)]  # the cold items 7 and 20 have no full score to align to
+    assert len(gaps) == 7
+    assert float(out.terms["align"].detach()) == pytest.approx(0.5 * np.mean(np.square(gaps)), rel=1e-5)
+    assert torch.allclose(out.pos, (u * items[BATCH.pos]).sum(-1))  # no dropout: the full scores
+
+
+def test_align_term_moves_only_the_content_path(planted):
+    m = model(planted[0], content_align=1.0)
+    m(BATCH).terms["align"].backward()
+    assert m.text_proj.weight.grad is not None and float(m.text_proj.weight.grad.abs().sum()) > 0
+    for name in ("user_emb", "item_emb"):
+        grad = getattr(m, name).weight.grad
+        assert grad is None or float(grad.abs().sum()) == 0.0, f"{name} moved by the align term"
+
+
+def test_cold_item_of_the_users_cluster_ranks_above_other_clusters(planted):
+    # the cold items have no interactions: only the content path, trained by source dropout and align, places them
+    inputs, item_cluster, user_cluster, user_second, cold = planted
+    m = model(inputs, content_align=1.0, source_dropout=0.5)
+    cfg = TrainingConfig(epochs=40, batch_size=64, lr=0.02, neg_samples=2, patience=0, progress=False,
+                         neg_pool="trained")
+    Trainer(cfg, seed=0).fit(m, inputs)
+    with torch.no_grad():
+        scores = m.score_all(torch.arange(inputs.n_users))
+    for c in cold:
+        users = np.flatnonzero((user_cluster == item_cluster[c]) & (user_second < 0))
+        other = torch.from_numpy(np.flatnonzero(item_cluster != item_cluster[c]))
+        above = (scores[users, c:c + 1] > scores[users][:, other]).float().mean(1)
+        assert len(users) >= 5 and above.min() > 0.8, f"cold item {c}: {above.tolist()}"
+
+
+def test_default_params_score_as_before_the_align_term(planted):
+    # content_align 0 leaves forward's scores and terms as they were: the full or, dropped, the content score
+    inputs = planted[0]
+    m = model(inputs, source_dropout=0.0)
+    out = m(BATCH)
+    users, items, _ = m.propagate()
+    u = users[BATCH.users]
+    assert torch.allclose(out.neg, (u.unsqueeze(1) * items[BATCH.neg]).sum(-1))
+    assert dataclasses.asdict(m.params)["content_align"] == 0.0
