@@ -41,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def quiet_threads() -> None:
-    """Idle OpenMP threads sleep instead of spinning (unless the user set OMP_WAIT_POLICY). With torch's default
-    spinning, a second busy process on a small machine can slow each epoch tenfold. Must run before torch loads."""
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """The process's thread policy (:mod:`fusionrec.threads`): idle OpenMP threads sleep instead of spinning, and
+    small machines train on one torch thread unless FUSIONREC_THREADS or OMP_NUM_THREADS says otherwise. Must run
+    before torch loads."""
+    from fusionrec.threads import configure_threads
+
+    configure_threads()
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -32,7 +32,10 @@ def machine() -> dict[str, object]:
                     break
     except OSError:
         pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count()}
+    from fusionrec.threads import torch_threads
+
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def peak_rss_mb() -> float:

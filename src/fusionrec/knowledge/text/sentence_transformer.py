@@ -98,6 +98,9 @@ class SentenceTransformerEncoder:
         model = self._load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=self.normalize,
-                           convert_to_numpy=True, show_progress_bar=False, device=self.device)
+        from fusionrec.threads import all_cores
+
+        with all_cores():  # large dense products: worth every core even where training uses one thread
+            out = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=self.normalize,
+                               convert_to_numpy=True, show_progress_bar=False, device=self.device)
         return np.ascontiguousarray(out, dtype=np.float32)
