@@ -383,7 +383,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=480.0, help="wall-clock cap on train+valid, each run")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: bench/out/<UTC time>)")
     p.add_argument("--sides", default="recbole,fusionrec", help="which sides to run (default: both)")
-    p.add_argument("--threads", type=int, default=2, help="OMP/MKL/torch threads per run (default: 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="OMP/MKL/torch threads per run, the same for both sides (default: 1, each side's fastest on 2 cores)")
     p.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", ""],
                    help="OMP_WAIT_POLICY for both sides ('' leaves it unset; default: %(default)s, see README)")
     p.add_argument("--timeout-s", type=float, default=None,
