@@ -54,7 +54,7 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> 
     return app
 
 
-def _recommender(request: Request) -> Recommender:
+async def _recommender(request: Request) -> Recommender:
     rec = request.app.state.recommender
     if rec is None:
         raise HTTPException(503, "the model is not loaded yet")
@@ -76,10 +76,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
-    def writer(request: Request) -> None:
+    async def writer(request: Request) -> None:  # async: checked on the event loop, no thread-pool hop
         check_key(request, settings.api_key)
 
-    def reader(request: Request) -> None:
+    async def reader(request: Request) -> None:
         if settings.keyed_reads:
             check_key(request, settings.api_key)
 

@@ -80,6 +80,7 @@ class Recommender:
         self.store = store
         self.new_users = new_users
         self._lock = threading.RLock()
+        self._model_version: str | None = None
         self._added: dict[str, dict[int, float]] = {}  # raw user id -> {item index: summed weight}
         counts = np.asarray(artifact.seen.sum(axis=0), dtype=np.float32).ravel()
         self._popularity = torch.from_numpy(counts)  # (n_items,)
@@ -108,9 +109,12 @@ class Recommender:
 
     @property
     def model_version(self) -> str:
-        """The model name and a short hash of the artifact's config (changes whenever a new model is trained)."""
-        digest = hashlib.sha256(json.dumps(self.artifact.meta, sort_keys=True, default=str).encode()).hexdigest()
-        return f"{self.model.name}-{digest[:12]}"
+        """The model name and a short hash of the artifact's config (changes whenever a new model is trained).
+        Hashed once: every reply carries it."""
+        if self._model_version is None:
+            digest = hashlib.sha256(json.dumps(self.artifact.meta, sort_keys=True, default=str).encode()).hexdigest()
+            self._model_version = f"{self.model.name}-{digest[:12]}"
+        return self._model_version
 
     def warm(self) -> None:
         """Computes what the first fold-in or similar-items request would otherwise compute (the item similarity;
@@ -344,6 +348,8 @@ class Recommender:
     def _added_matrix(self, raw_users: list[str]) -> sp.csr_matrix:
         """(B, n_items) weights of the added interactions of these users."""
         rows, cols, vals = [], [], []
+        if not self._added:  # nothing added while serving (the common case): skip the per-user loop
+            return sp.csr_matrix((len(raw_users), len(self.items)), dtype=np.float32)
         for r, user in enumerate(raw_users):
             added = self._added.get(user)
             if added:
@@ -431,8 +437,11 @@ class Recommender:
         known = index >= 0
         added = self._added_matrix(raw_users)
         has_added = np.diff(added.indptr) > 0
-        trained_seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ self._seen[np.where(known, index, 0)])
-        history = sp.csr_matrix(trained_seen + added)
+        if known.all():  # no new users in this chunk: their rows of the seen matrix as they are
+            trained_seen = self._seen[index]
+        else:
+            trained_seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ self._seen[np.where(known, index, 0)])
+        history = sp.csr_matrix(trained_seen + added) if has_added.any() else trained_seen
         queries = np.zeros((len(raw_users), self.index.dim), dtype=np.float32)
         plain = known & ~has_added
         queries[plain] = self._user_vecs[index[plain]]
