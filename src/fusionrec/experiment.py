@@ -127,9 +127,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
             np.save(out_dir / f"negatives-{part}.npy", neg)
 
     # On a cold split the validation also reports the held-out items' (or users') own metrics under
-    # "cold_items/<metric>" ("cold_users/<metric>"), so early stopping and selection can use them.
-    valid_items = {"cold_items": split.cold_items} if split.cold_items is not None else None
-    valid_users = {"cold_users": split.cold_users} if split.cold_users is not None else None
+    # "cold_items/<metric>" ("cold_users/<metric>") and the others' under "warm_items/<metric>" ("warm_users/..."),
+    # so early stopping and selection can use them.
+    valid_items = {"cold_items": split.cold_items, "warm_items": ~split.cold_items} \
+        if split.cold_items is not None else None
+    valid_users = {"cold_users": split.cold_users, "warm_users": ~split.cold_users} \
+        if split.cold_users is not None else None
 
     def validate(m: Model) -> dict:
         if sampled:
