@@ -22,6 +22,13 @@ class AttentionFusion(Fusion):
     def forward(self, sources: torch.Tensor, mask: torch.Tensor) -> FusionOut:
         """sources (N, S, d), mask (N, S) -> vectors (N, d) = sum_s a_s x_s, weights a (N, S):
         a = softmax_s(q . tanh(W x_s + b) + bias_s) over present sources."""
+        return self.forward_views(sources, [mask])[0]
+
+    def forward_views(self, sources: torch.Tensor, masks: list[torch.Tensor]) -> list[FusionOut]:
+        """The logits depend on each source's vector alone: computed once, then normalised per mask."""
         logits = torch.tanh(self.key(sources)) @ self.query + self.source_bias  # (N, S)
-        weights = masked_softmax(logits, mask, dim=1)
-        return FusionOut((weights.unsqueeze(-1) * sources).sum(dim=1), weights)
+        out = []
+        for mask in masks:
+            weights = masked_softmax(logits, mask, dim=1)
+            out.append(FusionOut((weights.unsqueeze(-1) * sources).sum(dim=1), weights))
+        return out

@@ -37,6 +37,12 @@ class Fusion(nn.Module):
     def forward(self, sources: torch.Tensor, mask: torch.Tensor) -> FusionOut:
         raise NotImplementedError
 
+    def forward_views(self, sources: torch.Tensor, masks: list[torch.Tensor]) -> list[FusionOut]:
+        """The same sources (N, S, d) fused under several masks (each (N, S)), e.g. all sources and content only.
+        Default: one call per mask. Strategies whose per-source logits do not depend on the mask override this to
+        compute them once."""
+        return [self(sources, mask) for mask in masks]
+
 
 def register_fusion(cls: type[Fusion]) -> type[Fusion]:
     _FUSIONS[cls.name] = cls
@@ -60,7 +66,8 @@ def fusion_names() -> list[str]:
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Softmax over ``dim`` where masked-out entries get weight 0; a row with nothing present gets all zeros."""
-    logits = logits.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(logits, dim=dim)
-    return torch.nan_to_num(weights, nan=0.0)
+    """Softmax over ``dim`` where masked-out entries get weight 0; a row with nothing present gets all zeros.
+    ``mask`` broadcasts against ``logits``. An additive -1e9 (finite: no NaN to clean up in either pass) pushes
+    absent entries to an exact 0 and the final product zeroes rows with nothing present."""
+    keep = mask.to(logits.dtype)
+    return torch.softmax(logits + (keep - 1.0) * 1e9, dim=dim) * keep

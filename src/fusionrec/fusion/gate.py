@@ -20,6 +20,13 @@ class GateFusion(Fusion):
     def forward(self, sources: torch.Tensor, mask: torch.Tensor) -> FusionOut:
         """sources (N, S, d), mask (N, S) -> vectors (N, d) = sum_s g_s * x_s with g (N, S, d) a softmax over the
         present sources per dimension; weights (N, S) = the gate averaged over dimensions."""
+        return self.forward_views(sources, [mask])[0]
+
+    def forward_views(self, sources: torch.Tensor, masks: list[torch.Tensor]) -> list[FusionOut]:
+        """The gate logits depend on each source's vector alone: computed once, then normalised per mask."""
         logits = torch.stack([lin(sources[:, s]) for s, lin in enumerate(self.gate)], dim=1)  # (N, S, d)
-        g = masked_softmax(logits, mask.unsqueeze(-1).expand_as(logits), dim=1)
-        return FusionOut((g * sources).sum(dim=1), g.mean(dim=2))
+        out = []
+        for mask in masks:
+            g = masked_softmax(logits, mask.unsqueeze(-1), dim=1)
+            out.append(FusionOut((g * sources).sum(dim=1), g.mean(dim=2)))
+        return out
