@@ -17,6 +17,8 @@ ones), so an index can grow while serving.
 from __future__ import annotations
 
 import logging
+import os
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -154,7 +156,8 @@ class FaissIndex(TopKIndex):
             nlist = max(1, min(nlist or int(4 * np.sqrt(max(n, 1))), max(n, 1)))
             self._quantizer = faiss.IndexFlatIP(d)  # kept alive: the IVF index points at it
             self.index = faiss.IndexIVFFlat(self._quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-            self.index.train(self.vectors)
+            with _faiss_threads(faiss, os.cpu_count() or 1):
+                self.index.train(self.vectors)
             self.index.nprobe = min(nprobe, nlist)
         elif kind == "faiss-hnsw":
             self.index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -163,7 +166,8 @@ class FaissIndex(TopKIndex):
         else:
             raise ConfigError(f"unknown FAISS index {kind!r}; use faiss-flat, faiss-ivf or faiss-hnsw", key="index")
         if n:
-            self.index.add(self.vectors)
+            with _faiss_threads(faiss, os.cpu_count() or 1):  # the build is worth every core; searches are one query
+                self.index.add(self.vectors)
 
     def _added(self, vectors: np.ndarray) -> None:
         self.index.add(vectors)
@@ -236,3 +240,14 @@ def _as_rows(vectors) -> np.ndarray:
     if a.ndim != 2:
         raise FusionrecError(f"expected a (n, d) array of vectors, got shape {a.shape}")
     return a
+
+
+@contextmanager
+def _faiss_threads(faiss, n: int):
+    """FAISS's OpenMP threads set to ``n`` for the block (the process may run torch on one thread), then back."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
