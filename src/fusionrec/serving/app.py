@@ -107,13 +107,13 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
                 "users": len(rec.users), "items": len(rec.items)}
 
     @app.post("/recommend", response_model=schemas.RecommendResponse, dependencies=[Depends(reader)])
-    def recommend(body: schemas.RecommendRequest, rec: Recommender = Depends(_recommender)):
+    async def recommend(body: schemas.RecommendRequest, rec: Recommender = Depends(_recommender)):
         """Top-k items for one user. A user the model never saw gets popular items (``source: "popularity"``)
         until they have interactions."""
         check_k(body.k)
         check_lists(body.candidates, body.exclude)
         (result,) = rec.recommend_detailed([body.user_id], body.k, body.exclude_seen, body.candidates, body.exclude)
-        return _response(result, rec.model_version)
+        return JSONResponse(_response(result, rec.model_version))
 
     @app.post("/recommend/batch", response_model=schemas.BatchRecommendResponse, dependencies=[Depends(reader)])
     def recommend_batch(body: schemas.BatchRecommendRequest, rec: Recommender = Depends(_recommender)):

@@ -79,7 +79,8 @@ class Recommender:
         self.batch_users = batch_users
         self.store = store
         self.new_users = new_users
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the in-memory state that reads use
+        self._write_lock = threading.Lock()  # orders durable interaction writes and deletions
         self._model_version: str | None = None
         self._added: dict[str, dict[int, float]] = {}  # raw user id -> {item index: summed weight}
         counts = np.asarray(artifact.seen.sum(axis=0), dtype=np.float32).ravel()
@@ -212,10 +213,11 @@ class Recommender:
         self.items.indices([e.item_id for e in events])  # raises naming the first unknown item
         if not self.new_users:
             self.users.indices([e.user_id for e in events])
-        with self._lock:
+        with self._write_lock:  # writers in order; readers wait only for the in-memory update, never the disk
             if self.store is not None:
                 self.store.add(list(events))
-            self._remember(events)
+            with self._lock:
+                self._remember(events)
         return len(events)
 
     def add_items(self, items: Sequence[NewItem]) -> ItemsAdded:
@@ -268,9 +270,10 @@ class Recommender:
     def forget_user(self, user_id: str) -> int:
         """Removes this user's added interactions (stored and folded in); returns how many stored events went.
         A trained user's vector stays in the model until it is retrained without them."""
-        with self._lock:
+        with self._write_lock:
             removed = self.store.delete_user(user_id) if self.store is not None else 0
-            in_memory = self._added.pop(user_id, None)
+            with self._lock:
+                in_memory = self._added.pop(user_id, None)
             return removed if self.store is not None else len(in_memory or {})
 
     # -- explanations and knowledge edits ------------------------------------------------------------------------
