@@ -12,19 +12,26 @@ RESULT_KEYS = {"model", "dataset", "split", "metrics", "segments", "config", "se
                "timings"}
 
 
-@pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory):
-    """Two user groups, two item groups: users of group g interact with items of group g (atomic files)."""
-    root = tmp_path_factory.mktemp("planted")
-    rng = np.random.default_rng(0)
+def write_two_group_inter(root, n_users: int, group_size: int, per_user: int, seed: int):
+    """``root/planted.inter``: users u0.. in two groups by parity; a user of group g has ``per_user`` random items of
+    group g (items i{g * group_size} .. i{g * group_size + group_size - 1}), rating 5, timestamps 1000, 1001, ...
+    Returns ``root``."""
+    rng = np.random.default_rng(seed)
     lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
-    for u in range(60):
+    for u in range(n_users):
         group = u % 2
-        items = rng.choice(np.arange(group * 30, group * 30 + 30), size=12, replace=False)
+        items = rng.choice(np.arange(group * group_size, group * group_size + group_size), size=per_user,
+                           replace=False)
         for t, i in enumerate(items):
             lines.append(f"u{u}\ti{i}\t5\t{1000 + t}")
     (root / "planted.inter").write_text("\n".join(lines) + "\n")
     return root
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    """Two user groups, two item groups: users of group g interact with items of group g (atomic files)."""
+    return write_two_group_inter(tmp_path_factory.mktemp("planted"), n_users=60, group_size=30, per_user=12, seed=0)
 
 
 @pytest.fixture(scope="module")

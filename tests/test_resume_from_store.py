@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from fusionrec.artifacts import load_artifact
@@ -11,20 +10,13 @@ from fusionrec.data.event_log import fold_events, read_event_table
 from fusionrec.data.synthetic import make_synthetic
 from fusionrec.errors import DataError
 from fusionrec.serving.event_store import Event, EventStore
+from test_experiment_cli import write_two_group_inter
 
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
     """Atomic files: 40 users, 40 items in two groups."""
-    root = tmp_path_factory.mktemp("planted")
-    rng = np.random.default_rng(1)
-    lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
-    for u in range(40):
-        group = u % 2
-        for t, i in enumerate(rng.choice(np.arange(group * 20, group * 20 + 20), size=8, replace=False)):
-            lines.append(f"u{u}\ti{i}\t5\t{1000 + t}")
-    (root / "planted.inter").write_text("\n".join(lines) + "\n")
-    return root
+    return write_two_group_inter(tmp_path_factory.mktemp("planted"), n_users=40, group_size=20, per_user=8, seed=1)
 
 
 def write_store(path, events):

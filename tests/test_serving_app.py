@@ -42,13 +42,7 @@ def planted_model(path):
                                     + 0.1 * torch.randn(20, 4, generator=g))
         model.item_emb.weight.copy_(torch.nn.functional.one_hot(item_group, 4).float()
                                     + 0.1 * torch.randn(20, 4, generator=g))
-    rows, cols = [], []
-    for u in range(20):
-        base = 10 * (u % 2)
-        for i in (base, base + 1 + (u // 2) % 9, base + 1 + (u // 2 + 3) % 9):
-            rows.append(u)
-            cols.append(i)
-    seen = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(20, 20))
+    seen = planted_seen()
     save_artifact(path, model, IdMap("user", [f"u{u}" for u in range(20)]),
                   IdMap("item", [f"i{i}" for i in range(20)]), seen)
     return path

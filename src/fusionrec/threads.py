@@ -36,17 +36,23 @@ def configure_threads() -> None:
         os.environ["MKL_NUM_THREADS"] = chosen
 
 
+def heavy_work_threads() -> int | None:
+    """Threads for large dense work (a transformer encoder, a FAISS index build): every core when the count was
+    chosen automatically, None (leave it as it is) when the user chose it."""
+    return (os.cpu_count() or 1) if os.environ.get(_AUTO_FLAG) == "1" else None
+
+
 @contextmanager
 def all_cores():
-    """Every core for the block when the thread count was chosen automatically (for large dense work such as
-    a transformer encoder); the chosen count again after. A user's explicit choice is left alone."""
-    if os.environ.get(_AUTO_FLAG) != "1":
+    """torch on :func:`heavy_work_threads` threads for the block, the chosen count again after."""
+    n = heavy_work_threads()
+    if n is None:
         yield
         return
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or before)
+    torch.set_num_threads(n)
     try:
         yield
     finally:

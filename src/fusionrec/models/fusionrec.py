@@ -383,19 +383,6 @@ def _item_entity_matrix(triples: torch.Tensor, item_entity: np.ndarray, n_entiti
                         neighbours: bool) -> sp.csr_matrix:
     """(n_items, n_entities) rows that read an item's KG vector off the entity table: the linked entity alone, or
     (``neighbours``) the mean of the entity and its one-hop neighbours in either direction. Unlinked items get an
-    empty row. triples (T, 3), item_entity (n_items,) with -1 = unlinked."""
-    n_items = len(item_entity)
-    linked = np.flatnonzero(item_entity >= 0)
-    link = sp.csr_matrix((np.ones(len(linked), dtype=np.float32), (linked, item_entity[linked])),
-                         shape=(n_items, n_entities))
-    if not neighbours:
-        return link
-    t = triples.numpy()
-    rows = np.concatenate([t[:, 0], t[:, 2], np.arange(n_entities)])
-    cols = np.concatenate([t[:, 2], t[:, 0], np.arange(n_entities)])
-    adj = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_entities, n_entities))
-    adj.data[:] = 1.0  # repeated edges count once
-    out = sp.csr_matrix(link @ adj)
-    deg = np.asarray(out.sum(axis=1)).ravel()
-    deg[deg == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / deg) @ out, dtype=np.float32)
+    empty row. triples (T, 3), item_entity (n_items,) with -1 = unlinked. :func:`entity_weight_rows` with one
+    entity (or none) per item."""
+    return entity_weight_rows([[int(e)] if e >= 0 else [] for e in item_entity], n_entities, triples, neighbours)

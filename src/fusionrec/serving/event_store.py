@@ -79,16 +79,8 @@ class EventStore:
 
     def add(self, events: list[Event]) -> None:
         """Appends these events in one transaction; returns once they are durable."""
-        rows = [(e.user_id, e.item_id, e.timestamp, e.weight) for e in events]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT INTO interactions (user_id, item_id, timestamp, weight) VALUES (?, ?, ?, ?)", rows)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        self._insert("INSERT INTO interactions (user_id, item_id, timestamp, weight) VALUES (?, ?, ?, ?)",
+                     [(e.user_id, e.item_id, e.timestamp, e.weight) for e in events])
 
     def events(self, user_id: str | None = None) -> list[Event]:
         """All stored events (of one user when given), in the order they were added."""
@@ -115,15 +107,8 @@ class EventStore:
         transaction; returns once it is durable."""
         if op not in ("add", "remove"):
             raise ValueError(f"op must be 'add' or 'remove', not {op!r}")
-        rows = [(op, h, r, t) for h, r, t in triples]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany("INSERT INTO triples (op, head, relation, tail) VALUES (?, ?, ?, ?)", rows)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        self._insert("INSERT INTO triples (op, head, relation, tail) VALUES (?, ?, ?, ?)",
+                     [(op, h, r, t) for h, r, t in triples])
 
     def triple_ops(self) -> list[tuple[str, str, str, str]]:
         """Every stored knowledge-graph edit as ``(op, head, relation, tail)``, in the order it was made."""
@@ -137,15 +122,7 @@ class EventStore:
         rows = [(i.item_id, json.dumps(i.payload, sort_keys=True),
                  None if i.vector is None else np.asarray(i.vector, dtype="<f4").tobytes(), i.model_version)
                 for i in items]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT INTO items (item_id, payload, vector, model_version) VALUES (?, ?, ?, ?)", rows)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        self._insert("INSERT INTO items (item_id, payload, vector, model_version) VALUES (?, ?, ?, ?)", rows)
 
     def items(self) -> list[StoredItem]:
         """Every stored item, in the order added."""
@@ -155,6 +132,17 @@ class EventStore:
         return [StoredItem(item_id, json.loads(payload),
                            None if vector is None else np.frombuffer(vector, dtype="<f4").astype(np.float32),
                            version) for item_id, payload, vector, version in rows]
+
+    def _insert(self, sql: str, rows: list[tuple]) -> None:
+        """``sql`` for every row in one transaction (all or nothing); returns once it is durable."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(sql, rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

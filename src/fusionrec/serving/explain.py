@@ -82,16 +82,11 @@ def _history(rec: "Recommender", user_id: str, user: int) -> tuple[np.ndarray, n
 
 
 def _vectors(rec: "Recommender") -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(user vectors (n_users, d), item vectors (n_items, d)) of a dot-product model, or None. The item vectors
-    are the serving index's when there is one (it also holds the items added while serving)."""
-    get = getattr(rec.model, "serving_vectors", None)
-    vectors = get() if get is not None else None
-    if vectors is None:
+    """(user vectors (n_users, d), item vectors (n_items, d)) of a model served from vectors, or None: the ones the
+    Recommender ranks with (its index also holds the items added while serving)."""
+    if rec.index is None:
         return None
-    index = getattr(rec, "index", None)
-    if index is not None and getattr(index, "vectors", None) is not None:
-        return vectors[0], torch.from_numpy(np.asarray(index.vectors, dtype=np.float32))
-    return vectors
+    return torch.from_numpy(rec._user_vecs), torch.from_numpy(rec.index.vectors)
 
 
 def _similarity(rec: "Recommender", history: np.ndarray, item: int, chunk: int = 256) -> np.ndarray:

@@ -46,24 +46,21 @@ class ContentPath:
                 "model trained with item text (model.params.use_text) and/or a knowledge graph (use_kg)")
         self.model = model
         self.uses_text, self.uses_kg = "text" in sources, "kg" in sources
-        run_text = (artifact.meta.get("run_config") or {}).get("text")
-        self._text_config = run_text
+        from fusionrec.config import TextConfig
+        from fusionrec.typed_config import build
+
+        # the run's text settings, built once (the run used the defaults when absent)
+        self.text_config = build(TextConfig, (artifact.meta.get("run_config") or {}).get("text") or {}, key="text")
         self._encoder = None
         graph = getattr(getattr(artifact, "knowledge", None), "graph", None)
         self.entities = graph.entities if graph is not None else None
         self.triples = graph.triples if graph is not None else None
 
     # -- text -----------------------------------------------------------------------------------------------------
-    def text_config(self):
-        from fusionrec.config import TextConfig
-        from fusionrec.typed_config import build
-
-        return build(TextConfig, self._text_config or {}, key="text")  # the run used the defaults when absent
-
     def render(self, item: NewItem) -> tuple[str, list[str]]:
         """(text, field names the template did not use) for one item; text "" when it has none."""
         values = {name: _value_text(value) for name, value in item.fields.items()}
-        template = self.text_config().template
+        template = self.text_config.template
         if template is None:  # as ItemSideInfo.render: every field as "name: value"
             return "; ".join(f"{n}: {v}" for n, v in values.items() if v), []
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
@@ -75,7 +72,7 @@ class ContentPath:
         if self._encoder is None:
             from fusionrec.knowledge.text.encoders import make_encoder
 
-            self._encoder = make_encoder(self.text_config())
+            self._encoder = make_encoder(self.text_config)
         return self._encoder
 
     # -- vectors --------------------------------------------------------------------------------------------------

@@ -88,15 +88,17 @@ class Recommender:
         self._seen = artifact.seen  # (n_users, n_items); widened (no copy of its arrays) when items are added
         self._index_kind = index
         self.index: TopKIndex | None = None  # over item vectors, for dot-product models
-        self._user_vecs: np.ndarray | None = None  # (n_users, d)
+        self._user_vecs: np.ndarray | None = None  # (n_users, d); None: the model is not served from vectors
+        self._item_vecs: np.ndarray | None = None  # (n_trained_items, d), the model's own item vectors
         self._content: ContentPath | None = None  # built on the first new item
         self._new_vectors: list[np.ndarray] = []  # content vectors of the items added while serving, in order
-        self.refresh_vectors()
         self.kg = LiveGraph(artifact.knowledge.graph, len(self.items))  # paths for explanations; edited by raw id
-        if store is not None:
+        self._load_vectors()
+        if store is not None:  # replayed before the index is built, so start-up builds it once
             self._replay_items(store.items())
             self._remember(store.events())
             self._replay_triples(store.triple_ops())
+        self._build_index()
 
     @classmethod
     def load(cls, path: str | Path, db: str | Path | None = None, new_users: bool = False,
@@ -256,16 +258,29 @@ class Recommender:
         """(Re)builds the user vectors and the top-K index from the model's current vectors (after its item vectors
         changed, e.g. knowledge edits), keeping the items added while serving (with the vectors they were added
         with). Does nothing for a model that is not served from vectors."""
-        with self._lock, torch.no_grad():
-            self.model._cache.clear()
+        with self._lock:
+            self._load_vectors()
+            self._build_index()
+
+    def _load_vectors(self) -> None:
+        """The model's current user and item vectors (cached model state dropped first), or None for a model that
+        is not served from vectors."""
+        self.model._cache.clear()
+        with torch.no_grad():
             vectors = self.model.serving_vectors()
-            if vectors is None:
-                return
-            self._user_vecs = np.ascontiguousarray(vectors[0].float().numpy())
-            index = make_index(self._index_kind, vectors[1].float().numpy())
-            if self._new_vectors:
-                index.add(np.concatenate(self._new_vectors))
-            self.index = index
+        if vectors is None:
+            return
+        self._user_vecs = np.ascontiguousarray(vectors[0].float().numpy())
+        self._item_vecs = np.ascontiguousarray(vectors[1].float().numpy())
+
+    def _build_index(self) -> None:
+        """The top-K index over the model's item vectors plus the items added while serving."""
+        if self._item_vecs is None:
+            return
+        index = make_index(self._index_kind, self._item_vecs)
+        if self._new_vectors:
+            index.add(np.concatenate(self._new_vectors))
+        self.index = index
 
     def forget_user(self, user_id: str) -> int:
         """Removes this user's added interactions (stored and folded in); returns how many stored events went.
@@ -309,7 +324,8 @@ class Recommender:
             return changed
 
     def _replay_triples(self, ops: Sequence[tuple[str, str, str, str]]) -> None:
-        """Applies stored knowledge edits in order (consecutive rows of one op as one batch)."""
+        """Applies stored knowledge edits in order (consecutive rows of one op as one batch); at start-up, before the
+        index is built, so only the vectors are reloaded."""
         changed, start = 0, 0
         for end in range(1, len(ops) + 1):
             if end == len(ops) or ops[end][0] != ops[start][0]:
@@ -320,24 +336,19 @@ class Recommender:
                     changed += self.kg.remove(batch, self.items, strict=False)
                 start = end
         if changed:
-            self._sync_model_kg()
+            self._sync_model_kg(rebuild_index=False)
 
-    def _sync_model_kg(self) -> None:
-        """Gives a model with a KG source the edited triples (when its entity indices are the artifact graph's) and
-        drops whatever was computed from the old item vectors."""
+    def _sync_model_kg(self, rebuild_index: bool = True) -> None:
+        """Gives a model with a KG source the edited triples (when its entity indices are the artifact graph's),
+        then reloads its vectors (dropping cached vectors and similarity) and, unless told not to, the index."""
         setter = getattr(self.model, "set_triples", None)
         if setter is None or not self.kg.from_artifact or getattr(self.model, "n_entities", -1) != \
                 self.kg.n_model_entities:
             return
         setter(torch.from_numpy(self.kg.triples))
-        self._vectors_changed()
-
-    def _vectors_changed(self) -> None:
-        """Item vectors moved: clear the model's cached vectors and similarity (and any index built on them)."""
-        self.model._cache.clear()
-        refresh = getattr(self, "refresh_vectors", None)
-        if refresh is not None:
-            refresh()
+        self._load_vectors()
+        if rebuild_index:
+            self._build_index()
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _remember(self, events: Sequence[Event]) -> None:
@@ -362,13 +373,23 @@ class Recommender:
         return sp.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)),
                              shape=(len(raw_users), len(self.items)))
 
-    def _score(self, raw_users: list[str], index: np.ndarray) -> tuple[torch.Tensor, list[str], sp.csr_matrix]:
-        """Scores (B, n_items), each user's source, and the (B, n_items) matrix of items each user has seen."""
+    def _histories(self, raw_users: list[str], index: np.ndarray):
+        """What a chunk of users has seen: ``known`` (B,) trained users, ``added`` (B, n_items) weights added while
+        serving, ``has_added`` (B,), ``trained_seen`` (B, n_items) training interactions (empty rows for new users)
+        and ``history`` = trained_seen + added."""
         known = index >= 0
         added = self._added_matrix(raw_users)
         has_added = np.diff(added.indptr) > 0
-        trained_seen = sp.diags(known.astype(np.float32)) @ self.artifact.seen[np.where(known, index, 0)]
-        history = sp.csr_matrix(trained_seen + added)
+        if known.all():  # no new users in this chunk: their rows of the seen matrix as they are
+            trained_seen = self._seen[index]
+        else:
+            trained_seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ self._seen[np.where(known, index, 0)])
+        history = sp.csr_matrix(trained_seen + added) if has_added.any() else trained_seen
+        return known, added, has_added, trained_seen, history
+
+    def _score(self, raw_users: list[str], index: np.ndarray) -> tuple[torch.Tensor, list[str], sp.csr_matrix]:
+        """Scores (B, n_items), each user's source, and the (B, n_items) matrix of items each user has seen."""
+        known, added, has_added, trained_seen, history = self._histories(raw_users, index)
         scores = self._popularity.unsqueeze(0).repeat(len(raw_users), 1)  # (B, n_items); popularity by default
         sources = [POPULARITY] * len(raw_users)
         plain = known & ~has_added
@@ -390,7 +411,7 @@ class Recommender:
         return scores.float(), sources, history
 
     def _content_path(self) -> ContentPath:
-        if self.index is None:
+        if self._user_vecs is None:
             raise UnsupportedError(f"model {self.model.name!r} cannot place new items: it is not served from item "
                                    "vectors. New items need a fusionrec model trained with item text and/or a "
                                    "knowledge graph")
@@ -401,7 +422,8 @@ class Recommender:
     def _append_items(self, ids: list[str], vectors: np.ndarray) -> None:
         """New items join the id map (old indices unchanged), the index, popularity (0) and the seen matrix."""
         self.items = self.items.extended(ids)
-        self.index.add(vectors)
+        if self.index is not None:  # None while start-up replays stored items (the index is built after)
+            self.index.add(vectors)
         self._new_vectors.append(np.asarray(vectors, dtype=np.float32))
         self._popularity = torch.cat([self._popularity, torch.zeros(len(ids))])
         seen = self._seen
@@ -419,7 +441,7 @@ class Recommender:
         except FusionrecError as exc:
             log.warning("%d stored item(s) not added: %s", len(todo), exc)
             return
-        version, width = self.model_version, self.index.dim
+        version, width = self.model_version, self._item_vecs.shape[1]
         vectors = []
         stale = [s for s in todo if s.model_version != version or s.vector is None or len(s.vector) != width]
         fresh = {}
@@ -437,14 +459,7 @@ class Recommender:
                       allowed: torch.Tensor | None) -> list[Recommendation]:
         """One chunk of users ranked by the top-K index: a trained user by their vector, a user with added
         interactions by a folded-in vector (:meth:`_fold_in`), a new user without interactions by popularity."""
-        known = index >= 0
-        added = self._added_matrix(raw_users)
-        has_added = np.diff(added.indptr) > 0
-        if known.all():  # no new users in this chunk: their rows of the seen matrix as they are
-            trained_seen = self._seen[index]
-        else:
-            trained_seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ self._seen[np.where(known, index, 0)])
-        history = sp.csr_matrix(trained_seen + added) if has_added.any() else trained_seen
+        known, added, has_added, trained_seen, history = self._histories(raw_users, index)
         queries = np.zeros((len(raw_users), self.index.dim), dtype=np.float32)
         plain = known & ~has_added
         queries[plain] = self._user_vecs[index[plain]]

@@ -17,7 +17,6 @@ ones), so an index can grow while serving.
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -25,6 +24,7 @@ import scipy.sparse as sp
 import torch
 
 from fusionrec.errors import ConfigError, FusionrecError
+from fusionrec.threads import heavy_work_threads
 
 INDEX_KINDS = ("auto", "exact", "faiss-flat", "faiss-ivf", "faiss-hnsw")
 AUTO_EXACT_MAX_ITEMS = 100_000  # auto: exact up to this many items, HNSW above
@@ -156,7 +156,7 @@ class FaissIndex(TopKIndex):
             nlist = max(1, min(nlist or int(4 * np.sqrt(max(n, 1))), max(n, 1)))
             self._quantizer = faiss.IndexFlatIP(d)  # kept alive: the IVF index points at it
             self.index = faiss.IndexIVFFlat(self._quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-            with _faiss_threads(faiss, os.cpu_count() or 1):
+            with _faiss_threads(faiss):
                 self.index.train(self.vectors)
             self.index.nprobe = min(nprobe, nlist)
         elif kind == "faiss-hnsw":
@@ -166,7 +166,7 @@ class FaissIndex(TopKIndex):
         else:
             raise ConfigError(f"unknown FAISS index {kind!r}; use faiss-flat, faiss-ivf or faiss-hnsw", key="index")
         if n:
-            with _faiss_threads(faiss, os.cpu_count() or 1):  # the build is worth every core; searches are one query
+            with _faiss_threads(faiss):  # the build is worth every core; searches are one query
                 self.index.add(self.vectors)
 
     def _added(self, vectors: np.ndarray) -> None:
@@ -243,8 +243,13 @@ def _as_rows(vectors) -> np.ndarray:
 
 
 @contextmanager
-def _faiss_threads(faiss, n: int):
-    """FAISS's OpenMP threads set to ``n`` for the block (the process may run torch on one thread), then back."""
+def _faiss_threads(faiss):
+    """FAISS's OpenMP threads raised to :func:`~fusionrec.threads.heavy_work_threads` for the block (the process
+    may run torch on one thread), then back; a user's own thread choice is left alone."""
+    n = heavy_work_threads()
+    if n is None:
+        yield
+        return
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(n)
     try:
