@@ -248,7 +248,7 @@ def _serve(args) -> int:
         require_faiss(args.index)
     settings = ServeSettings(host=args.host, port=args.port, db=Path(args.db) if args.db else None,
                              api_key=args.api_key or os.environ.get("FUSIONREC_API_KEY") or None,
-                             keyed_reads=args.keyed_reads, index=args.index)
+                             keyed_reads=args.keyed_reads, index=args.index, freeze_gc=True)
     # one worker: the model, its fold-in state and the event store live in this process. uvicorn picks uvloop and
     # httptools when installed (the 'serve' extra pulls them in), which cut the HTTP overhead per request by about a third.
     uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level="info", workers=1,

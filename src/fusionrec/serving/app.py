@@ -7,6 +7,7 @@ out-of-range body)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,9 @@ from fastapi.responses import JSONResponse
 from fusionrec.errors import FusionrecError, UnknownIdError
 from fusionrec.serving import schemas
 from fusionrec.serving.auth import check_key
+from fusionrec.serving.batching import RecommendBatcher
 from fusionrec.serving.event_store import Event
+from fusionrec.serving.fast_path import FastRecommend, reply_dict
 from fusionrec.serving.limits import BodyLimit
 from fusionrec.serving.new_items import NewItem
 from fusionrec.serving.recommender import DuplicateItemError, Recommender
@@ -35,6 +38,9 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> 
         rec = Recommender.load(model_dir, db=settings.db, new_users=True, index=settings.index)
         rec.warm()
         app.state.recommender = rec
+        if settings.freeze_gc:  # the model and everything loaded so far are never scanned by the cyclic GC again
+            gc.collect()
+            gc.freeze()
         if settings.api_key is None:
             log.warning("no API key set: write endpoints are open to anyone who can reach %s:%s",
                         settings.host, settings.port)
@@ -49,6 +55,10 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> 
     app.state.settings = settings
     app.state.recommender = None
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # outermost (after ServerErrorMiddleware): valid POST /recommend requests are answered there, micro-batched
+    app.state.batcher = RecommendBatcher(lambda: app.state.recommender)
+    app.add_middleware(FastRecommend, settings=settings, batcher=app.state.batcher,
+                       model_version=lambda: app.state.recommender.model_version)
     _add_error_handlers(app)
     _add_routes(app, settings)
     return app
@@ -93,12 +103,12 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
                 raise HTTPException(413, f"at most {settings.max_id_list} ids per list, got {len(ids)}")
 
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:  # async: no thread-pool hop for a constant
         """The process is up (the model may still be loading)."""
         return {"status": "ok"}
 
     @app.get("/ready")
-    def ready(request: Request):
+    async def ready(request: Request):
         """200 once the model and its item similarity are loaded, 503 before."""
         rec = request.app.state.recommender
         if rec is None:
@@ -110,10 +120,12 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
     async def recommend(body: schemas.RecommendRequest, rec: Recommender = Depends(_recommender)):
         """Top-k items for one user. A user the model never saw gets popular items (``source: "popularity"``)
         until they have interactions."""
+        # valid requests are answered by FastRecommend (fast_path.py) before they get here; this route answers the
+        # rest (its errors are the reference) and defines the endpoint in the OpenAPI schema
         check_k(body.k)
         check_lists(body.candidates, body.exclude)
         (result,) = rec.recommend_detailed([body.user_id], body.k, body.exclude_seen, body.candidates, body.exclude)
-        return JSONResponse(_response(result, rec.model_version))
+        return JSONResponse(reply_dict(result, rec.model_version))
 
     @app.post("/recommend/batch", response_model=schemas.BatchRecommendResponse, dependencies=[Depends(reader)])
     def recommend_batch(body: schemas.BatchRecommendRequest, rec: Recommender = Depends(_recommender)):
@@ -124,7 +136,7 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
             raise HTTPException(413, f"at most {settings.max_batch_users} users per batch, got {len(body.user_ids)}")
         results = rec.recommend_detailed(body.user_ids, body.k, body.exclude_seen, body.candidates, body.exclude)
         version = rec.model_version
-        return {"results": [_response(r, version) for r in results], "model_version": version}
+        return {"results": [reply_dict(r, version) for r in results], "model_version": version}
 
     @app.get("/items/{item_id}/similar", response_model=schemas.SimilarResponse, dependencies=[Depends(reader)])
     def similar(item_id: str, k: int = Query(10), rec: Recommender = Depends(_recommender)):
@@ -196,7 +208,3 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
         changed = rec.remove_triples(check_triples(body))
         return {"changed": changed, "triples": len(rec.kg.triples)}
 
-
-def _response(result, version: str) -> dict:
-    return {"user_id": result.user_id, "items": [{"item_id": i, "score": s} for i, s in result.items],
-            "source": result.source, "model_version": version}
