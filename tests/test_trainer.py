@@ -140,6 +140,29 @@ def test_both_losses_reduce_the_loss(inputs, loss):
     assert last < 0.5 * first, (first, last)
 
 
+def test_softmax_loss_learns(inputs):
+    result = Trainer(dataclasses.replace(CFG, loss="softmax", neg_samples=3, temperature=0.5), seed=0).fit(bpr(),
+                                                                                                       inputs)
+    first, last = result.history[0].losses["rec"], result.history[-1].losses["rec"]
+    assert first < np.log(4) + 0.05  # near-zero scores: the positive is one of 4 equally likely candidates
+    assert last < 0.5 * first, (first, last)
+
+
+def test_softmax_loss_by_hand_and_its_temperature():
+    from fusionrec.training.losses import softmax_loss
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([[1.0, 3.0], [0.0, -1.0]])
+
+    def ce(p, ns, t):
+        z = np.array([p, *ns]) / t
+        return float(np.log(np.exp(z).sum()) - z[0])
+
+    for t in (1.0, 0.2):
+        expected = (ce(2, [1, 3], t) + ce(0, [0, -1], t)) / 2
+        assert float(softmax_loss(pos, neg, t)) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ConfigError, match="temperature"):
+        Trainer(dataclasses.replace(CFG, loss="softmax", temperature=0.0), seed=0)
+
+
 def test_bce_and_bpr_losses_by_hand():
     from fusionrec.training.losses import bce_loss, bpr_loss
     pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([[1.0, 3.0], [0.0, -1.0]])

@@ -20,13 +20,21 @@ def bce_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-LOSSES = {"bpr": bpr_loss, "bce": bce_loss}
+def softmax_loss(pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Sampled softmax: cross-entropy of the positive against its sampled negatives, scores divided by
+    ``temperature``: -log(exp(pos/t) / (exp(pos/t) + sum exp(neg/t))), averaged over the batch. With uniform
+    negatives it approximates a softmax over the whole catalogue. pos (B,), neg (B, n_neg) -> scalar."""
+    logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / temperature  # (B, 1 + n_neg)
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
-def rec_loss(name: str, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """The named recommendation loss ('bpr' or 'bce')."""
+LOSSES = {"bpr": bpr_loss, "bce": bce_loss, "softmax": softmax_loss}
+
+
+def rec_loss(name: str, pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The named recommendation loss ('bpr', 'bce' or 'softmax'; ``temperature`` is read by 'softmax' only)."""
     try:
         fn = LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}") from None
-    return fn(pos, neg)
+    return fn(pos, neg, temperature) if name == "softmax" else fn(pos, neg)

@@ -70,7 +70,8 @@ class Trainer:
                         ("neg_samples", config.neg_samples >= 1), ("lr", config.lr > 0),
                         ("weight_decay", config.weight_decay >= 0), ("eval_every", config.eval_every >= 1),
                         ("patience", config.patience >= 0), ("kg_alpha", config.kg_alpha >= 0),
-                        ("kg_batch_size", config.kg_batch_size >= 1), ("kg_neg_samples", config.kg_neg_samples >= 1)):
+                        ("kg_batch_size", config.kg_batch_size >= 1),
+                        ("temperature", config.temperature > 0), ("kg_neg_samples", config.kg_neg_samples >= 1)):
             if not ok:
                 raise ConfigError(f"out of range: {getattr(config, key)!r}", key=f"training.{key}")
         self.config, self.seed, self.clock = config, int(seed), clock
@@ -173,7 +174,7 @@ class Trainer:
             if out.pos.shape != (size,) or out.neg.shape != (size, cfg.neg_samples):
                 raise FusionrecError(f"{model.name}.forward returned scores of shapes {tuple(out.pos.shape)} and "
                                      f"{tuple(out.neg.shape)}; expected ({size},) and ({size}, {cfg.neg_samples})")
-            terms = {"rec": rec_loss(cfg.loss, out.pos, out.neg), **out.terms}
+            terms = {"rec": rec_loss(cfg.loss, out.pos, out.neg, cfg.temperature), **out.terms}
             weights = {name: cfg.term_weights.get(name, 1.0) for name in out.terms}
             if kg_batches is not None:
                 kg_terms = model.kg_terms(*kg_batches.next())
