@@ -176,11 +176,46 @@ def test_serving_vectors_reproduce_score_all(name, inputs):
         torch.testing.assert_close(users[picked] @ items.T, model.score_all(picked), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS if n not in NOT_PERSONAL])
-def test_learns_the_planted_groups(name, inputs):
-    model = trained(name, inputs)
+@pytest.mark.parametrize("name", sorted(VECTOR_MODELS))
+@pytest.mark.parametrize("similarity", ["dot", "cosine"])
+def test_forward_catalogue_scores_every_item_as_forward_does(name, similarity, inputs):
+    # the full-softmax loss reads forward_catalogue: its scores must be the pairs' own scores, item for item
+    seed_everything(3)
+    cls = get_model_class(name)
+    model = cls.from_inputs(inputs, build(cls.Params, {"similarity": similarity, **SOURCE_DROPOUT_OFF.get(name, {})}))
+    model.prepare(inputs)
+    model.train()
+    users, pos = torch.tensor([0, 21, 5]), torch.tensor([0, 12, 3])
+    every = torch.arange(N_ITEMS).repeat(3, 1)  # (3, n_items): every item as a sampled "negative"
+    out = model.forward_catalogue(Batch(users, pos, torch.zeros(3, 0, dtype=torch.long)))
+    by_pairs = model(Batch(users, pos, every))
+    assert out.pos.shape == (3,) and out.neg.shape == (3, N_ITEMS)
+    torch.testing.assert_close(out.neg, by_pairs.neg, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.pos, out.neg.gather(1, pos[:, None]).squeeze(1))
+    assert set(out.terms) == set(by_pairs.terms)
+    if similarity == "cosine":
+        assert out.neg.abs().max() <= 1.0 + 1e-5
+
+
+SOURCE_DROPOUT_OFF = {"fusionrec": {"source_dropout": 0.0}, "kgat": {"mess_dropout": 0.0}}  # draws differ per call
+
+
+@pytest.mark.parametrize("name", sorted(VECTOR_MODELS))
+def test_cosine_similarity_learns_and_serves_unit_vectors(name, inputs):
+    seed_everything(7)
+    cls = get_model_class(name)
+    model = cls.from_inputs(inputs, build(cls.Params, {"similarity": "cosine"}))
+    cfg = dataclasses.replace(TRAIN_FOR.get(name, TRAIN), loss="full_softmax", temperature=0.2)
+    Trainer(cfg, seed=7).fit(model, inputs)
     model.eval()
-    scores = model.score_all(ALL_USERS)
+    users, items = model.serving_vectors()
+    torch.testing.assert_close(items.norm(dim=1), torch.ones(N_ITEMS), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(users @ items.T, model.score_all(ALL_USERS), rtol=1e-5, atol=1e-5)
+    assert _own_group_first(model.score_all(ALL_USERS), inputs) > 0.95
+
+
+def _own_group_first(scores: torch.Tensor, inputs) -> float:
+    """Share of (unseen own-group item, other-group item) pairs a user's scores order correctly, over all users."""
     seen = inputs.train.toarray() > 0
     item_group = np.arange(N_ITEMS) // GROUP_ITEMS
     ordered = []
@@ -189,7 +224,15 @@ def test_learns_the_planted_groups(name, inputs):
         unseen_own = scores[u, torch.from_numpy(own & ~seen[u])]
         other = scores[u, torch.from_numpy(~own)]
         ordered.append((unseen_own[:, None] > other[None, :]).float().mean().item())
-    assert np.mean(ordered) > 0.95, f"{name}: own-group unseen items ranked first in {np.mean(ordered):.2f} of pairs"
+    return float(np.mean(ordered))
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in NOT_PERSONAL])
+def test_learns_the_planted_groups(name, inputs):
+    model = trained(name, inputs)
+    model.eval()
+    share = _own_group_first(model.score_all(ALL_USERS), inputs)
+    assert share > 0.95, f"{name}: own-group unseen items ranked first in {share:.2f} of pairs"
 
 
 def test_pop_ranks_by_training_count(inputs):

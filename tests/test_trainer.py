@@ -148,6 +148,34 @@ def test_softmax_loss_learns(inputs):
     assert last < 0.5 * first, (first, last)
 
 
+def test_full_softmax_loss_by_hand():
+    from fusionrec.training.losses import full_softmax_loss
+    scores = torch.tensor([[2.0, 1.0, 3.0], [0.0, 0.0, -1.0]])
+    pos = torch.tensor([2.0, 0.0])  # item 2 of user 0, item 0 of user 1
+    t = 0.5
+    expected = np.mean([np.log(np.exp(scores[r].numpy() / t).sum()) - float(pos[r]) / t for r in range(2)])
+    assert float(full_softmax_loss(pos, scores, t)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_full_softmax_needs_a_model_that_scores_the_catalogue(inputs):
+    cfg = dataclasses.replace(CFG, loss="full_softmax")
+    result = Trainer(cfg, seed=0).fit(bpr(), inputs)  # bpr scores the catalogue: it learns
+    assert result.history[-1].losses["rec"] < 0.8 * result.history[0].losses["rec"]
+
+    class PairsOnly(Model):
+        name = "pairs-only"
+
+        def __init__(self):
+            super().__init__(N_USERS, N_ITEMS)
+            self.emb = nn.Parameter(torch.zeros(N_ITEMS))
+
+        def forward(self, batch):
+            return ForwardOut(self.emb[batch.pos], self.emb[batch.neg])
+
+    with pytest.raises(ConfigError, match="full_softmax"):
+        Trainer(cfg, seed=0).fit(PairsOnly(), inputs)
+
+
 def test_softmax_loss_by_hand_and_its_temperature():
     from fusionrec.training.losses import softmax_loss
     pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([[1.0, 3.0], [0.0, -1.0]])

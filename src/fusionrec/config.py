@@ -90,9 +90,10 @@ class TrainingConfig:
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 0.001
     weight_decay: float = 0.0  # optimiser's L2 on all parameters
-    loss: Literal["bpr", "bce", "softmax"] = "bpr"
-    temperature: float = 1.0  # softmax loss only: scores are divided by it before the cross-entropy
-    neg_samples: int = 1  # negatives per positive, uniform over items the user has not interacted with
+    loss: Literal["bpr", "bce", "softmax", "full_softmax"] = "bpr"
+    temperature: float = 1.0  # softmax losses only: scores are divided by it before the cross-entropy
+    neg_samples: int = 1  # negatives per positive, uniform over items the user has not interacted with (unused by
+    #                       full_softmax, whose negatives are every item)
     neg_pool: Literal["all", "trained"] = "all"  # negatives from every item, or only items with training interactions
     patience: int = 10  # evaluations without improvement before stopping (0: never stop early)
     valid_metric: str = "ndcg@10"

@@ -98,6 +98,12 @@ class Model(nn.Module):
     def forward(self, batch: Batch) -> ForwardOut:  # pragma: no cover - trainable models override
         raise NotImplementedError(f"{self.name} is not trained by gradient descent")
 
+    def forward_catalogue(self, batch: Batch) -> ForwardOut:
+        """Training-mode scores of EVERY item for the batch's users, for the ``full_softmax`` loss: ``pos`` (B,) the
+        scores of ``batch.pos`` and ``neg`` (B, n_items) all items' scores (the positive's included), plus extra
+        terms as in :meth:`forward`. ``batch.neg`` is empty. Vector models implement it with one matrix product."""
+        raise NotImplementedError(f"{self.name} cannot score the whole catalogue in training")
+
     def kg_terms(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
                  neg_tails: torch.Tensor) -> dict[str, torch.Tensor]:
         """Knowledge-graph loss terms for a batch of triples (models with ``uses_kg_loss``): heads, relations, tails

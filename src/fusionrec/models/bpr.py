@@ -10,22 +10,25 @@ from torch import nn
 from fusionrec.models.base import Batch, ForwardOut, Model
 from fusionrec.models.graph_ops import check_users
 from fusionrec.models.registry import register
+from fusionrec.models.similarity import catalogue_out, check_similarity, finish
 
 
 @dataclass(frozen=True)
 class BPRParams:
     embedding_size: int = 64  # d, width of user and item vectors; 16..256
+    similarity: str = "dot"  # dot | cosine (vectors L2-normalised before the product)
 
 
 @register
 class BPR(Model):
-    """score(u, i) = <e_u, e_i> with free user and item embeddings (xavier-normal init)."""
+    """score(u, i) = <e_u, e_i> (or their cosine) with free user and item embeddings (xavier-normal init)."""
 
     name = "bpr"
     Params = BPRParams
 
     def __init__(self, n_users: int, n_items: int, params: BPRParams | None = None):
         super().__init__(n_users, n_items, params)
+        check_similarity(self.params.similarity)
         d = self.params.embedding_size
         self.user_emb = nn.Embedding(self.n_users, d)  # (n_users, d)
         self.item_emb = nn.Embedding(self.n_items, d)  # (n_items, d)
@@ -34,18 +37,27 @@ class BPR(Model):
 
     def forward(self, batch: Batch) -> ForwardOut:
         """users, pos (B,), neg (B, n_neg) -> pos scores (B,), neg scores (B, n_neg); no extra terms."""
+        sim = self.params.similarity
         items = self.item_emb.weight
-        u = self.user_emb.weight.index_select(0, batch.users)  # (B, d); index_select's backward is the cheapest
-        pos = (u * items.index_select(0, batch.pos)).sum(-1)  # (B,)
-        neg_vecs = items.index_select(0, batch.neg.reshape(-1)).view(*batch.neg.shape, -1)  # (B, n_neg, d)
+        u = finish(self.user_emb.weight.index_select(0, batch.users), sim)  # (B, d); index_select: cheap backward
+        pos = (u * finish(items.index_select(0, batch.pos), sim)).sum(-1)  # (B,)
+        neg_vecs = finish(items.index_select(0, batch.neg.reshape(-1)), sim).view(*batch.neg.shape, -1)
         neg = (neg_vecs * u.unsqueeze(1)).sum(-1)  # (B, n_neg); a mul-sum is far faster than bmm here
         return ForwardOut(pos, neg)
+
+    def forward_catalogue(self, batch: Batch) -> ForwardOut:
+        """users, pos (B,) -> pos scores (B,) and every item's scores (B, n_items)."""
+        sim = self.params.similarity
+        u = finish(self.user_emb.weight.index_select(0, batch.users), sim)
+        return catalogue_out(u, finish(self.item_emb.weight, sim), batch.pos)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items)."""
         check_users(users, self.n_users)
-        return self.user_emb(users) @ self.item_emb.weight.T
+        sim = self.params.similarity
+        return finish(self.user_emb(users), sim) @ finish(self.item_emb.weight, sim).T
 
     def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n_users, d), (n_items, d): the embeddings themselves."""
-        return self.user_emb.weight.detach(), self.item_emb.weight.detach()
+        """(n_users, d), (n_items, d): the embeddings themselves (unit length under ``cosine``)."""
+        sim = self.params.similarity
+        return finish(self.user_emb.weight.detach(), sim), finish(self.item_emb.weight.detach(), sim)

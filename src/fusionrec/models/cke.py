@@ -14,6 +14,7 @@ from fusionrec.knowledge.kg.embedding import TransR
 from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
 from fusionrec.models.graph_ops import check_users, data_sized_buffers
 from fusionrec.models.registry import register
+from fusionrec.models.similarity import catalogue_out, check_similarity, finish
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class CKEParams:
     kg_embedding_size: int = 64  # width of TransR's relation space; 16..256
     use_text: bool = True  # add W x_i, a linear projection of the item's text embedding (needs item text)
     reg_weights: tuple[float, float] = (1e-5, 1e-5)  # (L2 on the batch's user/item vectors, TransR's L2); 0..1e-1
+    similarity: str = "dot"  # dot | cosine (user and item vectors L2-normalised before the product)
 
 
 @register
@@ -50,6 +52,7 @@ class CKE(Model):
         p = self.params
         if len(p.reg_weights) != 2 or min(p.reg_weights) < 0:
             raise ConfigError(f"must be two weights >= 0, got {list(p.reg_weights)}", key="model.params.reg_weights")
+        check_similarity(p.similarity)
         if p.use_text and text_dim < 1:
             raise ConfigError("use_text needs the width of the item text vectors (text_dim >= 1)",
                               key="model.params.use_text")
@@ -123,11 +126,25 @@ class CKE(Model):
     def forward(self, batch: Batch) -> ForwardOut:
         """users, pos (B,), neg (B, n_neg) -> scores (B,), (B, n_neg) and 'reg' =
         reg_weights[0] * (|p_u|^2 + |v_pos|^2 + sum_k |v_neg_k|^2) / (2 B)."""
+        sim = self.params.similarity
         u = self.user_emb(batch.users)  # (B, d)
         v = self.item_vectors(torch.cat([batch.pos.unsqueeze(1), batch.neg], dim=1))  # (B, 1 + n_neg, d)
-        scores = (v * u.unsqueeze(1)).sum(-1)
+        scores = (finish(v, sim) * finish(u, sim).unsqueeze(1)).sum(-1)
         reg = self.params.reg_weights[0] * (u.square().sum() + v.square().sum()) / (2 * len(batch.users))
         return ForwardOut(scores[:, 0], scores[:, 1:], {"reg": reg})
+
+    def forward_catalogue(self, batch: Batch) -> ForwardOut:
+        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) and 'reg' on the users' and
+        positives' vectors."""
+        sim = self.params.similarity
+        u, v = self.user_emb(batch.users), self.item_vectors()
+        reg = self.params.reg_weights[0] * (u.square().sum() + v[batch.pos].square().sum()) / (2 * len(batch.users))
+        return catalogue_out(finish(u, sim), finish(v, sim), batch.pos, {"reg": reg})
+
+    def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """User and item vectors as scored (unit length under ``cosine``)."""
+        sim = self.params.similarity
+        return finish(self.user_emb.weight.clone(), sim), finish(self.item_vectors(), sim)
 
     def kg_terms(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
                  neg_tails: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -142,12 +159,12 @@ class CKE(Model):
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items); item vectors computed once while in eval mode."""
         check_users(users, self.n_users)
-        user_vecs, item_vecs = self.cached("vectors", lambda: (self.user_emb.weight.clone(), self.item_vectors()))
+        user_vecs, item_vecs = self.cached("vectors", self.final_vectors)
         return user_vecs[users] @ item_vecs.T
 
     def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """p (n_users, d) and v (n_items, d), the vectors :meth:`score_all` multiplies."""
-        user_vecs, item_vecs = self.cached("vectors", lambda: (self.user_emb.weight.clone(), self.item_vectors()))
+        user_vecs, item_vecs = self.cached("vectors", self.final_vectors)
         return user_vecs.detach(), item_vecs.detach()
 
 

@@ -33,6 +33,7 @@ from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
 from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers,
                                         normalized_bipartite_adjacency, sparse_from_buffers, spmm, symmetric_spmm)
 from fusionrec.models.registry import register
+from fusionrec.models.similarity import catalogue_out, check_similarity, finish
 
 SOURCES = ("cf", "text", "kg")
 
@@ -53,6 +54,7 @@ class FusionRecParams:
     source_dropout: float = 0.2  # share of batch items scored by their content vector in training; 0..1
     reg_weight: float = 1e-5  # L2 on the batch's layer-0 vectors ('reg' term); 0..1e-2
     content_align: float = 0.0  # weight of the 'align' term (content scores of warm items -> their full scores); 0..10
+    similarity: str = "dot"  # dot | cosine (final user and item vectors L2-normalised before the product)
 
 
 @register
@@ -77,6 +79,7 @@ class FusionRec(Model):
             raise ConfigError(f"must be in [0, 1), got {p.source_dropout}", key="model.params.source_dropout")
         if not 0.0 <= p.content_align <= 10.0:
             raise ConfigError(f"must be in [0, 10], got {p.content_align}", key="model.params.content_align")
+        check_similarity(p.similarity)
         d = p.embedding_size
         self.text_dim, self.n_entities, self.n_relations = int(text_dim), int(n_entities), int(n_relations)
         self.user_emb = nn.Embedding(self.n_users, d)
@@ -247,7 +250,7 @@ class FusionRec(Model):
         ``text`` (N, text_dim) frozen text embeddings with ``text_mask`` (N,) bool (False: no text); ``entity_weights``
         (N, n_entities) rows that read the KG source off the entity table (e.g. the mean of linked entities and their
         neighbours; an empty row: no KG source). Either may be None when absent or when the model lacks that source.
-        Returns (N, d); all zeros for an item with neither source."""
+        Returns (N, d), as scored (unit length under ``cosine``); all zeros for an item with neither source."""
         n = text.shape[0] if text is not None else (entity_weights.shape[0] if entity_weights is not None else 0)
         d = self.params.embedding_size
         vecs, masks = [torch.zeros(n, d)], [torch.zeros(n, dtype=torch.bool)]  # cf: absent for a new item
@@ -268,7 +271,7 @@ class FusionRec(Model):
                 vecs.append(torch.from_numpy(np.asarray(w @ ent, dtype=np.float32)))
                 masks.append(torch.from_numpy(np.diff(w.indptr) > 0))
         sources, mask = torch.stack(vecs, dim=1), torch.stack(masks, dim=1)
-        return self.fusion(sources, mask).vectors * mask.any(1, keepdim=True)
+        return finish(self.fusion(sources, mask).vectors, self.params.similarity) * mask.any(1, keepdim=True)
 
     # -- training -----------------------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> ForwardOut:
@@ -281,7 +284,7 @@ class FusionRec(Model):
 
             align = content_align * mean over warm (u, i) of (sg(e_u) . c_i - sg(e_u . e_i))^2"""
         p = self.params
-        users, items, content = self.propagate()
+        users, items, content = self.final_vectors()
         u = users[batch.users]  # (B, d)
         idx = torch.cat([batch.pos.unsqueeze(1), batch.neg], 1)  # (B, 1 + n_neg)
         full = (items[idx] * u.unsqueeze(1)).sum(-1)  # (B, 1 + n_neg)
@@ -298,6 +301,33 @@ class FusionRec(Model):
             gap = (content[idx] * u.detach().unsqueeze(1)).sum(-1) - full.detach()
             terms["align"] = p.content_align * (gap.square() * warm).sum() / warm.sum().clamp(min=1.0)
         return ForwardOut(scores[:, 0], scores[:, 1:], terms)
+
+    def forward_catalogue(self, batch: Batch) -> ForwardOut:
+        """users, pos (B,) -> pos scores (B,) and every item's scores (B, n_items); a ``source_dropout`` share of
+        the (user, item) scores read the item's content vector. ``reg`` on the layer-0 vectors of the batch's users
+        and positives; ``align`` (with ``content_align``) over the (user, warm positive) pairs, as :meth:`forward`."""
+        p = self.params
+        users, items, content = self.final_vectors()
+        u = users[batch.users]  # (B, d)
+        out = catalogue_out(u, items, batch.pos)
+        scores = out.neg
+        has_content = len(self.sources) > 1
+        if p.source_dropout > 0 and has_content:
+            drop = torch.rand(scores.shape) < p.source_dropout
+            scores = torch.where(drop, u @ content.T, scores)
+        ego = (self.user_emb.weight.index_select(0, batch.users).square().sum()
+               + self.item_emb.weight.index_select(0, batch.pos).square().sum())
+        terms = {"reg": p.reg_weight * ego / (2 * len(batch.users))}
+        if p.content_align > 0 and has_content:
+            warm = (self.item_degree[batch.pos] > 0).float()  # (B,)
+            gap = (content[batch.pos] * u.detach()).sum(-1) - out.pos.detach()
+            terms["align"] = p.content_align * (gap.square() * warm).sum() / warm.sum().clamp(min=1.0)
+        return ForwardOut(scores.gather(1, batch.pos.unsqueeze(1)).squeeze(1), scores, terms)
+
+    def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`propagate`'s users, items and content vectors as scored (unit length under ``cosine``)."""
+        sim = self.params.similarity
+        return tuple(finish(x, sim) for x in self.propagate())
 
     def kg_terms(self, heads, relations, tails, neg_tails) -> dict[str, torch.Tensor]:
         """TransE/TransR loss on the shared entity table: heads, relations, tails (B,), neg_tails (B, n_neg)."""
@@ -349,12 +379,12 @@ class FusionRec(Model):
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items); propagation computed once in eval mode."""
         check_users(users, self.n_users)
-        user_vecs, item_vecs, _ = self.cached("propagated", self.propagate)
+        user_vecs, item_vecs, _ = self.cached("propagated", self.final_vectors)
         return user_vecs[users] @ item_vecs.T
 
     def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The propagated (n_users, d) and (n_items, d) vectors that :meth:`score_all` multiplies."""
-        user_vecs, item_vecs, _ = self.cached("propagated", self.propagate)
+        user_vecs, item_vecs, _ = self.cached("propagated", self.final_vectors)
         return user_vecs.detach(), item_vecs.detach()
 
 

@@ -16,6 +16,7 @@ from fusionrec.knowledge.kg.embedding import TransR
 from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
 from fusionrec.models.graph_ops import check_users, data_sized_buffers
 from fusionrec.models.registry import register
+from fusionrec.models.similarity import catalogue_out, check_similarity, finish
 
 _GRAPH_BUFFERS = ("ckg_heads", "ckg_relations", "ckg_tails", "attention", "item_node")
 
@@ -27,6 +28,7 @@ class KGATParams:
     layers: tuple[int, ...] = (64, 32, 16)  # output width of each bi-interaction layer; 1..4 layers
     mess_dropout: float = 0.1  # message dropout after each layer in training; 0..0.5
     reg_weight: float = 1e-5  # L2 on the batch's final vectors ('reg') and on TransR's projections ('kg_reg'); 0..1e-2
+    similarity: str = "dot"  # dot | cosine (final vectors L2-normalised before the product)
 
 
 @register
@@ -64,6 +66,7 @@ class KGAT(Model):
             raise ConfigError(f"must be in [0, 1), got {p.mess_dropout}", key="model.params.mess_dropout")
         if p.reg_weight < 0:
             raise ConfigError(f"must be >= 0, got {p.reg_weight}", key="model.params.reg_weight")
+        check_similarity(p.similarity)
         self.n_entities, self.n_relations, self.n_unlinked = int(n_entities), int(n_relations), int(n_unlinked)
         self.user_offset = self.n_entities + self.n_unlinked
         n_nodes = self.user_offset + self.n_users
@@ -180,9 +183,24 @@ class KGAT(Model):
         n = len(batch.users)
         rows = out.index_select(0, torch.cat([batch.users + self.user_offset, self.item_node[idx.reshape(-1)]]))
         u, v = rows[:n], rows[n:].view(*idx.shape, -1)  # (B, D), (B, 1 + n_neg, D); one gather, one backward
-        scores = (v * u.unsqueeze(1)).sum(-1)
+        sim = self.params.similarity
+        scores = (finish(v, sim) * finish(u, sim).unsqueeze(1)).sum(-1)
         reg = self.params.reg_weight * (u.square().sum() + v.square().sum()) / (2 * len(batch.users))
         return ForwardOut(scores[:, 0], scores[:, 1:], {"reg": reg})
+
+    def forward_catalogue(self, batch: Batch) -> ForwardOut:
+        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) and 'reg' on the final vectors of
+        the batch's users and positives."""
+        users, items = self.propagate()
+        u = users.index_select(0, batch.users)
+        reg = self.params.reg_weight * (u.square().sum() + items[batch.pos].square().sum()) / (2 * len(batch.users))
+        sim = self.params.similarity
+        return catalogue_out(finish(u, sim), finish(items, sim), batch.pos, {"reg": reg})
+
+    def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The propagated vectors as scored (unit length under ``cosine``)."""
+        users, items = self.propagate()
+        return finish(users, self.params.similarity), finish(items, self.params.similarity)
 
     def kg_terms(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,
                  neg_tails: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -197,10 +215,10 @@ class KGAT(Model):
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items); the propagation is computed once while in eval mode."""
         check_users(users, self.n_users)
-        user_vecs, item_vecs = self.cached("propagated", self.propagate)
+        user_vecs, item_vecs = self.cached("propagated", self.final_vectors)
         return user_vecs[users] @ item_vecs.T
 
     def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The propagated (n_users, D) and (n_items, D) vectors that :meth:`score_all` multiplies."""
-        user_vecs, item_vecs = self.cached("propagated", self.propagate)
+        user_vecs, item_vecs = self.cached("propagated", self.final_vectors)
         return user_vecs.detach(), item_vecs.detach()

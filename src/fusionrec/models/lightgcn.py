@@ -13,6 +13,7 @@ from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
 from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers,
                                         normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
 from fusionrec.models.registry import register
+from fusionrec.models.similarity import catalogue_out, check_similarity, finish
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class LightGCNParams:
     embedding_size: int = 64  # d, width of the layer-0 user and item vectors; 16..256
     n_layers: int = 2  # propagation steps over the graph; 1..4 (more over-smooths)
     reg_weight: float = 1e-5  # L2 on the batch's layer-0 vectors, returned as the 'reg' term; 0..1e-2
+    similarity: str = "dot"  # dot | cosine (final vectors L2-normalised before the product)
 
 
 @register
@@ -37,6 +39,7 @@ class LightGCN(Model):
         super().__init__(n_users, n_items, params)
         if self.params.n_layers < 0:
             raise ConfigError(f"must be >= 0, got {self.params.n_layers}", key="model.params.n_layers")
+        check_similarity(self.params.similarity)
         d = self.params.embedding_size
         self.user_emb = nn.Embedding(self.n_users, d)  # (n_users, d), layer 0
         self.item_emb = nn.Embedding(self.n_items, d)  # (n_items, d), layer 0
@@ -72,23 +75,40 @@ class LightGCN(Model):
     def forward(self, batch: Batch) -> ForwardOut:
         """users, pos (B,), neg (B, n_neg) -> scores (B,), (B, n_neg) and 'reg' =
         reg_weight * (|e_u|^2 + |e_pos|^2 + |e_neg|^2) / (2 B) over the layer-0 vectors of the batch."""
+        sim = self.params.similarity
         users, items = self.propagate()
-        u = users.index_select(0, batch.users)  # (B, d)
-        pos = (u * items.index_select(0, batch.pos)).sum(-1)  # (B,)
-        neg_vecs = items.index_select(0, batch.neg.reshape(-1)).view(*batch.neg.shape, -1)  # (B, n_neg, d)
+        u = finish(users.index_select(0, batch.users), sim)  # (B, d)
+        pos = (u * finish(items.index_select(0, batch.pos), sim)).sum(-1)  # (B,)
+        neg_vecs = finish(items.index_select(0, batch.neg.reshape(-1)), sim).view(*batch.neg.shape, -1)
         neg = (neg_vecs * u.unsqueeze(1)).sum(-1)  # (B, n_neg)
         ego_items = self.item_emb.weight.index_select(0, torch.cat([batch.pos, batch.neg.reshape(-1)]))
         ego = self.user_emb.weight.index_select(0, batch.users).square().sum() + ego_items.square().sum()
         reg = self.params.reg_weight * ego / (2 * len(batch.users))
         return ForwardOut(pos, neg, {"reg": reg})
 
+    def forward_catalogue(self, batch: Batch) -> ForwardOut:
+        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) and 'reg' on the layer-0 vectors of
+        the batch's users and positives."""
+        sim = self.params.similarity
+        users, items = self.propagate()
+        ego = (self.user_emb.weight.index_select(0, batch.users).square().sum()
+               + self.item_emb.weight.index_select(0, batch.pos).square().sum())
+        reg = self.params.reg_weight * ego / (2 * len(batch.users))
+        return catalogue_out(finish(users.index_select(0, batch.users), sim), finish(items, sim), batch.pos,
+                             {"reg": reg})
+
+    def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The propagated vectors as scored (unit length under ``cosine``)."""
+        users, items = self.propagate()
+        return finish(users, self.params.similarity), finish(items, self.params.similarity)
+
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items); the propagation is computed once while in eval mode."""
         check_users(users, self.n_users)
-        user_vecs, item_vecs = self.cached("propagated", self.propagate)
+        user_vecs, item_vecs = self.cached("propagated", self.final_vectors)
         return user_vecs[users] @ item_vecs.T
 
     def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The propagated (n_users, D) and (n_items, D) vectors that :meth:`score_all` multiplies."""
-        user_vecs, item_vecs = self.cached("propagated", self.propagate)
+        user_vecs, item_vecs = self.cached("propagated", self.final_vectors)
         return user_vecs.detach(), item_vecs.detach()

@@ -28,13 +28,22 @@ def softmax_loss(pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0)
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
-LOSSES = {"bpr": bpr_loss, "bce": bce_loss, "softmax": softmax_loss}
+def full_softmax_loss(pos: torch.Tensor, scores: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Softmax over the whole catalogue: -log(exp(pos/t) / sum over every item j of exp(s_j/t)), averaged over the
+    batch. pos (B,) the positives' scores; scores (B, n_items) every item's score, the positive's included."""
+    return (torch.logsumexp(scores / temperature, dim=1) - pos / temperature).mean()
+
+
+LOSSES = {"bpr": bpr_loss, "bce": bce_loss, "softmax": softmax_loss, "full_softmax": full_softmax_loss}
+CATALOGUE_LOSSES = ("full_softmax",)  # losses whose negatives are every item (Model.forward_catalogue)
+TEMPERATURE_LOSSES = ("softmax", "full_softmax")
 
 
 def rec_loss(name: str, pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """The named recommendation loss ('bpr', 'bce' or 'softmax'; ``temperature`` is read by 'softmax' only)."""
+    """The named recommendation loss ('bpr', 'bce', 'softmax' or 'full_softmax' (``neg``: every item's score));
+    ``temperature`` is read by the softmax losses only."""
     try:
         fn = LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; available: {', '.join(LOSSES)}") from None
-    return fn(pos, neg, temperature) if name == "softmax" else fn(pos, neg)
+    return fn(pos, neg, temperature) if name in TEMPERATURE_LOSSES else fn(pos, neg)

@@ -21,7 +21,7 @@ from fusionrec.config import TrainingConfig
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import Batch, Model, ModelInputs
 from fusionrec.training.early_stopping import EarlyStopping
-from fusionrec.training.losses import rec_loss
+from fusionrec.training.losses import CATALOGUE_LOSSES, rec_loss
 from fusionrec.training.sampling import NegativeSampler, TripleBatches
 from fusionrec.training.seeding import seed_everything
 
@@ -94,6 +94,9 @@ class Trainer:
     def _train(self, model: Model, inputs: ModelInputs, validate: Validate | None, generator: torch.Generator,
                started: float) -> TrainResult:
         cfg = self.config
+        if cfg.loss in CATALOGUE_LOSSES and type(model).forward_catalogue is Model.forward_catalogue:
+            raise ConfigError(f"{model.name} cannot be trained with the {cfg.loss} loss (it does not score the whole "
+                              "catalogue in training); use bpr, bce or softmax", key="training.loss")
         train = inputs.train.tocsr()
         if train.nnz == 0:
             raise DataError("there are no training interactions to learn from", field="train")
@@ -163,17 +166,20 @@ class Trainer:
         cfg = self.config
         order = torch.randperm(len(users), generator=generator)
         ep_users, ep_items = users.index_select(0, order), items.index_select(0, order)
-        ep_neg = sampler.sample(ep_users, cfg.neg_samples)  # (n, neg_samples), the whole epoch at once
+        catalogue = cfg.loss in CATALOGUE_LOSSES  # every item is a negative: nothing to sample
+        ep_neg = torch.zeros(len(ep_users), 0, dtype=torch.long) if catalogue \
+            else sampler.sample(ep_users, cfg.neg_samples)  # (n, neg_samples), the whole epoch at once
+        n_scores = model.n_items if catalogue else cfg.neg_samples
         logged: dict[str, tuple[list[torch.Tensor], list[int]]] = {}  # per-batch values and sizes, reduced at the end
         out_of_time = False
         for batch_no, lo in enumerate(range(0, len(ep_users), cfg.batch_size), 1):
             hi = lo + cfg.batch_size
             batch = Batch(ep_users[lo:hi], ep_items[lo:hi], ep_neg[lo:hi])
             size = len(batch.users)
-            out = model(batch)
-            if out.pos.shape != (size,) or out.neg.shape != (size, cfg.neg_samples):
+            out = model.forward_catalogue(batch) if catalogue else model(batch)
+            if out.pos.shape != (size,) or out.neg.shape != (size, n_scores):
                 raise FusionrecError(f"{model.name}.forward returned scores of shapes {tuple(out.pos.shape)} and "
-                                     f"{tuple(out.neg.shape)}; expected ({size},) and ({size}, {cfg.neg_samples})")
+                                     f"{tuple(out.neg.shape)}; expected ({size},) and ({size}, {n_scores})")
             terms = {"rec": rec_loss(cfg.loss, out.pos, out.neg, cfg.temperature), **out.terms}
             weights = {name: cfg.term_weights.get(name, 1.0) for name in out.terms}
             if kg_batches is not None:
