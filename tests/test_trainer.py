@@ -367,3 +367,20 @@ def test_neg_pool_trained_never_draws_an_item_without_training_interactions(inpu
     Trainer(dataclasses.replace(CFG, epochs=5, neg_pool=pool), seed=0).fit(model, cold_inputs)
     drawn = torch.cat([n.ravel() for n in model.negatives])
     assert bool(torch.isin(drawn, torch.tensor(cold)).any()) == (pool == "all")
+
+
+@pytest.mark.parametrize("pool", ["all", "trained"])
+def test_neg_pool_trained_keeps_items_without_training_interactions_out_of_the_full_softmax(inputs, pool):
+    # full_softmax has no draws: the pool masks the catalogue instead, so a cold item's vector gets no gradient
+    cold = [3, 12]
+    train = inputs.train.tolil()
+    train[:, cold] = 0
+    cold_inputs = dataclasses.replace(inputs, train=train.tocsr())
+    cold_inputs.train.eliminate_zeros()
+    model = bpr()
+    before = model.item_emb.weight.detach().clone()
+    Trainer(dataclasses.replace(CFG, epochs=5, neg_pool=pool, loss="full_softmax"), seed=0).fit(model, cold_inputs)
+    after = model.item_emb.weight.detach()
+    moved = (after - before).abs().sum(1) > 0
+    assert not bool(moved[cold].any()) if pool == "trained" else bool(moved[cold].all())
+    assert bool(moved[[0, 1, 2]].all())  # trained items move either way

@@ -107,6 +107,11 @@ class Trainer:
         pool = np.flatnonzero(np.bincount(train.indices, minlength=train.shape[1])) if cfg.neg_pool == "trained" \
             else None
         sampler = NegativeSampler(train, generator, pool=pool)
+        # the full softmax's candidates outside the pool get a score of -inf: no probability, no gradient
+        outside_pool = None
+        if pool is not None and cfg.loss in CATALOGUE_LOSSES:
+            outside_pool = torch.ones(train.shape[1], dtype=torch.bool)
+            outside_pool[torch.from_numpy(pool)] = False
         kg_batches = self._kg_batches(model, inputs, generator)
         optimizer = self._optimizer(model)
         stopper = EarlyStopping(cfg.patience)
@@ -123,7 +128,7 @@ class Trainer:
             t0 = self.clock()
             joint = kg_batches if cfg.kg_mode == "joint" else None
             losses, out_of_time = self._epoch(model, optimizer, sampler, users, items, generator, epoch, started,
-                                              joint)
+                                              joint, outside_pool)
             if kg_batches is not None and cfg.kg_mode == "alternating" and not out_of_time:
                 kg_losses, out_of_time = self._kg_epoch(model, optimizer, kg_batches, epoch, started)
                 losses.update(kg_losses)
@@ -159,7 +164,8 @@ class Trainer:
 
     def _epoch(self, model: Model, optimizer: torch.optim.Optimizer, sampler: NegativeSampler, users: torch.Tensor,
                items: torch.Tensor, generator: torch.Generator, epoch: int, started: float,
-               kg_batches: TripleBatches | None = None) -> tuple[dict[str, float], bool]:
+               kg_batches: TripleBatches | None = None,
+               outside_pool: torch.Tensor | None = None) -> tuple[dict[str, float], bool]:
         """One pass over the shuffled training pairs; returns the mean of each loss and whether time ran out.
         With ``kg_batches`` (joint KG training) each step also adds ``kg_alpha`` x the model's KG terms on the next
         batch of triples."""
@@ -180,7 +186,8 @@ class Trainer:
             if out.pos.shape != (size,) or out.neg.shape != (size, n_scores):
                 raise FusionrecError(f"{model.name}.forward returned scores of shapes {tuple(out.pos.shape)} and "
                                      f"{tuple(out.neg.shape)}; expected ({size},) and ({size}, {n_scores})")
-            terms = {"rec": rec_loss(cfg.loss, out.pos, out.neg, cfg.temperature), **out.terms}
+            neg = out.neg if outside_pool is None else out.neg.masked_fill(outside_pool, float("-inf"))
+            terms = {"rec": rec_loss(cfg.loss, out.pos, neg, cfg.temperature), **out.terms}
             weights = {name: cfg.term_weights.get(name, 1.0) for name in out.terms}
             if kg_batches is not None:
                 kg_terms = model.kg_terms(*kg_batches.next())
