@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="model folder served from vectors (e.g. BPR)")
     p.add_argument("--ef", default="16,32,64,128,256", help="comma-separated efSearch values")
+    p.add_argument("--hnsw-m", type=int, help="links per node (default: the served default)")
+    p.add_argument("--ef-construction", type=int, help="efConstruction (default: the served default)")
     p.add_argument("--users", type=int, default=500, help="users drawn for the measurement (default 500)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
@@ -45,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     users_v, items_v = (np.ascontiguousarray(v.float().numpy()) for v in vectors)
     seen = artifact.seen
     t0 = time.perf_counter()
-    index = make_index("faiss-hnsw", items_v)
+    options = {k: v for k, v in (("hnsw_m", args.hnsw_m), ("ef_construction", args.ef_construction)) if v}
+    index = make_index("faiss-hnsw", items_v, **options)
     build_s = time.perf_counter() - t0
+    print(f"HNSW M {index.index.hnsw.nb_neighbors(1)}, efConstruction {index.index.hnsw.efConstruction}: "
+          f"built in {build_s:.1f}s", file=sys.stderr)
     exact = ExactIndex(items_v)
     rng = np.random.default_rng(args.seed)
     users = rng.choice(len(users_v), min(args.users, len(users_v)), replace=False)
@@ -69,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"efSearch {ef:>4}: recall@{args.k} {recall:.4f}  ms/user one at a time {single_ms:.3f}, "
               f"in batches of 16 {batch_ms:.3f}", file=sys.stderr)
     report = {"command": " ".join([sys.executable, *sys.argv]), "model": args.model, "items": len(items_v),
-              "users_measured": len(users), "k": args.k, "build_s": round(build_s, 1), "results": rows}
+              "users_measured": len(users), "k": args.k, "hnsw_m": index.index.hnsw.nb_neighbors(1),
+              "ef_construction": index.index.hnsw.efConstruction, "build_s": round(build_s, 1), "results": rows}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

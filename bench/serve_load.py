@@ -13,10 +13,14 @@ HTTP stack and the client alone impose.
 
     .venv/bin/python bench/serve_load.py --model runs/bpr/model --requests 2000 --out bench/out/serve-ml100k.json
 
-Synthetic catalogue (latency only: the vectors are random, so the recommendations mean nothing):
+Synthetic catalogue (no training): ``--synthetic clustered`` (the default) draws vectors with the structure of
+trained embeddings (clusters, a decaying spectrum, popularity-skewed norms, users near a mix of a few clusters, seen
+items from their clusters; see fusionrec.data.synthetic_vectors), so an approximate index's recall on it is
+meaningful; ``--synthetic random`` draws isotropic Gaussian vectors and random seen items, the worst case for a graph
+index:
 
     .venv/bin/python bench/serve_load.py --synthetic-items 1000000 --synthetic-users 10000 \\
-        --model bench/out/synth-1m/model --index faiss-hnsw --requests 2000 --out bench/out/serve-1m.json
+        --model bench/out/synth-1m-clustered/model --index faiss-hnsw --requests 2000 --out bench/out/serve-1m.json
 """
 
 from __future__ import annotations
@@ -47,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.rebuild or not (model / "config.json").is_file():
             t0 = time.perf_counter()
             write_synthetic_artifact(model, args.synthetic_users, args.synthetic_items, args.dim,
-                                     args.seen_per_user, args.seed)
+                                     args.seen_per_user, args.seed, args.synthetic)
             print(f"wrote {model}: {args.synthetic_users} users x {args.synthetic_items} items, d={args.dim}, "
-                  f"random vectors ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+                  f"{args.synthetic} vectors ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     users = json.loads((model / "users.json").read_text())
     concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
 
@@ -247,31 +251,47 @@ async def _open_client(kind: str, url: str):
     return client
 
 
-def write_synthetic_artifact(path: Path, n_users: int, n_items: int, dim: int, seen_per_user: int, seed: int) -> None:
-    """A BPR artifact with random unit-scale vectors (no training: only latency is measured), ``seen_per_user``
-    random seen items per user, ids ``u0..`` and ``i0..``."""
+def write_synthetic_artifact(path: Path, n_users: int, n_items: int, dim: int, seen_per_user: int, seed: int,
+                             kind: str = "clustered") -> None:
+    """A BPR artifact (no training) with ids ``u0..`` and ``i0..`` and ``seen_per_user`` seen items per user (fewer
+    where draws repeat). ``kind``: ``clustered``, vectors with the structure of trained embeddings
+    (:func:`fusionrec.data.synthetic_vectors.clustered_vectors`, seen items from the user's clusters), or
+    ``random``, standard normal / sqrt(dim) vectors and uniformly random seen items (the worst case for HNSW)."""
     import scipy.sparse as sp
     import torch
 
     from fusionrec.artifacts import save_artifact
     from fusionrec.data.ids import IdMap
+    from fusionrec.data.synthetic_vectors import clustered_vectors, vector_stats
     from fusionrec.models.bpr import BPR, BPRParams
 
-    gen = torch.Generator().manual_seed(seed)
+    if kind == "clustered":
+        made = clustered_vectors(n_users, n_items, dim, seed, seen_per_user=seen_per_user)
+        user_vecs, item_vecs = torch.from_numpy(made.users), torch.from_numpy(made.items)
+        rows, cols = made.seen
+        note = {"note": "clustered synthetic vectors (fusionrec.data.synthetic_vectors.clustered_vectors, defaults)",
+                "vector_stats": vector_stats(made.users, made.items, made.popularity)}
+    elif kind == "random":
+        gen = torch.Generator().manual_seed(seed)
+        user_vecs = torch.randn(n_users, dim, generator=gen) / dim ** 0.5
+        item_vecs = torch.randn(n_items, dim, generator=gen) / dim ** 0.5
+        rng = np.random.default_rng(seed)
+        cols = rng.integers(n_items, size=n_users * seen_per_user)
+        rows = np.repeat(np.arange(n_users), seen_per_user)
+        note = {"note": "random vectors for latency tests"}
+    else:
+        raise ValueError(f"unknown synthetic kind {kind!r}; use clustered or random")
     model = BPR(n_users, n_items, BPRParams(embedding_size=dim))
     with torch.no_grad():
-        model.user_emb.weight.copy_(torch.randn(n_users, dim, generator=gen) / dim ** 0.5)
-        model.item_emb.weight.copy_(torch.randn(n_items, dim, generator=gen) / dim ** 0.5)
+        model.user_emb.weight.copy_(user_vecs)
+        model.item_emb.weight.copy_(item_vecs)
     model.eval()
-    rng = np.random.default_rng(seed)
-    cols = rng.integers(n_items, size=n_users * seen_per_user)
-    rows = np.repeat(np.arange(n_users), seen_per_user)
     seen = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(n_users, n_items))
     seen.sum_duplicates()
     seen.data[:] = 1.0
     save_artifact(path, model, IdMap.from_list("user", [f"u{j}" for j in range(n_users)]),
                   IdMap.from_list("item", [f"i{j}" for j in range(n_items)]), seen,
-                  extra={"dataset": f"synthetic-random-{n_items}", "note": "random vectors for latency tests"})
+                  extra={"dataset": f"synthetic-{kind}-{n_items}", "seed": seed, **note})
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
@@ -299,7 +319,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--server-log", help="where the server's output goes (default: beside --out)")
     p.add_argument("--out", help="JSON report")
     p.add_argument("--synthetic-items", type=int, default=0,
-                   help="write a random-vector BPR artifact with this many items to --model first (if absent)")
+                   help="write a synthetic BPR artifact with this many items to --model first (if absent)")
+    p.add_argument("--synthetic", choices=["clustered", "random"], default="clustered",
+                   help="synthetic vectors: clustered, with the structure of trained embeddings (default), or "
+                        "random Gaussian, the worst case for HNSW")
     p.add_argument("--synthetic-users", type=int, default=10_000)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--seen-per-user", type=int, default=20)
