@@ -383,6 +383,14 @@ def test_recommender_on_vectors_keeps_the_fold_in_behaviour(model_dir, kind):
     assert rec.model._cache.get("foldin_item_sim") is None  # no (n_items x n_items) similarity was built
 
 
+def test_serve_settings_hnsw_options_reach_the_served_index(model_dir):
+    pytest.importorskip("faiss")
+    app = create_app(model_dir, ServeSettings(index="faiss-hnsw", hnsw_m=8, hnsw_ef_search=17))
+    with TestClient(app):
+        hnsw = app.state.recommender.index.index.hnsw
+        assert (hnsw.nb_neighbors(1), hnsw.efSearch) == (8, 17)
+
+
 def test_new_item_is_recommendable_and_similar_to_the_items_its_text_resembles(fusion_dir, tmp_path, embedder):
     app = create_app(fusion_dir, ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY, index="faiss-flat"))
     with TestClient(app) as c:

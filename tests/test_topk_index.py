@@ -129,3 +129,15 @@ def test_torch_queries_are_accepted():
     items, queries, _ = data(n_items=50, n_queries=3)
     a = ExactIndex(items).search(torch.from_numpy(queries), 4)[1]
     np.testing.assert_array_equal(a, brute_force(items, queries, 4))
+
+
+def test_hnsw_options_reach_the_index_and_bad_ones_are_config_errors():
+    items, _, _ = data(n_items=50)
+    index = make_index("faiss-hnsw", items, hnsw_m=8, ef_search=33)
+    assert index.index.hnsw.nb_neighbors(1) == 8 and index.index.hnsw.efSearch == 33
+    default = make_index("faiss-hnsw", items)  # kept alive: .index.hnsw points into it
+    hnsw = default.index.hnsw
+    assert (hnsw.nb_neighbors(1), hnsw.efSearch, hnsw.efConstruction) == (
+        topk_index.HNSW_M, topk_index.HNSW_EF_SEARCH, topk_index.HNSW_EF_CONSTRUCTION)
+    with pytest.raises(ConfigError, match="'ef_search': ef_search must be an integer >= 1, not 0"):
+        make_index("faiss-hnsw", items, ef_search=0)

@@ -123,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="top-K index over item vectors for dot-product models (bpr, lightgcn, fusionrec, cke, "
                             "kgat): auto = exact up to 100000 items, FAISS HNSW above; faiss-* need faiss-cpu "
                             "(default auto)")
+    serve.add_argument("--hnsw-m", type=int, help="links per node of a FAISS HNSW index (default 32)")
+    serve.add_argument("--hnsw-ef-search", type=int,
+                       help="candidates per search of a FAISS HNSW index: recall and search time grow with it "
+                            "(default 128)")
     serve.set_defaults(handler=_serve)
 
     models = sub.add_parser("models", help="list the available models and their hyper-parameters")
@@ -248,7 +252,8 @@ def _serve(args) -> int:
         require_faiss(args.index)
     settings = ServeSettings(host=args.host, port=args.port, db=Path(args.db) if args.db else None,
                              api_key=args.api_key or os.environ.get("FUSIONREC_API_KEY") or None,
-                             keyed_reads=args.keyed_reads, index=args.index, freeze_gc=True)
+                             keyed_reads=args.keyed_reads, index=args.index, hnsw_m=args.hnsw_m,
+                             hnsw_ef_search=args.hnsw_ef_search, freeze_gc=True)
     # one worker: the model, its fold-in state and the event store live in this process. uvicorn picks uvloop and
     # httptools when installed (the 'serve' extra pulls them in), which cut the HTTP overhead per request by about a third.
     uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level="info", workers=1,

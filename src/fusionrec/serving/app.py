@@ -35,7 +35,9 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        rec = Recommender.load(model_dir, db=settings.db, new_users=True, index=settings.index)
+        options = {k: v for k, v in (("hnsw_m", settings.hnsw_m), ("ef_search", settings.hnsw_ef_search))
+                   if v is not None}
+        rec = Recommender.load(model_dir, db=settings.db, new_users=True, index=settings.index, index_options=options)
         rec.warm()
         app.state.recommender = rec
         if settings.freeze_gc:  # the model and everything loaded so far are never scanned by the cyclic GC again

@@ -68,11 +68,12 @@ class Recommender:
     the model never saw (popularity until they have interactions, then their folded-in history) instead of raising;
     ``index``: the top-K index over item vectors (:data:`~fusionrec.serving.topk_index.INDEX_KINDS`), used when the
     model is a dot product (``Model.serving_vectors``); other models rank every item by ``score_all`` /
-    ``score_histories``.
+    ``score_histories``. ``index_options``: keyword arguments of a FAISS index (e.g. ``hnsw_m``, ``ef_search``; see
+    :class:`~fusionrec.serving.topk_index.FaissIndex`), ignored by the exact one.
     """
 
     def __init__(self, artifact: ModelArtifact, batch_users: int = 1024, store: EventStore | None = None,
-                 new_users: bool = False, index: str = "auto"):
+                 new_users: bool = False, index: str = "auto", index_options: dict | None = None):
         self.artifact = artifact
         self.model = artifact.model.eval()
         self.users, self.items = artifact.users, artifact.items
@@ -87,6 +88,7 @@ class Recommender:
         self._popularity = torch.from_numpy(counts)  # (n_items,)
         self._seen = artifact.seen  # (n_users, n_items); widened (no copy of its arrays) when items are added
         self._index_kind = index
+        self._index_options = dict(index_options or {})
         self.index: TopKIndex | None = None  # over item vectors, for dot-product models
         self._user_vecs: np.ndarray | None = None  # (n_users, d); None: the model is not served from vectors
         self._item_vecs: np.ndarray | None = None  # (n_trained_items, d), the model's own item vectors
@@ -102,9 +104,9 @@ class Recommender:
 
     @classmethod
     def load(cls, path: str | Path, db: str | Path | None = None, new_users: bool = False,
-             index: str = "auto") -> "Recommender":
+             index: str = "auto", index_options: dict | None = None) -> "Recommender":
         return cls(load_artifact(path), store=EventStore(db) if db is not None else None, new_users=new_users,
-                   index=index)
+                   index=index, index_options=index_options)
 
     @property
     def model_name(self) -> str:
@@ -277,7 +279,8 @@ class Recommender:
         """The top-K index over the model's item vectors plus the items added while serving."""
         if self._item_vecs is None:
             return
-        index = make_index(self._index_kind, self._item_vecs)
+        options = self._index_options if self._index_kind.startswith("faiss-") or self._index_kind == "auto" else {}
+        index = make_index(self._index_kind, self._item_vecs, **options)
         if self._new_vectors:
             index.add(np.concatenate(self._new_vectors))
         self.index = index

@@ -12,7 +12,9 @@ class ServeSettings:
     ``api_key``: required for writes as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (None: writes are open,
     and the service says so at startup). ``keyed_reads``: reads need the key too. ``index``: the top-K index for
     models served from vectors (``auto``: exact up to 100 000 items, FAISS HNSW above; or ``exact``, ``faiss-flat``,
-    ``faiss-ivf``, ``faiss-hnsw``). The limits bound each request. ``freeze_gc``: once the model is loaded, move
+    ``faiss-ivf``, ``faiss-hnsw``); ``hnsw_m`` / ``hnsw_ef_search``: links per node and candidates per search of a
+    FAISS HNSW index (None: :data:`~fusionrec.serving.topk_index.HNSW_M` / ``HNSW_EF_SEARCH``). The limits bound
+    each request. ``freeze_gc``: once the model is loaded, move
     every object to the garbage collector's permanent generation (``gc.freeze()``), so its full collections no longer
     scan the objects loaded at startup (its effect on the tail was not measured on its own); a process-wide setting,
     so only ``fusionrec serve``, whose process serves one app, turns it on."""
@@ -23,6 +25,8 @@ class ServeSettings:
     api_key: str | None = None
     keyed_reads: bool = False
     index: str = "auto"  # auto | exact | faiss-flat | faiss-ivf | faiss-hnsw
+    hnsw_m: int | None = None  # >= 2; HNSW links per node (build time and memory grow with it)
+    hnsw_ef_search: int | None = None  # >= 1; HNSW candidates per search (recall and search time grow with it)
     max_k: int = 1000  # largest k a request may ask for
     max_body_bytes: int = 1_000_000  # larger request bodies get 413
     max_batch_users: int = 1000  # users per POST /recommend/batch
