@@ -354,15 +354,21 @@ class RecordsNegatives(Model):
         return self.user[users] @ self.item.T
 
 
+def without_interactions_on(inputs, items: list[int]):
+    """``inputs`` with every training interaction on ``items`` removed (cold items)."""
+    train = inputs.train.tolil()
+    train[:, items] = 0
+    cold_inputs = dataclasses.replace(inputs, train=train.tocsr())
+    cold_inputs.train.eliminate_zeros()
+    return cold_inputs
+
+
 @pytest.mark.parametrize("pool", ["all", "trained"])
 def test_neg_pool_trained_never_draws_an_item_without_training_interactions(inputs, pool):
     # the bug it guards: on a cold-item split, drawing the held-out items as negatives teaches a content model that
     # exactly those items are never liked
     cold = [3, 12]
-    train = inputs.train.tolil()
-    train[:, cold] = 0
-    cold_inputs = dataclasses.replace(inputs, train=train.tocsr())
-    cold_inputs.train.eliminate_zeros()
+    cold_inputs = without_interactions_on(inputs, cold)
     model = RecordsNegatives(N_USERS, N_ITEMS)
     Trainer(dataclasses.replace(CFG, epochs=5, neg_pool=pool), seed=0).fit(model, cold_inputs)
     drawn = torch.cat([n.ravel() for n in model.negatives])
@@ -373,10 +379,7 @@ def test_neg_pool_trained_never_draws_an_item_without_training_interactions(inpu
 def test_neg_pool_trained_keeps_items_without_training_interactions_out_of_the_full_softmax(inputs, pool):
     # full_softmax has no draws: the pool masks the catalogue instead, so a cold item's vector gets no gradient
     cold = [3, 12]
-    train = inputs.train.tolil()
-    train[:, cold] = 0
-    cold_inputs = dataclasses.replace(inputs, train=train.tocsr())
-    cold_inputs.train.eliminate_zeros()
+    cold_inputs = without_interactions_on(inputs, cold)
     model = bpr()
     before = model.item_emb.weight.detach().clone()
     Trainer(dataclasses.replace(CFG, epochs=5, neg_pool=pool, loss="full_softmax"), seed=0).fit(model, cold_inputs)

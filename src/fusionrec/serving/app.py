@@ -96,13 +96,12 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
             check_key(request, settings.api_key)
 
     def check_k(k: int) -> None:
-        if not 1 <= k <= settings.max_k:
-            raise HTTPException(422, f"k must be between 1 and {settings.max_k}, got {k}")
+        if problem := settings.k_problem(k):
+            raise HTTPException(422, problem)
 
     def check_lists(*lists: list | None) -> None:
-        for ids in lists:
-            if ids is not None and len(ids) > settings.max_id_list:
-                raise HTTPException(413, f"at most {settings.max_id_list} ids per list, got {len(ids)}")
+        if problem := settings.id_list_problem(*lists):
+            raise HTTPException(413, problem)
 
     @app.get("/health")
     async def health() -> dict:  # async: no thread-pool hop for a constant

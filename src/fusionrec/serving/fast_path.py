@@ -86,11 +86,8 @@ class FastRecommend:
             request = RecommendRequest.model_validate_json(body)
         except ValidationError:
             return None
-        if not 1 <= request.k <= settings.max_k:
-            return None
-        for ids in (request.candidates, request.exclude):
-            if ids is not None and len(ids) > settings.max_id_list:
-                return None
+        if settings.k_problem(request.k) or settings.id_list_problem(request.candidates, request.exclude):
+            return None  # the route answers with the same check's message
         query = Query(request.user_id, request.k, request.exclude_seen,
                       None if request.candidates is None else tuple(request.candidates),
                       None if request.exclude is None else tuple(request.exclude))

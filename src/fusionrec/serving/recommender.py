@@ -279,8 +279,7 @@ class Recommender:
         """The top-K index over the model's item vectors plus the items added while serving."""
         if self._item_vecs is None:
             return
-        options = self._index_options if self._index_kind.startswith("faiss-") or self._index_kind == "auto" else {}
-        index = make_index(self._index_kind, self._item_vecs, **options)
+        index = make_index(self._index_kind, self._item_vecs, **self._index_options)  # exact ignores the options
         if self._new_vectors:
             index.add(np.concatenate(self._new_vectors))
         self.index = index

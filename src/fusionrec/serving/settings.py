@@ -34,3 +34,14 @@ class ServeSettings:
     max_id_list: int = 100_000  # ids in candidates / exclude
     max_new_items: int = 1000  # items per POST /items
     freeze_gc: bool = False
+
+    def k_problem(self, k: int) -> str | None:
+        """Why ``k`` is out of bounds (a 422 message), or None when it is fine."""
+        return None if 1 <= k <= self.max_k else f"k must be between 1 and {self.max_k}, got {k}"
+
+    def id_list_problem(self, *lists: list | tuple | None) -> str | None:
+        """Why one of the id lists is too long (a 413 message), or None when none is."""
+        for ids in lists:
+            if ids is not None and len(ids) > self.max_id_list:
+                return f"at most {self.max_id_list} ids per list, got {len(ids)}"
+        return None

@@ -106,7 +106,8 @@ class Trainer:
         # drawn as a negative, so training cannot learn that exactly those items are never liked.
         pool = np.flatnonzero(np.bincount(train.indices, minlength=train.shape[1])) if cfg.neg_pool == "trained" \
             else None
-        sampler = NegativeSampler(train, generator, pool=pool)
+        # catalogue losses score every item: nothing to sample
+        sampler = None if cfg.loss in CATALOGUE_LOSSES else NegativeSampler(train, generator, pool=pool)
         # the full softmax's candidates outside the pool get a score of -inf: no probability, no gradient
         outside_pool = None
         if pool is not None and cfg.loss in CATALOGUE_LOSSES:
@@ -162,17 +163,18 @@ class Trainer:
             epochs_run=len(history), stopped_by=stopped_by, history=history,
             epoch_seconds=[h.train_s for h in history], fit_seconds=self.clock() - started)
 
-    def _epoch(self, model: Model, optimizer: torch.optim.Optimizer, sampler: NegativeSampler, users: torch.Tensor,
-               items: torch.Tensor, generator: torch.Generator, epoch: int, started: float,
+    def _epoch(self, model: Model, optimizer: torch.optim.Optimizer, sampler: NegativeSampler | None,
+               users: torch.Tensor, items: torch.Tensor, generator: torch.Generator, epoch: int, started: float,
                kg_batches: TripleBatches | None = None,
                outside_pool: torch.Tensor | None = None) -> tuple[dict[str, float], bool]:
         """One pass over the shuffled training pairs; returns the mean of each loss and whether time ran out.
+        ``sampler`` None: a catalogue loss, scored on every item through ``model.forward_catalogue``.
         With ``kg_batches`` (joint KG training) each step also adds ``kg_alpha`` x the model's KG terms on the next
         batch of triples."""
         cfg = self.config
         order = torch.randperm(len(users), generator=generator)
         ep_users, ep_items = users.index_select(0, order), items.index_select(0, order)
-        catalogue = cfg.loss in CATALOGUE_LOSSES  # every item is a negative: nothing to sample
+        catalogue = sampler is None  # every item is a negative
         ep_neg = torch.zeros(len(ep_users), 0, dtype=torch.long) if catalogue \
             else sampler.sample(ep_users, cfg.neg_samples)  # (n, neg_samples), the whole epoch at once
         n_scores = model.n_items if catalogue else cfg.neg_samples
