@@ -293,14 +293,7 @@ class FusionRec(Model):
         if p.source_dropout > 0 and has_content:
             drop = torch.rand(idx.shape) < p.source_dropout
             scores = torch.where(drop, (content[idx] * u.unsqueeze(1)).sum(-1), full)
-        ego = (self.user_emb.weight.index_select(0, batch.users).square().sum()
-               + self.item_emb.weight.index_select(0, idx.reshape(-1)).square().sum())
-        terms = {"reg": p.reg_weight * ego / (2 * len(batch.users))}
-        if p.content_align > 0 and has_content:
-            warm = (self.item_degree[idx] > 0).float()  # (B, 1 + n_neg)
-            gap = (content[idx] * u.detach().unsqueeze(1)).sum(-1) - full.detach()
-            terms["align"] = p.content_align * (gap.square() * warm).sum() / warm.sum().clamp(min=1.0)
-        return ForwardOut(scores[:, 0], scores[:, 1:], terms)
+        return ForwardOut(scores[:, 0], scores[:, 1:], self._terms(batch.users, idx, u, content, full))
 
     def forward_catalogue(self, batch: Batch) -> ForwardOut:
         """users, pos (B,) -> pos scores (B,) and every item's scores (B, n_items); a ``source_dropout`` share of
@@ -315,14 +308,23 @@ class FusionRec(Model):
         if p.source_dropout > 0 and has_content:
             drop = torch.rand(scores.shape) < p.source_dropout
             scores = torch.where(drop, u @ content.T, scores)
-        ego = (self.user_emb.weight.index_select(0, batch.users).square().sum()
-               + self.item_emb.weight.index_select(0, batch.pos).square().sum())
-        terms = {"reg": p.reg_weight * ego / (2 * len(batch.users))}
-        if p.content_align > 0 and has_content:
-            warm = (self.item_degree[batch.pos] > 0).float()  # (B,)
-            gap = (content[batch.pos] * u.detach()).sum(-1) - out.pos.detach()
-            terms["align"] = p.content_align * (gap.square() * warm).sum() / warm.sum().clamp(min=1.0)
+        terms = self._terms(batch.users, batch.pos.unsqueeze(1), u, content, out.pos.unsqueeze(1))
         return ForwardOut(scores.gather(1, batch.pos.unsqueeze(1)).squeeze(1), scores, terms)
+
+    def _terms(self, users: torch.Tensor, idx: torch.Tensor, u: torch.Tensor, content: torch.Tensor,
+               full: torch.Tensor) -> dict[str, torch.Tensor]:
+        """'reg' on the layer-0 vectors of ``users`` (B,) and items ``idx`` (B, n); with ``content_align``, 'align'
+        over the (user, warm item) pairs of ``idx``: ``u`` (B, d) the users' final vectors, ``content`` every item's
+        content vector, ``full`` (B, n) the pairs' full scores (see :meth:`forward`)."""
+        p = self.params
+        ego = (self.user_emb.weight.index_select(0, users).square().sum()
+               + self.item_emb.weight.index_select(0, idx.reshape(-1)).square().sum())
+        terms = {"reg": p.reg_weight * ego / (2 * len(users))}
+        if p.content_align > 0 and len(self.sources) > 1:
+            warm = (self.item_degree[idx] > 0).float()  # (B, n)
+            gap = (content[idx] * u.detach().unsqueeze(1)).sum(-1) - full.detach()
+            terms["align"] = p.content_align * (gap.square() * warm).sum() / warm.sum().clamp(min=1.0)
+        return terms
 
     def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`propagate`'s users, items and content vectors as scored (unit length under ``cosine``)."""
