@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 import fusionrec.models.builtin as builtin
 from fusionrec.config import TrainingConfig
 from fusionrec.data import IdMap, Interactions, KnowledgeGraph
-from fusionrec.errors import FusionrecError
+from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.models import Batch, get_model_class, model_names
 from fusionrec.training import Trainer, build_inputs, seed_everything
 from fusionrec.typed_config import build
@@ -353,3 +353,58 @@ def test_model_is_documented(name):
     section = docs.split(heading, 1)[1].split("\n## ", 1)[0]
     for f in dataclasses.fields(get_model_class(name).Params):
         assert f"`{f.name}`" in section, f"docs/models.md: {name} does not document its parameter {f.name}"
+
+
+# -- ease ------------------------------------------------------------------------------------------------------------
+def _ease_by_regression(x: np.ndarray, l2: float) -> np.ndarray:
+    """B column by column as the ridge regression of item j on every other item, the definition EASE solves in
+    closed form: b_j = argmin |x_j - X_{-j} b|^2 + l2 |b|^2."""
+    n = x.shape[1]
+    b = np.zeros((n, n))
+    for j in range(n):
+        others = [i for i in range(n) if i != j]
+        a = x[:, others]
+        b[others, j] = np.linalg.solve(a.T @ a + l2 * np.eye(n - 1), a.T @ x[:, j])
+    return b
+
+
+def test_ease_equals_per_item_ridge_regression():
+    rng = np.random.default_rng(3)
+    x = (rng.random((9, 5)) < 0.45).astype(np.float64)
+    rows, cols = np.nonzero(x)
+    train = Interactions(rows, cols, 9, 5)
+    cls = get_model_class("ease")
+    model = cls(9, 5, cls.Params(l2=2.0))
+    model.prepare(build_inputs(9, 5, train))
+    expected = x @ _ease_by_regression(x, 2.0)
+    assert np.allclose(model.score_all(torch.arange(9)).numpy(), expected, atol=1e-5)
+
+
+def test_ease_text_side_information_reaches_an_item_without_interactions():
+    # items 0-2 co-occur; item 3 has no interactions but the same text as item 0, item 4 a text unlike any. Without
+    # text item 3 scores 0 for everyone; with text_weight > 0 the users who hold item 0 score its text twin above 0
+    # and above item 4.
+    train = Interactions(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 2, 0, 2]), 3, 5)
+    text = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0.5, 0.5, 0.5]], dtype=np.float32)
+    inputs = build_inputs(3, 5, train, item_text=text)
+    cls = get_model_class("ease")
+    plain, with_text = cls(3, 5, cls.Params(l2=1.0)), cls(3, 5, cls.Params(l2=1.0, text_weight=5.0))
+    plain.prepare(inputs)
+    with_text.prepare(inputs)
+    assert cls.required_inputs(with_text.params) == {"text"} and cls.required_inputs(plain.params) == set()
+    assert torch.allclose(plain.score_all(torch.arange(3))[:, 3], torch.zeros(3))
+    scores = with_text.score_all(torch.tensor([0, 2]))  # the two users holding item 0
+    assert (scores[:, 3] > 0.05).all() and (scores[:, 3] > scores[:, 4]).all()
+
+
+def test_ease_folds_a_history_in_as_a_trained_user(inputs):
+    model = trained("ease", inputs)
+    users = torch.tensor([2, 31])
+    histories = sp.csr_matrix(inputs.train)[users.numpy()]
+    assert torch.allclose(model.score_histories(histories), model.score_all(users), atol=1e-6)
+
+
+def test_ease_refuses_a_catalogue_it_cannot_invert():
+    cls = get_model_class("ease")
+    with pytest.raises(ConfigError, match="max_items"):
+        cls(3, 50, cls.Params(max_items=10))

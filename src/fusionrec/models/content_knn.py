@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import Model, ModelInputs
-from fusionrec.models.graph_ops import check_users, data_sized_buffers, sparse_from_buffers
+from fusionrec.models.graph_ops import check_users, data_sized_buffers, history_columns, sparse_from_buffers
 from fusionrec.models.registry import register
 
 _BLOCK_CELLS = 1 << 24  # item x target-item similarities held at once while selecting neighbours (64 MiB float32)
@@ -93,14 +93,7 @@ class SimilarityKNN(Model):
 
     def history_matrix(self, users: torch.Tensor) -> torch.Tensor:
         """Dense (n_items, B) 0/1 matrix: column b marks the training items of ``users[b]``."""
-        start, end = self.hist_indptr[users], self.hist_indptr[users + 1]
-        lengths = end - start
-        column = torch.repeat_interleave(torch.arange(len(users)), lengths)
-        first = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)  # where each user's run starts
-        where = torch.arange(int(lengths.sum())) - first + torch.repeat_interleave(start, lengths)
-        history_t = torch.zeros(self.n_items, len(users))
-        history_t[self.hist_items.index_select(0, where), column] = 1.0
-        return history_t
+        return history_columns(self.hist_indptr, self.hist_items, users, self.n_items)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items): sum (or mean) of sim(i, j) over the user's history items i."""

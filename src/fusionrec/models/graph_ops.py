@@ -105,6 +105,18 @@ def data_sized_buffers(module: nn.Module, names: tuple[str, ...]) -> None:
     module.register_load_state_dict_pre_hook(resize)
 
 
+def history_columns(indptr: torch.Tensor, items: torch.Tensor, users: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Dense (n_items, B) 0/1 matrix whose column b marks the training items of ``users[b]``; the histories are
+    CSR-style: user u's items are ``items[indptr[u]:indptr[u + 1]]``."""
+    start, end = indptr[users], indptr[users + 1]
+    lengths = end - start
+    column = torch.repeat_interleave(torch.arange(len(users)), lengths)
+    first = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)  # where each user's run starts
+    where = torch.arange(int(lengths.sum())) - first + torch.repeat_interleave(start, lengths)
+    history_t = torch.zeros(n_items, len(users))
+    history_t[items.index_select(0, where), column] = 1.0
+    return history_t
+
 
 def spmm(a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``a @ x`` for a sparse (M, N) ``a`` with its transpose ``a_t`` (N, M) built once, dense ``x`` (N, d) -> (M, d);

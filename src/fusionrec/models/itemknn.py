@@ -10,7 +10,8 @@ import torch
 
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.models.base import Model, ModelInputs
-from fusionrec.models.graph_ops import buffers_from_scipy, check_users, data_sized_buffers, sparse_from_buffers
+from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers, history_columns,
+                                        sparse_from_buffers)
 from fusionrec.models.registry import register
 
 _BLOCK_CELLS = 1 << 26  # item x target-item cells per block of the similarity computation (bounds its memory)
@@ -64,14 +65,7 @@ class ItemKNN(Model):
             raise FusionrecError("itemknn has no similarities yet: call prepare(inputs) or load a saved state dict")
         sim_t = self.cached("sim_t", lambda: sparse_from_buffers(self.sim_indices.flip(0), self.sim_values,
                                                                  (self.n_items, self.n_items)))
-        start, end = self.hist_indptr[users], self.hist_indptr[users + 1]
-        lengths = end - start
-        rows = torch.repeat_interleave(torch.arange(len(users)), lengths)
-        row_start = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-        offsets = torch.arange(int(lengths.sum())) - row_start  # position of each entry inside its user's history
-        items = self.hist_items.index_select(0, torch.repeat_interleave(start, lengths) + offsets)
-        history_t = torch.zeros(self.n_items, len(users))  # (n_items, B)
-        history_t[items, rows] = 1.0
+        history_t = history_columns(self.hist_indptr, self.hist_items, users, self.n_items)  # (n_items, B)
         return torch.sparse.mm(sim_t, history_t).T.contiguous()
 
 

@@ -10,7 +10,8 @@ An explanation (a plain dict, the body of ``POST /explain``) has three parts:
     the source (``full`` = u . fuse(all)). ``u`` is the user's trained vector; for a user the model never saw it is the
     mean of their history items' final vectors, weighted by the interaction weights. Other models have one source
     (``pop``, ``bpr``, ``lightgcn``, ``itemknn``: all collaborative; ``content-knn``: all text; ``kg-knn``: all
-    knowledge graph) or mix theirs inside one vector (``cke``, ``kgat``: no split, said in a note).
+    knowledge graph) or mix theirs inside one vector (``cke``, ``kgat``: no split, said in a note) or one item-item
+    matrix (``ease`` with text or KG side information).
 ``history``
     The user's history items (training items plus added interactions) that contribute most: ``weight`` x
     ``similarity`` to the target. The similarity is the cosine of the model's item vectors for dot-product models
@@ -132,6 +133,8 @@ def _sources(rec: "Recommender", user: int, history: np.ndarray, weights: np.nda
         return out["sources"], note
     if model.name in _MIXED:
         return [], f"{model.name} mixes its sources inside one item vector: no per-source split"
+    if getattr(model, "mixes_sources", False):
+        return [], f"{model.name} mixes its sources inside one item-item weight matrix: no per-source split"
     source = _ONE_SOURCE.get(model.name, "cf")
     label = {"cf": "collaborative", "text": "text", "kg": "knowledge graph"}[source]
     return ([{"source": source, "present": True, "weight": 1.0, "alone": None, "drop": None}],
