@@ -24,6 +24,7 @@ configure_threads()  # before torch loads: the same thread policy as the fusionr
 
 from fusionrec.config import load_config  # noqa: E402
 from fusionrec.experiment import prepare_data, run_experiment  # noqa: E402
+from fusionrec.provenance import machine, package_versions  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10", "ndcg@20", "recall@20")
 
@@ -71,6 +72,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "seeds.json").write_text(json.dumps({"command": " ".join(sys.argv), "seeds": seeds,
                                                 "split_seed": "per seed" if args.vary_split else args.split_seed,
+                                                "machine": machine(), "versions": package_versions(),
                                                 "summary": summary}, indent=2))
     (out / "seeds.md").write_text(table + "\n")
     return 0

@@ -1,7 +1,8 @@
 """``make demo``: fetch MovieLens-100k, train and compare models under RecBole's protocol, show recommendations.
 
-Popularity, LightGCN and FusionRec (collaborative signal fused with the MiniLM embedding of each item's text; the
-text is encoded once and cached) are trained on the same split; the comparison and three users' FusionRec
+Popularity, EASE (closed form, with the item text in its Gram matrix), LightGCN and FusionRec (collaborative signal
+fused with the MiniLM embedding of each item's text; the text is encoded once and cached) are trained on the same
+split; the comparison and three users' FusionRec
 recommendations are printed.
 
 Run as ``python -m fusionrec.demo --out runs/demo``.
@@ -13,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-DEMO_MODELS = ["pop", "lightgcn", "fusionrec"]
+DEMO_MODELS = ["pop", "ease", "lightgcn", "fusionrec"]
 
 
 def _configs_dir() -> Path:
