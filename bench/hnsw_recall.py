@@ -25,7 +25,7 @@ configure_threads()
 import numpy as np  # noqa: E402
 
 from fusionrec.artifacts import load_artifact  # noqa: E402
-from fusionrec.provenance import package_versions  # noqa: E402
+from fusionrec.provenance import machine, package_versions  # noqa: E402
 from fusionrec.serving.topk_index import ExactIndex, make_index  # noqa: E402
 
 
@@ -77,25 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": " ".join([sys.executable, *sys.argv]), "model": args.model, "items": len(items_v),
               "users_measured": len(users), "k": args.k, "hnsw_m": index.index.hnsw.nb_neighbors(1),
               "ef_construction": index.index.hnsw.efConstruction, "build_s": round(build_s, 1), "seed": args.seed,
-              "machine": _machine(), "versions": package_versions(), "results": rows}
+              "machine": machine(), "versions": package_versions(), "results": rows}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return 0
-
-
-def _machine() -> dict:
-    """The machine and its load average while measuring (other jobs on the cores slow the search)."""
-    import os
-
-    from fusionrec.provenance import machine
-
-    out = machine()
-    try:
-        out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    return out
 
 
 if __name__ == "__main__":

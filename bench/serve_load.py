@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "offered_req_per_s": args.rate,
         "requests_per_phase": args.requests,
         "max_seconds_per_phase": args.max_seconds,
-        "machine": _machine(),
+        "machine": machine(),
         "git": _git(),
         "versions": _versions(),
         "results": rows,
@@ -369,17 +369,6 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 2)
 
 
-def _machine() -> dict:
-    from fusionrec.provenance import machine
-
-    out = machine()
-    try:
-        out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    return out
-
-
 def _git() -> dict:
     def run(*cmd: str) -> str:
         try:
@@ -388,6 +377,12 @@ def _git() -> dict:
             return ""
 
     return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
+
+
+def machine() -> dict:
+    from fusionrec.provenance import machine as this_machine
+
+    return this_machine()
 
 
 def _versions() -> dict:

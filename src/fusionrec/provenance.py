@@ -34,8 +34,13 @@ def machine() -> dict[str, object]:
         pass
     from fusionrec.threads import torch_threads
 
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    out = {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch_threads(),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    try:  # other jobs on the cores change every timing: the 1/5/15-minute load averages when this was called
+        out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    return out
 
 
 def peak_rss_mb() -> float:
