@@ -9,7 +9,7 @@ timestamp), are ranked within their user by one ``lexsort``, and the rank decide
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -101,6 +101,21 @@ def make_split(dataset: Dataset, method: str, ratios: Sequence[float] = (0.8, 0.
         part, cold_users = _cold(inter.users, inter.n_users, inter.users, inter.n_users, ratios, cold_share, rng)
     return Split(inter.take(part == TRAIN), inter.take(part == VALID), inter.take(part == TEST), method,
                  cold_items, cold_users)
+
+
+def thin_train(split: Split, share: float, seed: int) -> Split:
+    """``split`` with only a ``share`` of each user's training rows kept (at least one per user who had any), drawn
+    at random for ``seed``; valid and test stay as they are, so the same targets are ranked with less to learn from.
+    The dropped rows go nowhere: they are neither trained on nor excluded from ranking (for studying sparse data)."""
+    if not 0.0 < float(share) <= 1.0:
+        raise ConfigError(f"train_share must lie in (0, 1], not {share!r}", key="split.train_share")
+    if float(share) == 1.0:
+        return split
+    train = split.train
+    rank = rank_within_groups(train.users, np.random.default_rng(seed).random(len(train)))
+    per_user = np.bincount(train.users, minlength=train.n_users)
+    keep = np.maximum(np.ceil(float(share) * per_user - 1e-9), 1).astype(np.int64)
+    return replace(split, train=train.take(rank < keep[train.users]))
 
 
 # -- methods -----------------------------------------------------------------------------------------------------------
