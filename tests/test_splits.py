@@ -8,7 +8,7 @@ import pytest
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.ids import IdMap
 from fusionrec.data.interactions import Interactions
-from fusionrec.data.splits import Split, make_split, rank_within_groups, ratio_counts, thin_train
+from fusionrec.data.splits import Split, make_split, rank_within_groups, ratio_counts, thin_interactions
 from fusionrec.errors import ConfigError, DataError
 
 
@@ -225,25 +225,32 @@ def test_empty_dataset_is_a_data_error():
         make_split(ds, "random")
 
 
-def test_thin_train_keeps_a_share_of_each_users_training_rows_and_leaves_valid_and_test_alone():
+def test_thin_interactions_keeps_a_share_of_each_users_rows_deterministically():
     ds = make_dataset()
-    split = make_split(ds, "random", seed=3)
-    thin = thin_train(split, 0.3, seed=3)
-    assert np.array_equal(row_ids(thin.valid), row_ids(split.valid))
-    assert np.array_equal(row_ids(thin.test), row_ids(split.test))
-    assert set(row_ids(thin.train)) <= set(row_ids(split.train))
-    full_counts = np.bincount(split.train.users, minlength=ds.n_users)
-    thin_counts = np.bincount(thin.train.users, minlength=ds.n_users)
+    thin = thin_interactions(ds, 0.3, seed=3)
+    assert set(row_ids(thin.interactions)) <= set(row_ids(ds.interactions))
+    full_counts = np.bincount(ds.interactions.users, minlength=ds.n_users)
+    thin_counts = np.bincount(thin.interactions.users, minlength=ds.n_users)
     expected = np.where(full_counts > 0, np.maximum(np.ceil(0.3 * full_counts - 1e-9), 1), 0)
-    assert np.array_equal(thin_counts, expected)  # e.g. 17 training rows -> 6, 1 -> 1 (never a user emptied)
-    again = thin_train(split, 0.3, seed=3)
-    assert np.array_equal(row_ids(again.train), row_ids(thin.train))
-    assert not np.array_equal(row_ids(thin_train(split, 0.3, seed=4).train), row_ids(thin.train))
-    assert thin_train(split, 1.0, seed=3) is split
+    assert np.array_equal(thin_counts, expected)  # e.g. 10 rows -> 3, 1 -> 1 (never a user emptied)
+    kept = row_ids(thin.interactions)
+    assert np.array_equal(ds.interactions.items[kept], thin.interactions.items)  # rows keep their own item
+    assert np.array_equal(row_ids(thin_interactions(ds, 0.3, seed=3).interactions), kept)
+    assert not np.array_equal(row_ids(thin_interactions(ds, 0.3, seed=4).interactions), kept)
+    assert thin_interactions(ds, 1.0, seed=3) is ds
+    split = make_split(thin, "random", seed=3)  # the split then works on the kept rows only
+    parts = np.concatenate([row_ids(split.train), row_ids(split.valid), row_ids(split.test)])
+    assert np.array_equal(np.sort(parts), np.sort(kept))
 
 
 @pytest.mark.parametrize("share", [0.0, -0.1, 1.5])
-def test_thin_train_rejects_a_share_outside_0_1(share):
-    split = make_split(make_dataset(), "random", seed=3)
-    with pytest.raises(ConfigError, match="train_share"):
-        thin_train(split, share, seed=3)
+def test_thin_interactions_rejects_a_share_outside_0_1(share):
+    with pytest.raises(ConfigError, match="keep_share"):
+        thin_interactions(make_dataset(), share, seed=3)
+
+
+def test_thin_interactions_refuses_a_presplit_dataset():
+    ds = make_dataset()
+    parts = {"train": ds.interactions, "test": ds.interactions}
+    with pytest.raises(ConfigError, match="given train"):
+        thin_interactions(make_dataset(presplit=parts), 0.5, seed=1)

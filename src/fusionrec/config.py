@@ -81,7 +81,7 @@ class SplitConfig:
     ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, valid, test
     cold_share: float = 0.2  # cold_items / cold_users: share of items/users held out of training
     seed: int | None = None  # None: the run's seed
-    train_share: float = 1.0  # (0, 1]: keep this share of each user's training rows (sparse-data studies); 1: all
+    keep_share: float = 1.0  # (0, 1]: keep this share of each user's interactions before splitting (sparser data)
 
 
 @dataclass(frozen=True)

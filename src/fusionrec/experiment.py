@@ -19,7 +19,7 @@ from fusionrec.artifacts import save_artifact
 from fusionrec.config import RunConfig, TextConfig
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.loading import load_dataset
-from fusionrec.data.splits import Split, make_split, thin_train
+from fusionrec.data.splits import Split, make_split, thin_interactions
 from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.models.base import Model, ModelInputs
@@ -58,13 +58,15 @@ def prepare_data(cfg: RunConfig, log=None, events_db: str | Path | None = None) 
             f"skipped {report.skipped_unknown_items} with an item outside the catalogue, dropped "
             f"{report.dropped_duplicates} duplicate(s)")
     seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
-    split = thin_train(make_split(dataset, cfg.split.method, ratios=tuple(cfg.split.ratios), seed=seed,
-                                  cold_share=cfg.split.cold_share), cfg.split.train_share, seed)
+    data_sha256 = dataset.content_hash()  # of the data as read (and folded), before any thinning
+    dataset = thin_interactions(dataset, cfg.split.keep_share, seed)
+    split = make_split(dataset, cfg.split.method, ratios=tuple(cfg.split.ratios), seed=seed,
+                       cold_share=cfg.split.cold_share)
     stats = dataset.stats()
     log(f"data: {stats['name']}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions"
         f" | split {cfg.split.method}: train {len(split.train)}, valid {len(split.valid)}, test {len(split.test)}"
         f" ({time.perf_counter() - t0:.1f}s)")
-    return Prepared(dataset, split, dataset.content_hash(), folded)
+    return Prepared(dataset, split, data_sha256, folded)
 
 
 def model_params(cfg: RunConfig):

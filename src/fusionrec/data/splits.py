@@ -103,19 +103,22 @@ def make_split(dataset: Dataset, method: str, ratios: Sequence[float] = (0.8, 0.
                  cold_items, cold_users)
 
 
-def thin_train(split: Split, share: float, seed: int) -> Split:
-    """``split`` with only a ``share`` of each user's training rows kept (at least one per user who had any), drawn
-    at random for ``seed``; valid and test stay as they are, so the same targets are ranked with less to learn from.
-    The dropped rows go nowhere: they are neither trained on nor excluded from ranking (for studying sparse data)."""
+def thin_interactions(dataset: Dataset, share: float, seed: int) -> Dataset:
+    """``dataset`` with only a ``share`` of each user's interactions kept (rounded up, at least one per user who has
+    any), drawn at random for ``seed``, before any split: a sparser version of the same data, for studying how models
+    cope with fewer interactions per user and item. Side information and the knowledge graph are unchanged."""
     if not 0.0 < float(share) <= 1.0:
-        raise ConfigError(f"train_share must lie in (0, 1], not {share!r}", key="split.train_share")
+        raise ConfigError(f"keep_share must lie in (0, 1], not {share!r}", key="split.keep_share")
     if float(share) == 1.0:
-        return split
-    train = split.train
-    rank = rank_within_groups(train.users, np.random.default_rng(seed).random(len(train)))
-    per_user = np.bincount(train.users, minlength=train.n_users)
+        return dataset
+    if dataset.presplit is not None:
+        raise ConfigError("keep_share < 1 thins the interactions before splitting; a dataset with given train/valid/"
+                          "test parts cannot be thinned", key="split.keep_share")
+    inter = dataset.interactions
+    rank = rank_within_groups(inter.users, np.random.default_rng(seed).random(len(inter)))
+    per_user = np.bincount(inter.users, minlength=inter.n_users)
     keep = np.maximum(np.ceil(float(share) * per_user - 1e-9), 1).astype(np.int64)
-    return replace(split, train=train.take(rank < keep[train.users]))
+    return replace(dataset, interactions=inter.take(rank < keep[inter.users]))
 
 
 # -- methods -----------------------------------------------------------------------------------------------------------
