@@ -104,3 +104,65 @@ def test_default_params_score_as_before_the_align_term(planted):
     u = users[BATCH.users]
     assert torch.allclose(out.neg, (u.unsqueeze(1) * items[BATCH.neg]).sum(-1))
     assert dataclasses.asdict(m.params)["content_align"] == 0.0
+
+
+# -- cold_path: neighbours ------------------------------------------------------------------------------------------
+def test_neighbours_path_borrows_the_formula_from_the_most_text_similar_warm_items(planted):
+    inputs, _, _, _, cold = planted
+    m = model(inputs, source_dropout=0.0, cold_path="neighbours", cold_neighbours=3, cold_temperature=0.1,
+              cold_scale=1.5).eval()
+    _, items, _ = m.propagate()  # dot similarity: the final vectors are the propagated ones
+    text = torch.nn.functional.normalize(inputs.item_text, dim=1)
+    warm = torch.nonzero(torch.from_numpy(np.asarray(inputs.train.sum(0)).ravel() > 0)).squeeze(1)
+    with torch.no_grad():
+        _, served = m.serving_vectors()
+        for c in cold:
+            cos = text[c] @ text[warm].T
+            top, where = cos.topk(3)
+            w = torch.softmax(top / 0.1, 0)
+            nbr = items[warm[where]]
+            mix = (w[:, None] * nbr).sum(0)
+            expected = mix / mix.norm() * 1.5 * (w * nbr.norm(dim=1)).sum()
+            assert torch.allclose(served[c], expected, atol=1e-5)
+        assert torch.equal(served[warm], items[warm])  # warm items keep their own vectors
+
+
+def test_neighbours_path_gives_a_new_item_its_text_twins_vector(planted):
+    # an item added while serving, whose text is warm item 0's, borrows (with one neighbour) exactly item 0's vector
+    inputs = planted[0]
+    m = model(inputs, source_dropout=0.0, cold_path="neighbours", cold_neighbours=1).eval()
+    with torch.no_grad():
+        _, served = m.serving_vectors()
+        new = m.content_vectors(inputs.item_text[[0, 0]], torch.tensor([True, False]), None)
+    assert torch.allclose(new[0], served[0], atol=1e-6)
+    assert not torch.allclose(new[1], served[0])  # without text it falls back to the (fused) content vector
+
+
+def test_neighbours_path_places_a_cold_item_among_its_clusters_warm_items(planted):
+    # no source dropout, no align: the cold items are placed only by borrowing their text neighbours' vectors, so
+    # they rank above the other clusters and in the middle of their own cluster's warm items, not above all of them
+    # (the untrained content path of the same model puts them above 97 % of those: cold items flooding the lists)
+    inputs, item_cluster, user_cluster, user_second, cold = planted
+    degree = np.asarray(inputs.train.sum(0)).ravel()
+    m = model(inputs, source_dropout=0.0, cold_path="neighbours")
+    cfg = TrainingConfig(epochs=40, batch_size=64, lr=0.02, neg_samples=2, patience=0, progress=False,
+                         neg_pool="trained")
+    Trainer(cfg, seed=0).fit(m, inputs)
+    with torch.no_grad():
+        scores = m.score_all(torch.arange(inputs.n_users))
+    for c in cold:
+        users = np.flatnonzero((user_cluster == item_cluster[c]) & (user_second < 0))
+        other = torch.from_numpy(np.flatnonzero(item_cluster != item_cluster[c]))
+        above = (scores[users, c:c + 1] > scores[users][:, other]).float().mean(1)
+        assert len(users) >= 5 and above.min() > 0.8, f"cold item {c}: {above.tolist()}"
+        own = torch.from_numpy(np.flatnonzero((item_cluster == item_cluster[c]) & (degree > 0)))
+        among_own = (scores[users, c:c + 1] > scores[users][:, own]).float().mean()
+        assert 0.25 < among_own < 0.9, f"cold item {c} is above {among_own:.2f} of its own cluster's warm items"
+
+
+@pytest.mark.parametrize("params, key", [({"cold_path": "nearest"}, "cold_path"),
+                                         ({"cold_path": "neighbours", "use_text": False}, "cold_path"),
+                                         ({"cold_neighbours": 0}, "model.params")])
+def test_neighbours_path_settings_are_checked(planted, params, key):
+    with pytest.raises(ConfigError, match=key):
+        FusionRec(10, 10, FusionRecParams(**params), text_dim=4)

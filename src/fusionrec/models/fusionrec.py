@@ -15,6 +15,12 @@ Cold items. An item without interactions has no trained id vector and no graph n
 *content vector*: the fusion of its text and KG sources alone. ``source_dropout`` trains that path: in each step a
 share of the batch's positive and negative items is scored by its content vector instead of its full vector, so the
 content path learns to land where the item's collaborative vector would.
+
+``cold_path: neighbours`` scores such an item instead by borrowing: its final vector is the softmax(cos/
+``cold_temperature``)-weighted mean of the final vectors of the ``cold_neighbours`` warm items whose text is most
+similar to its own, rescaled to their weighted mean norm times ``cold_scale``. Nothing of the content path needs
+training, so the warm items keep the accuracy of a model trained without source dropout; ``cold_scale`` sets how
+far new items reach into the lists (1: like their neighbours). Items without text fall back to the content vector.
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ class FusionRecParams:
     reg_weight: float = 1e-5  # L2 on the batch's layer-0 vectors ('reg' term); 0..1e-2
     content_align: float = 0.0  # weight of the 'align' term (content scores of warm items -> their full scores); 0..10
     similarity: str = "dot"  # dot | cosine (final user and item vectors L2-normalised before the product)
+    cold_path: str = "content"  # content | neighbours: how an item without training interactions is scored (above)
+    cold_neighbours: int = 10  # neighbours: warm items (most similar text) a cold item borrows from; >= 1
+    cold_temperature: float = 0.05  # neighbours: softmax temperature over their text cosines; > 0
+    cold_scale: float = 1.0  # neighbours: borrowed norm relative to the neighbours' weighted mean norm; > 0
 
 
 @register
@@ -80,6 +90,14 @@ class FusionRec(Model):
         if not 0.0 <= p.content_align <= 10.0:
             raise ConfigError(f"must be in [0, 10], got {p.content_align}", key="model.params.content_align")
         check_similarity(p.similarity)
+        if p.cold_path not in ("content", "neighbours"):
+            raise ConfigError(f"must be content or neighbours, got {p.cold_path!r}", key="model.params.cold_path")
+        if p.cold_neighbours < 1 or not p.cold_temperature > 0 or not p.cold_scale > 0:
+            raise ConfigError(f"cold_neighbours must be >= 1 and cold_temperature, cold_scale > 0; got "
+                              f"{p.cold_neighbours}, {p.cold_temperature}, {p.cold_scale}", key="model.params")
+        if p.cold_path == "neighbours" and not p.use_text:
+            raise ConfigError("cold_path neighbours finds a cold item's neighbours by text: set use_text true",
+                              key="model.params.cold_path")
         d = p.embedding_size
         self.text_dim, self.n_entities, self.n_relations = int(text_dim), int(n_entities), int(n_relations)
         self.user_emb = nn.Embedding(self.n_users, d)
@@ -113,8 +131,11 @@ class FusionRec(Model):
                             ("item_text", torch.float), ("text_mask", torch.bool), ("item_entity", torch.long),
                             ("kg_indices", torch.long), ("kg_values", torch.float)):
             self.register_buffer(name, torch.zeros((2, 0) if name.endswith("indices") else (0,), dtype=dtype))
+        # cold_path neighbours: per borrowing item, its neighbour items (-1: none) and their weights, (n_items, k)
+        self.register_buffer("cold_nbr_index", torch.zeros(0, 0, dtype=torch.long))
+        self.register_buffer("cold_nbr_weight", torch.zeros(0, 0))
         data_sized_buffers(self, ("adj_indices", "adj_values", "item_degree", "item_text", "text_mask",
-                                  "item_entity", "kg_indices", "kg_values"))
+                                  "item_entity", "kg_indices", "kg_values", "cold_nbr_index", "cold_nbr_weight"))
 
     def init_args(self) -> dict:
         return {**super().init_args(), "text_dim": self.text_dim, "n_entities": self.n_entities,
@@ -141,6 +162,12 @@ class FusionRec(Model):
             self.text_mask = inputs.item_text_mask.bool().contiguous()
             if self.params.text_components:
                 self._fit_text_components()
+            if self.params.cold_path == "neighbours":
+                borrowing = (self.item_degree <= 0) & self.text_mask
+                index, weight = self.text_neighbours(self.item_text[borrowing], self.text_mask[borrowing])
+                self.cold_nbr_index = torch.full((self.n_items, index.shape[1]), -1, dtype=torch.long)
+                self.cold_nbr_weight = torch.zeros(self.n_items, index.shape[1])
+                self.cold_nbr_index[borrowing], self.cold_nbr_weight[borrowing] = index, weight
         if "kg" in self.sources:
             kg = inputs.kg
             if kg is None or kg.n_entities != self.n_entities:
@@ -250,7 +277,8 @@ class FusionRec(Model):
         ``text`` (N, text_dim) frozen text embeddings with ``text_mask`` (N,) bool (False: no text); ``entity_weights``
         (N, n_entities) rows that read the KG source off the entity table (e.g. the mean of linked entities and their
         neighbours; an empty row: no KG source). Either may be None when absent or when the model lacks that source.
-        Returns (N, d), as scored (unit length under ``cosine``); all zeros for an item with neither source."""
+        Returns (N, d), as scored (unit length under ``cosine``); all zeros for an item with neither source. With
+        ``cold_path: neighbours`` an item with text gets its borrowed vector instead (see the module docstring)."""
         n = text.shape[0] if text is not None else (entity_weights.shape[0] if entity_weights is not None else 0)
         d = self.params.embedding_size
         vecs, masks = [torch.zeros(n, d)], [torch.zeros(n, dtype=torch.bool)]  # cf: absent for a new item
@@ -271,7 +299,14 @@ class FusionRec(Model):
                 vecs.append(torch.from_numpy(np.asarray(w @ ent, dtype=np.float32)))
                 masks.append(torch.from_numpy(np.diff(w.indptr) > 0))
         sources, mask = torch.stack(vecs, dim=1), torch.stack(masks, dim=1)
-        return finish(self.fusion(sources, mask).vectors, self.params.similarity) * mask.any(1, keepdim=True)
+        out = finish(self.fusion(sources, mask).vectors, self.params.similarity) * mask.any(1, keepdim=True)
+        if self.params.cold_path == "neighbours" and text is not None and "text" in self.sources:
+            index, weight = self.text_neighbours(text, text_mask)
+            rows = torch.nonzero(index[:, 0] >= 0).squeeze(1)
+            if len(rows):  # items with text borrow from their warm text neighbours, as cold catalogue items do
+                _, items, _ = self.cached("propagated", self.final_vectors)
+                out = out.index_copy(0, rows, self.borrow(items.detach(), index[rows], weight[rows]))
+        return out
 
     # -- training -----------------------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> ForwardOut:
@@ -327,9 +362,44 @@ class FusionRec(Model):
         return terms
 
     def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`propagate`'s users, items and content vectors as scored (unit length under ``cosine``)."""
+        """:meth:`propagate`'s users, items and content vectors as scored (unit length under ``cosine``); with
+        ``cold_path: neighbours`` the items that borrow (no training interactions, with text) carry their borrowed
+        vectors instead."""
         sim = self.params.similarity
-        return tuple(finish(x, sim) for x in self.propagate())
+        users, items, content = (finish(x, sim) for x in self.propagate())
+        if self.params.cold_path == "neighbours" and self.cold_nbr_index.numel():
+            rows = torch.nonzero(self.cold_nbr_index[:, 0] >= 0).squeeze(1)
+            if len(rows):
+                borrowed = self.borrow(items, self.cold_nbr_index[rows], self.cold_nbr_weight[rows])
+                items = items.index_copy(0, rows, borrowed)
+        return users, items, content
+
+    def text_neighbours(self, text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For items with ``text`` (N, text_dim) and ``mask`` (N,) bool: the ``cold_neighbours`` warm items (training
+        interactions and text) of most similar text by cosine, index (N, k) (-1 where an item has no text or fewer
+        warm items exist) and softmax(cos / ``cold_temperature``) weights (N, k) (0 where the index is -1)."""
+        warm = torch.nonzero((self.item_degree > 0) & self.text_mask).squeeze(1)
+        k = min(self.params.cold_neighbours, len(warm))
+        n = text.shape[0]
+        if k == 0 or n == 0:
+            return torch.full((n, max(k, 1)), -1, dtype=torch.long), torch.zeros(n, max(k, 1))
+        unit = torch.nn.functional.normalize
+        cos = unit(text.float(), dim=1) @ unit(self.item_text[warm], dim=1).T  # (N, n_warm)
+        top, where = cos.topk(k, dim=1)
+        weight = torch.softmax(top / self.params.cold_temperature, dim=1)
+        index = warm[where]
+        index[~mask.bool()] = -1
+        weight[~mask.bool()] = 0.0
+        return index, weight
+
+    def borrow(self, items: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Borrowed vectors (N, d) from final item vectors ``items`` (n_items, d): the ``weight``-ed mean of the rows
+        ``index`` (N, k), rescaled to the weighted mean of their norms times ``cold_scale``."""
+        nbr = items[index.clamp(min=0)]  # (N, k, d)
+        w = weight.unsqueeze(2)
+        mix = (nbr * w).sum(1)
+        target = (nbr.norm(dim=2, keepdim=True) * w).sum(1) * self.params.cold_scale
+        return mix * (target / mix.norm(dim=1, keepdim=True).clamp(min=1e-12))
 
     def kg_terms(self, heads, relations, tails, neg_tails) -> dict[str, torch.Tensor]:
         """TransE/TransR loss on the shared entity table: heads, relations, tails (B,), neg_tails (B, n_neg)."""
