@@ -81,18 +81,31 @@ def test_align_term_moves_only_the_content_path(planted):
 
 def test_cold_item_of_the_users_cluster_ranks_above_other_clusters(planted):
     # the cold items have no interactions: only the content path, trained by source dropout and align, places them
-    inputs, item_cluster, user_cluster, user_second, cold = planted
-    m = model(inputs, content_align=1.0, source_dropout=0.5)
+    scores = trained_scores(planted[0], content_align=1.0, source_dropout=0.5)
+    for c, users in cold_item_audiences(planted):
+        assert_above_other_clusters(scores, c, users, planted[1])
+
+
+def trained_scores(inputs, **params) -> torch.Tensor:
+    """Every user's scores (n_users, n_items) from a model trained on the planted data without the cold items."""
+    m = model(inputs, **params)
     cfg = TrainingConfig(epochs=40, batch_size=64, lr=0.02, neg_samples=2, patience=0, progress=False,
                          neg_pool="trained")
     Trainer(cfg, seed=0).fit(m, inputs)
     with torch.no_grad():
-        scores = m.score_all(torch.arange(inputs.n_users))
-    for c in cold:
-        users = np.flatnonzero((user_cluster == item_cluster[c]) & (user_second < 0))
-        other = torch.from_numpy(np.flatnonzero(item_cluster != item_cluster[c]))
-        above = (scores[users, c:c + 1] > scores[users][:, other]).float().mean(1)
-        assert len(users) >= 5 and above.min() > 0.8, f"cold item {c}: {above.tolist()}"
+        return m.score_all(torch.arange(inputs.n_users))
+
+
+def cold_item_audiences(planted):
+    """(cold item, the users wholly in its cluster) pairs."""
+    _, item_cluster, user_cluster, user_second, cold = planted
+    return [(c, np.flatnonzero((user_cluster == item_cluster[c]) & (user_second < 0))) for c in cold]
+
+
+def assert_above_other_clusters(scores, c, users, item_cluster):
+    other = torch.from_numpy(np.flatnonzero(item_cluster != item_cluster[c]))
+    above = (scores[users, c:c + 1] > scores[users][:, other]).float().mean(1)
+    assert len(users) >= 5 and above.min() > 0.8, f"cold item {c}: {above.tolist()}"
 
 
 def test_default_params_score_as_before_the_align_term(planted):
@@ -142,19 +155,11 @@ def test_neighbours_path_places_a_cold_item_among_its_clusters_warm_items(plante
     # no source dropout, no align: the cold items are placed only by borrowing their text neighbours' vectors, so
     # they rank above the other clusters and in the middle of their own cluster's warm items, not above all of them
     # (the untrained content path of the same model puts them above 97 % of those: cold items flooding the lists)
-    inputs, item_cluster, user_cluster, user_second, cold = planted
+    inputs, item_cluster = planted[0], planted[1]
     degree = np.asarray(inputs.train.sum(0)).ravel()
-    m = model(inputs, source_dropout=0.0, cold_path="neighbours")
-    cfg = TrainingConfig(epochs=40, batch_size=64, lr=0.02, neg_samples=2, patience=0, progress=False,
-                         neg_pool="trained")
-    Trainer(cfg, seed=0).fit(m, inputs)
-    with torch.no_grad():
-        scores = m.score_all(torch.arange(inputs.n_users))
-    for c in cold:
-        users = np.flatnonzero((user_cluster == item_cluster[c]) & (user_second < 0))
-        other = torch.from_numpy(np.flatnonzero(item_cluster != item_cluster[c]))
-        above = (scores[users, c:c + 1] > scores[users][:, other]).float().mean(1)
-        assert len(users) >= 5 and above.min() > 0.8, f"cold item {c}: {above.tolist()}"
+    scores = trained_scores(inputs, source_dropout=0.0, cold_path="neighbours")
+    for c, users in cold_item_audiences(planted):
+        assert_above_other_clusters(scores, c, users, item_cluster)
         own = torch.from_numpy(np.flatnonzero((item_cluster == item_cluster[c]) & (degree > 0)))
         among_own = (scores[users, c:c + 1] > scores[users][:, own]).float().mean()
         assert 0.25 < among_own < 0.9, f"cold item {c} is above {among_own:.2f} of its own cluster's warm items"
