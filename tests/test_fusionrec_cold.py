@@ -171,3 +171,17 @@ def test_neighbours_path_places_a_cold_item_among_its_clusters_warm_items(plante
 def test_neighbours_path_settings_are_checked(planted, params, key):
     with pytest.raises(ConfigError, match=key):
         FusionRec(10, 10, FusionRecParams(**params), text_dim=4)
+
+
+def test_neighbours_model_round_trips_and_an_older_state_dict_without_its_buffers_still_loads(planted):
+    inputs = planted[0]
+    m = model(inputs, source_dropout=0.0, cold_path="neighbours").eval()
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    fresh = FusionRec(**{**m.init_args(), "params": m.params})
+    fresh.load_state_dict(state, assign=True)
+    assert torch.equal(fresh.eval().score_all(torch.arange(5)), m.score_all(torch.arange(5)))
+    plain = model(inputs, source_dropout=0.0).eval()  # an artifact saved before cold_path existed lacks the buffers
+    old = {k: v.clone() for k, v in plain.state_dict().items() if not k.startswith("cold_nbr")}
+    again = FusionRec(**{**plain.init_args(), "params": plain.params})
+    again.load_state_dict(old, assign=True)
+    assert torch.equal(again.eval().score_all(torch.arange(5)), plain.score_all(torch.arange(5)))

@@ -36,7 +36,7 @@ from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.knowledge.kg.embedding import TransE, TransR
 from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
-from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers,
+from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers, optional_buffers,
                                         normalized_bipartite_adjacency, sparse_from_buffers, spmm, symmetric_spmm)
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import catalogue_out, check_similarity, finish
@@ -136,6 +136,7 @@ class FusionRec(Model):
         self.register_buffer("cold_nbr_weight", torch.zeros(0, 0))
         data_sized_buffers(self, ("adj_indices", "adj_values", "item_degree", "item_text", "text_mask",
                                   "item_entity", "kg_indices", "kg_values", "cold_nbr_index", "cold_nbr_weight"))
+        optional_buffers(self, ("cold_nbr_index", "cold_nbr_weight"))  # artifacts saved before cold_path existed
 
     def init_args(self) -> dict:
         return {**super().init_args(), "text_dim": self.text_dim, "n_entities": self.n_entities,

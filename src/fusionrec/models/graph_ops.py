@@ -105,6 +105,17 @@ def data_sized_buffers(module: nn.Module, names: tuple[str, ...]) -> None:
     module.register_load_state_dict_pre_hook(resize)
 
 
+def optional_buffers(module: nn.Module, names: tuple[str, ...]) -> None:
+    """Lets ``module.load_state_dict`` accept a state dict without buffers ``names`` (saved before they existed):
+    they keep their current (empty) values."""
+
+    def fill(mod, state_dict, prefix, *_):
+        for name in names:
+            state_dict.setdefault(prefix + name, getattr(mod, name))
+
+    module.register_load_state_dict_pre_hook(fill)
+
+
 def history_columns(indptr: torch.Tensor, items: torch.Tensor, users: torch.Tensor, n_items: int) -> torch.Tensor:
     """Dense (n_items, B) 0/1 matrix whose column b marks the training items of ``users[b]``; the histories are
     CSR-style: user u's items are ``items[indptr[u]:indptr[u + 1]]``."""
