@@ -27,6 +27,7 @@ configure_threads()
 
 import torch  # noqa: E402
 
+from fusionrec import atomic_io  # noqa: E402
 from fusionrec.artifacts import load_artifact  # noqa: E402
 from fusionrec.config import config_from_dict  # noqa: E402
 from fusionrec.evaluation.evaluator import Evaluator  # noqa: E402
@@ -74,10 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: cold-only Recall@20 {s['recall@20']['mean']:.4f} ± {s['recall@20']['sd']:.4f}, "
               f"NDCG@10 {s['ndcg@10']['mean']:.4f} ± {s['ndcg@10']['sd']:.4f}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"command": " ".join([sys.executable, *sys.argv]), "rows": rows,
-                                              "summary": summary, "machine": machine(),
-                                              "versions": package_versions()}, indent=2) + "\n")
+        atomic_io.write_json(args.out, {"command": " ".join([sys.executable, *sys.argv]), "rows": rows,
+                                        "summary": summary, "machine": machine(), "versions": package_versions()})
     return 0
 
 

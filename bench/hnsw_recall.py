@@ -13,10 +13,8 @@ loaded server forms).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 from fusionrec.threads import configure_threads
 
@@ -24,6 +22,7 @@ configure_threads()
 
 import numpy as np  # noqa: E402
 
+from fusionrec import atomic_io  # noqa: E402
 from fusionrec.artifacts import load_artifact  # noqa: E402
 from fusionrec.provenance import machine, package_versions  # noqa: E402
 from fusionrec.serving.topk_index import ExactIndex, make_index  # noqa: E402
@@ -79,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
               "ef_construction": index.index.hnsw.efConstruction, "build_s": round(build_s, 1), "seed": args.seed,
               "machine": machine(), "versions": package_versions(), "results": rows}
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_io.write_json(args.out, report)
     return 0
 
 

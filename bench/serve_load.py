@@ -40,6 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fusionrec import atomic_io  # light: no torch
+from fusionrec.provenance import machine, package_versions
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -120,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(_table(rows))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        atomic_io.write_json(args.out, report)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -379,15 +381,7 @@ def _git() -> dict:
     return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain", "--untracked-files=no"))}
 
 
-def machine() -> dict:
-    from fusionrec.provenance import machine as this_machine
-
-    return this_machine()
-
-
 def _versions() -> dict:
-    from fusionrec.provenance import package_versions
-
     out = package_versions()
     for name in ("uvicorn", "httpx", "pydantic", "starlette", "uvloop", "httptools"):
         try:

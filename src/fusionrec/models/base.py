@@ -66,6 +66,9 @@ class Model(nn.Module):
     Params: ClassVar[type] = NoParams
     trainable: ClassVar[bool] = True
     uses_kg_loss: ClassVar[bool] = False  # True: the trainer also feeds knowledge-graph batches to kg_terms()
+    # Where a model mixes several sources so that no per-source split of a score exists (explanations say so), e.g.
+    # "one item vector"; None: one source, or sources kept apart (``source_breakdown``).
+    mixed_sources_in: ClassVar[str | None] = None
 
     @classmethod
     def required_inputs(cls, params: Any) -> set[str]:

@@ -41,6 +41,7 @@ class CKE(Model):
     name = "cke"
     Params = CKEParams
     uses_kg_loss = True
+    mixed_sources_in = "one item vector"
 
     @classmethod
     def required_inputs(cls, params: CKEParams) -> set[str]:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import Model, ModelInputs
-from fusionrec.models.graph_ops import check_users, data_sized_buffers, history_columns, sparse_from_buffers
+from fusionrec.models.graph_ops import (binary_csr, check_users, data_sized_buffers, history_buffers,
+                                        history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register
 
 _BLOCK_CELLS = 1 << 24  # item x target-item similarities held at once while selecting neighbours (64 MiB float32)
@@ -84,16 +85,8 @@ class SimilarityKNN(Model):
     def prepare(self, inputs: ModelInputs) -> None:
         block = self.similarity(inputs)
         self.sim_indices, self.sim_values = top_k_neighbours(block, self.n_items, self.params.k)
-        train = inputs.train.tocsr().copy()
-        train.sum_duplicates()
-        train.sort_indices()
-        self.hist_indptr = torch.from_numpy(train.indptr.astype("int64"))
-        self.hist_items = torch.from_numpy(train.indices.astype("int64"))
+        self.hist_indptr, self.hist_items = history_buffers(binary_csr(inputs.train))
         self._cache.clear()
-
-    def history_matrix(self, users: torch.Tensor) -> torch.Tensor:
-        """Dense (n_items, B) 0/1 matrix: column b marks the training items of ``users[b]``."""
-        return history_columns(self.hist_indptr, self.hist_items, users, self.n_items)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items): sum (or mean) of sim(i, j) over the user's history items i."""
@@ -103,7 +96,7 @@ class SimilarityKNN(Model):
                                  "dict")
         sim_t = self.cached("sim_t", lambda: sparse_from_buffers(self.sim_indices.flip(0), self.sim_values,
                                                                  (self.n_items, self.n_items)))
-        history_t = self.history_matrix(users)  # (n_items, B)
+        history_t = history_columns(self.hist_indptr, self.hist_items, users, self.n_items)  # (n_items, B)
         scores = torch.sparse.mm(sim_t, history_t).T.contiguous()  # (B, n_items)
         if self.params.aggregate == "mean":
             scores /= history_t.sum(0).clamp(min=1.0).unsqueeze(1)

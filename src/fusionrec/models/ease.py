@@ -15,8 +15,8 @@ so items whose text or entities agree are pulled towards sharing weights, while 
 users' rows. score(u, j) = sum_i X[u, i] B[i, j].
 
 Cost: the dense (n_items, n_items) Gram matrix and its inverse, O(n_items^3) time and about 20 n_items^2 bytes of
-memory while preparing (two float64 matrices and the float32 result; measured with tracemalloc at 4,000 items: 4.5 s
-on 2 cores); ``max_items`` refuses catalogues where that would not fit.
+memory while preparing (two float64 matrices and the float32 result; bench/ease_prepare.py at 4,000 items: 20.1
+bytes per item², 5.6 s on one thread); ``max_items`` refuses catalogues where that would not fit.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import torch
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import Model, ModelInputs
-from fusionrec.models.graph_ops import check_users, data_sized_buffers, history_columns
+from fusionrec.models.graph_ops import (binary_csr, check_users, data_sized_buffers, history_buffers,
+                                        history_columns)
 from fusionrec.models.kg_knn import item_entity_vectors
 from fusionrec.models.registry import register
 
@@ -74,15 +75,12 @@ class EASE(Model):
         data_sized_buffers(self, ("weights", "hist_indptr", "hist_items"))
 
     @property
-    def mixes_sources(self) -> bool:
-        """True when text or KG side information is folded into B (explanations then give no per-source split)."""
-        return self.params.text_weight > 0 or self.params.kg_weight > 0
+    def mixed_sources_in(self) -> str | None:
+        """Text or KG side information folded into B leaves no per-source split of a score (see Model)."""
+        return "one item-item weight matrix" if self.params.text_weight > 0 or self.params.kg_weight > 0 else None
 
     def prepare(self, inputs: ModelInputs) -> None:
-        x = sp.csr_matrix(inputs.train, dtype=np.float64)
-        x.sum_duplicates()
-        x.sort_indices()
-        x.data[:] = 1.0
+        x = binary_csr(inputs.train, dtype=np.float64)
         gram = np.asarray((x.T @ x).todense())
         if self.params.text_weight > 0:
             t = text_rows(inputs, self.n_items)
@@ -94,8 +92,7 @@ class EASE(Model):
             m = item_entity_vectors(inputs.kg, self.n_items, 1, "tfidf").astype(np.float64)
             gram += self.params.kg_weight * np.asarray((m @ m.T).todense())
         self.weights = torch.from_numpy(closed_form_weights(gram, self.params.l2).astype(np.float32))
-        self.hist_indptr = torch.from_numpy(x.indptr.astype(np.int64))
-        self.hist_items = torch.from_numpy(x.indices.astype(np.int64))
+        self.hist_indptr, self.hist_items = history_buffers(x)
         self._cache.clear()
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

@@ -116,6 +116,21 @@ def optional_buffers(module: nn.Module, names: tuple[str, ...]) -> None:
     module.register_load_state_dict_pre_hook(fill)
 
 
+def binary_csr(matrix: sp.spmatrix, dtype=np.float32) -> sp.csr_matrix:
+    """A canonical 0/1 copy of ``matrix``: CSR, duplicates summed, indices sorted, every stored value 1."""
+    out = sp.csr_matrix(matrix, dtype=dtype, copy=True)
+    out.sum_duplicates()
+    out.sort_indices()
+    out.data[:] = 1
+    return out
+
+
+def history_buffers(train: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(indptr (n_users + 1,), items (nnz,))`` int64 of the canonical CSR of ``train``: each user's training items,
+    the form :func:`history_columns` reads."""
+    return torch.from_numpy(train.indptr.astype(np.int64)), torch.from_numpy(train.indices.astype(np.int64))
+
+
 def history_columns(indptr: torch.Tensor, items: torch.Tensor, users: torch.Tensor, n_items: int) -> torch.Tensor:
     """Dense (n_items, B) 0/1 matrix whose column b marks the training items of ``users[b]``; the histories are
     CSR-style: user u's items are ``items[indptr[u]:indptr[u + 1]]``."""

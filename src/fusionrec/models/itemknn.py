@@ -10,8 +10,8 @@ import torch
 
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.models.base import Model, ModelInputs
-from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers, history_columns,
-                                        sparse_from_buffers)
+from fusionrec.models.graph_ops import (binary_csr, buffers_from_scipy, check_users, data_sized_buffers,
+                                        history_buffers, history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register
 
 _BLOCK_CELLS = 1 << 26  # item x target-item cells per block of the similarity computation (bounds its memory)
@@ -49,13 +49,9 @@ class ItemKNN(Model):
         data_sized_buffers(self, ("sim_indices", "sim_values", "hist_items"))
 
     def prepare(self, inputs: ModelInputs) -> None:
-        r = sp.csr_matrix(inputs.train, dtype=np.float32)
-        r.sum_duplicates()
-        r.sort_indices()
-        r.data[:] = 1.0
+        r = binary_csr(inputs.train)
         self.sim_indices, self.sim_values = buffers_from_scipy(top_k_cosine(r, self.params.k, self.params.shrink))
-        self.hist_indptr = torch.from_numpy(r.indptr.astype(np.int64))
-        self.hist_items = torch.from_numpy(r.indices.astype(np.int64))
+        self.hist_indptr, self.hist_items = history_buffers(r)
         self._cache.clear()
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

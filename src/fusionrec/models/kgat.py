@@ -51,6 +51,7 @@ class KGAT(Model):
     name = "kgat"
     Params = KGATParams
     uses_kg_loss = True
+    mixed_sources_in = "one item vector"
 
     @classmethod
     def required_inputs(cls, params: KGATParams) -> set[str]:

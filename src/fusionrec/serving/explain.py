@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 MAX_HOPS = 3
 MAX_DEGREE = None  # no fan-out cap by default: a full 3-hop search of ml-100k's graph takes milliseconds
 _ONE_SOURCE = {"content-knn": "text", "kg-knn": "kg"}  # other single-source models are collaborative
-_MIXED = ("cke", "kgat")
 
 
 def explain(rec: "Recommender", user_id: str, item_id: str, n_history: int = 5, n_paths: int = 3) -> dict:
@@ -131,10 +130,8 @@ def _sources(rec: "Recommender", user: int, history: np.ndarray, weights: np.nda
         if user < 0:
             note += " (the user vector is the mean of the history items' vectors)"
         return out["sources"], note
-    if model.name in _MIXED:
-        return [], f"{model.name} mixes its sources inside one item vector: no per-source split"
-    if getattr(model, "mixes_sources", False):
-        return [], f"{model.name} mixes its sources inside one item-item weight matrix: no per-source split"
+    if model.mixed_sources_in:
+        return [], f"{model.name} mixes its sources inside {model.mixed_sources_in}: no per-source split"
     source = _ONE_SOURCE.get(model.name, "cf")
     label = {"cf": "collaborative", "text": "text", "kg": "knowledge graph"}[source]
     return ([{"source": source, "present": True, "weight": 1.0, "alone": None, "drop": None}],
