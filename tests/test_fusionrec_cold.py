@@ -167,10 +167,13 @@ def test_neighbours_path_places_a_cold_item_among_its_clusters_warm_items(plante
 
 @pytest.mark.parametrize("params, key", [({"cold_path": "nearest"}, "cold_path"),
                                          ({"cold_path": "neighbours", "use_text": False}, "cold_path"),
-                                         ({"cold_neighbours": 0}, "model.params")])
+                                         ({"cold_neighbours": 0}, "cold_neighbours"),
+                                         ({"cold_temperature": 0.0}, "cold_temperature"),
+                                         ({"cold_scale": -1.0}, "cold_scale")])
 def test_neighbours_path_settings_are_checked(planted, params, key):
-    with pytest.raises(ConfigError, match=key):
+    with pytest.raises(ConfigError) as err:
         FusionRec(10, 10, FusionRecParams(**params), text_dim=4)
+    assert err.value.key == f"model.params.{key}"
 
 
 def test_neighbours_model_round_trips_and_an_older_state_dict_without_its_buffers_still_loads(planted):

@@ -247,3 +247,27 @@ def test_recommend_cli_explains_each_item(model_dir, capsys):
     assert main(["recommend", "--model", str(model_dir), "--user", "u0", "-k", "2", "--explain", "--json"]) == 0
     reply = __import__("json").loads(capsys.readouterr().out)
     assert [x["explanation"]["item_id"] for x in reply["u0"]] == [x["item_id"] for x in reply["u0"]]
+
+
+@pytest.mark.parametrize("text_weight, note", [
+    (0.0, "ease scores from one source: all of the score is collaborative"),
+    (5.0, "ease mixes its sources inside one item-item weight matrix: no per-source split"),
+])
+def test_ease_explanations_say_whether_text_is_mixed_into_its_weights(tmp_path, text_weight, note):
+    """Guards Model.mixed_sources_in: EASE with text in its Gram matrix must not claim a purely collaborative score."""
+    from fusionrec.data.interactions import Interactions
+    from fusionrec.models.ease import EASE, EASEParams
+    from fusionrec.training.inputs import build_inputs
+    from test_serving_app import planted_seen
+
+    seen = planted_seen().tocoo()
+    train = Interactions(seen.row.astype(np.int64), seen.col.astype(np.int64), 20, 20)
+    text = np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32)
+    model = EASE(20, 20, EASEParams(l2=1.0, text_weight=text_weight))
+    model.prepare(build_inputs(20, 20, train, item_text=text))
+    path = save_artifact(tmp_path / "ease", model, IdMap("user", [f"u{u}" for u in range(20)]),
+                         IdMap("item", [f"i{i}" for i in range(20)]), planted_seen())
+    reply = Recommender.load(path).explain("u0", "i5")
+    assert note in reply["notes"]
+    assert reply["sources"] == ([] if text_weight else
+                                [{"source": "cf", "present": True, "weight": 1.0, "alone": None, "drop": None}])

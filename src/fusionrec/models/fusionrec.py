@@ -92,9 +92,11 @@ class FusionRec(Model):
         check_similarity(p.similarity)
         if p.cold_path not in ("content", "neighbours"):
             raise ConfigError(f"must be content or neighbours, got {p.cold_path!r}", key="model.params.cold_path")
-        if p.cold_neighbours < 1 or not p.cold_temperature > 0 or not p.cold_scale > 0:
-            raise ConfigError(f"cold_neighbours must be >= 1 and cold_temperature, cold_scale > 0; got "
-                              f"{p.cold_neighbours}, {p.cold_temperature}, {p.cold_scale}", key="model.params")
+        if p.cold_neighbours < 1:
+            raise ConfigError(f"must be >= 1, got {p.cold_neighbours}", key="model.params.cold_neighbours")
+        for key in ("cold_temperature", "cold_scale"):
+            if not getattr(p, key) > 0:
+                raise ConfigError(f"must be > 0, got {getattr(p, key)}", key=f"model.params.{key}")
         if p.cold_path == "neighbours" and not p.use_text:
             raise ConfigError("cold_path neighbours finds a cold item's neighbours by text: set use_text true",
                               key="model.params.cold_path")
