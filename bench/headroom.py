@@ -15,7 +15,8 @@ each is blended with the base, then all of them together. User attributes are th
 dataset's RecBole ``.user`` file (an ``age`` column is bucketed by decade); the time-aware popularity of item i for
 user u is sum over training events (v, i, t) of mean over u's training times s of exp(-(t - s)^2 / 2h^2), days.
 A blend is sum_s w_s z(score s) with shares w_s >= 0 summing to 1 on a grid of step ``--blend-step``, z
-standardising each user's scores over the items they may be shown.
+standardising each user's scores over the items they may be shown. Every score matrix is dense (n_users, n_items),
+and EASE needs an n_items x n_items inverse: meant for datasets of ml-100k or ml-1m size.
 """
 
 from __future__ import annotations
