@@ -70,10 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     exclude = {"valid": split.exclude("valid"), "test": split.exclude("test")}
     l2 = float(cfg.model.params.get("l2", 400.0)) if cfg.model.name == "ease" else 400.0
 
-    def metrics(scores: np.ndarray) -> dict:
+    def ndcg(scores: np.ndarray, part: str) -> float:
         s = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
-        return {part: round(evaluator.evaluate(lambda u: s[u], getattr(split, part), exclude[part])["ndcg@10"], 4)
-                for part in ("valid", "test")}
+        return round(evaluator.evaluate(lambda u: s[u], getattr(split, part), exclude[part])["ndcg@10"], 4)
+
+    def metrics(scores: np.ndarray) -> dict:
+        return {part: ndcg(scores, part) for part in ("valid", "test")}
+
+    def best_on_valid(candidates) -> tuple[dict, dict]:
+        """(metrics, setting) of the candidate (setting, scores) with the best valid NDCG@10; only it is tested."""
+        valid, setting, scores = max(((ndcg(sc, "valid"), st, sc) for st, sc in candidates), key=lambda c: c[0])
+        return {"valid": valid, "test": ndcg(scores, "test")}, setting
 
     rows = []
 
@@ -87,21 +94,18 @@ def main(argv: list[str] | None = None) -> int:
 
     attributes = user_attributes(prepared, cfg)
     if attributes is not None:
-        tried = {w: metrics(ease_scores(sp.hstack([train, w * attributes]).tocsr(), l2, train))
-                 for w in (float(x) for x in args.user_weights.split(","))}
-        w = max(tried, key=lambda k: tried[k]["valid"])
-        report("base + user attributes", tried[w], {"weight": w, "columns": int(attributes.shape[1])})
+        report("base + user attributes", *best_on_valid(
+            ({"weight": w, "columns": int(attributes.shape[1])},
+             ease_scores(sp.hstack([train, w * attributes]).tocsr(), l2, train))
+            for w in (float(x) for x in args.user_weights.split(","))))
 
     z_base = standardise(base, exclude["valid"])
     if split.train.timestamps is not None:
-        best = None
-        for h, w in itertools.product((float(x) for x in args.bandwidths.split(",")),
-                                      (float(x) for x in args.blend_weights.split(","))):
-            z_time = standardise(np.log1p(time_popularity(split.train, h)), exclude["valid"])
-            result = metrics((1 - w) * z_base + w * z_time)
-            if best is None or result["valid"] > best[0]["valid"]:
-                best = (result, {"bandwidth_days": h, "weight": w})
-        report("base + time-aware popularity", *best)
+        z_time = {h: standardise(np.log1p(time_popularity(split.train, h)), exclude["valid"])
+                  for h in (float(x) for x in args.bandwidths.split(","))}  # once per width, not per weight
+        report("base + time-aware popularity", *best_on_valid(
+            ({"bandwidth_days": h, "weight": w}, (1 - w) * z_base + w * z_time[h])
+            for h, w in itertools.product(z_time, (float(x) for x in args.blend_weights.split(",")))))
 
     models = [m for m in args.models.split(",") if m]
     z_models = {}
@@ -112,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             scores = model.score_all(torch.arange(model.n_users)).double().numpy()
         report(f"{name} alone", metrics(scores), {"artifact": path})
         z_models[name] = standardise(scores, exclude["valid"])
-        report(f"base + {name}", *best_blend({"base": z_base, name: z_models[name]}, args.blend_step, metrics))
+        report(f"base + {name}", *best_on_valid(blends({"base": z_base, name: z_models[name]}, args.blend_step)))
     if len(z_models) > 1:
-        report("base + every model", *best_blend({"base": z_base, **z_models}, args.blend_step, metrics))
+        report("base + every model", *best_on_valid(blends({"base": z_base, **z_models}, args.blend_step)))
 
     if args.out:
         atomic_io.write_json(args.out, {
@@ -125,19 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def best_blend(scores: dict[str, np.ndarray], step: float, metrics) -> tuple[dict, dict]:
-    """The shares (>= 0, summing to 1, multiples of ``step``) of standardised ``scores`` whose sum has the best
-    validation NDCG@10: (its metrics, {name: share})."""
+def blends(scores: dict[str, np.ndarray], step: float):
+    """Every ({name: share}, blended scores) with shares >= 0, summing to 1, multiples of ``step``, over the
+    standardised ``scores``; the first name takes what the others leave."""
     n = round(1 / step)
-    best = None
     for counts in itertools.product(range(n + 1), repeat=len(scores) - 1):
         if sum(counts) > n:
             continue
         shares = [(n - sum(counts)) / n, *(c / n for c in counts)]
-        result = metrics(sum(w * z for w, z in zip(shares, scores.values()) if w))
-        if best is None or result["valid"] > best[0]["valid"]:
-            best = (result, {name: round(w, 3) for name, w in zip(scores, shares)})
-    return best
+        yield ({name: round(w, 3) for name, w in zip(scores, shares)},
+               sum(w * z for w, z in zip(shares, scores.values()) if w))
 
 
 def ease_scores(x: sp.csr_matrix, l2: float, train: sp.csr_matrix) -> np.ndarray:
