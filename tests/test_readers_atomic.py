@@ -150,10 +150,11 @@ def test_missing_inter_and_missing_split_part(tmp_path):
     with pytest.raises(DataError, match="file not found") as err:
         read_atomic(tmp_path, "nothing")
     assert err.value.file == str(tmp_path / "nothing.inter")
-    write(tmp_path, {"s.train.inter": HEADER + "u\ti\t1\t1\n", "s.test.inter": HEADER + "u\ti\t1\t1\n"})
+    # a missing valid file gives an empty valid part (tests/test_readers_sequential.py); a missing test file fails
+    write(tmp_path, {"s.train.inter": HEADER + "u\ti\t1\t1\n", "s.valid.inter": HEADER + "u\ti\t1\t1\n"})
     with pytest.raises(DataError) as err:
         read_atomic(tmp_path, "s", presplit=True)
-    assert err.value.file == str(tmp_path / "s.valid.inter")
+    assert err.value.file == str(tmp_path / "s.test.inter")
 
 
 def test_threshold_without_ratings_is_an_error(tmp_path):

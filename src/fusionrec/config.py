@@ -73,6 +73,9 @@ class DatasetConfig:
     rating_threshold: float | None = None  # keep only rows with rating >= this as positives (None: all rows)
     unknown_links: Literal["skip", "error"] = "skip"  # links to items not in the catalogue: drop with a note, or fail
     presplit: bool = False  # atomic: use NAME.train.inter / NAME.valid.inter / NAME.test.inter as given
+    # item field -> kind, overriding the reader's text/categorical guess, e.g. {tags: categorical}; kinds: text,
+    # categorical, numeric, ignore (not read). Tables: moves the column between items.text/categorical/numeric
+    fields: dict[str, Literal["text", "categorical", "numeric", "ignore"]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class SplitConfig:
     cold_share: float = 0.2  # cold_items / cold_users: share of items/users held out of training
     seed: int | None = None  # None: the run's seed
     keep_share: float = 1.0  # (0, 1]: keep this share of each user's interactions before splitting (sparser data)
+    # the history the test is scored from: train (RecBole's default), or train + valid (published leave-one-out
+    # tables); not on the cold splits. Validation always reads train only.
+    test_history: Literal["train", "train_valid"] = "train"
 
 
 @dataclass(frozen=True)
@@ -91,11 +97,19 @@ class TrainingConfig:
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 0.001
     weight_decay: float = 0.0  # optimiser's L2 on all parameters
-    loss: Literal["bpr", "bce", "softmax", "full_softmax"] = "bpr"
+    loss: Literal["bpr", "bce", "softmax", "full_softmax", "sampled_softmax"] = "bpr"
     temperature: float = 1.0  # softmax losses only: scores are divided by it before the cross-entropy
     neg_samples: int = 1  # negatives per positive, uniform over items the user has not interacted with (unused by
-    #                       full_softmax, whose negatives are every item)
+    #                       full_softmax, whose negatives are every item; sampled_softmax: items drawn per step from
+    #                       neg_distribution into the batch's shared candidate set)
     neg_pool: Literal["all", "trained"] = "all"  # negatives from every item, or only items with training interactions
+    in_batch_negatives: int = 2048  # sampled_softmax: at most this many of the batch's positives join the shared
+    #                                 candidate set (a random subset when the batch is larger); >= 0
+    neg_distribution: Literal["uniform", "popularity"] = "uniform"  # sampled_softmax's proposal for its neg_samples
+    #                                 draws: uniform over the pool, or (training count + 1)^0.75
+    full_softmax_max_items: int | None = 20000  # above this many items full_softmax trains as sampled_softmax (None:
+    #                                 never switch)
+    max_steps_per_epoch: int | None = None  # the batch grows to ceil(train pairs / this) when that exceeds batch_size
     patience: int = 10  # evaluations without improvement before stopping (0: never stop early)
     valid_metric: str = "ndcg@10"
     eval_every: int = 1  # epochs between validations
@@ -137,6 +151,9 @@ class TextConfig:
     timeout_s: float = 30.0  # openai: per request
     max_retries: int = 5  # openai: retries with exponential backoff on errors and 429/5xx
     normalize: bool = True  # L2-normalise embeddings
+    # sentence-transformers: run the model in torch, or exported to ONNX Runtime (fp32, or int8 weights)
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    onnx_dir: str | None = None  # where exported ONNX models are kept; default: <data dir>/onnx
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,17 @@ Each file is tab-separated text whose first line types every column as ``field:t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from fusionrec.data.build import (RawInteractions, RawItems, RawLinks, RawTriples, RawUsers, build_dataset,
-                                  parse_floats)
+                                  check_ids, parse_floats)
 from fusionrec.data.dataset import Dataset
-from fusionrec.errors import DataError
+from fusionrec.data.sequences import HISTORY_FIELD, SequenceRows, sequence_interactions, sequence_parts
+from fusionrec.errors import ConfigError, DataError
 
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 SPLIT_PARTS = ("train", "valid", "test")
@@ -64,26 +66,54 @@ class AtomicTable:
 
 
 def read_atomic(directory: str | Path, name: str, *, duplicates: str = "keep", rating_threshold: float | None = None,
-                presplit: bool = False, unknown_links: str = "skip") -> Dataset:
-    """The dataset ``NAME`` in ``directory``: ``NAME.inter`` (or, with ``presplit``, ``NAME.train.inter``,
-    ``NAME.valid.inter`` and ``NAME.test.inter``) plus the optional ``NAME.item``, ``NAME.user``, ``NAME.kg`` and
-    ``NAME.link``. Raises :class:`DataError` naming file, line and field for anything malformed."""
+                presplit: bool = False, unknown_links: str = "skip",
+                fields: Mapping[str, str] | None = None) -> Dataset:
+    """The dataset ``NAME`` in ``directory``: ``NAME.inter`` (or, with ``presplit``, ``NAME.train.inter``, the
+    optional ``NAME.valid.inter`` and ``NAME.test.inter``) plus the optional ``NAME.item``, ``NAME.text``,
+    ``NAME.user``, ``NAME.kg``, ``NAME.link``, ``NAME.user2index`` and ``NAME.item2index``.
+
+    ``.inter`` files in RecBole's sequential format (an ``item_id_list`` column) are collapsed into one ordered
+    history per user (:mod:`fusionrec.data.sequences`). ``fields``: item field -> ``text``, ``categorical``,
+    ``numeric`` or ``ignore``, overriding the text/categorical guess. Raises :class:`DataError` naming file, line
+    and field for anything malformed."""
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError("not a directory of atomic files", file=str(directory))
     notes: list[str] = []
+    kinds = dict(fields or {})
     if presplit:
-        inter = {part: _interactions(read_atomic_table(directory / f"{name}.{part}.inter")) for part in SPLIT_PARTS}
+        tables = {part: read_atomic_table(directory / f"{name}.{part}.inter") for part in SPLIT_PARTS
+                  if part != "valid" or (directory / f"{name}.valid.inter").exists()}
+        if "valid" not in tables:
+            notes.append(f"no {name}.valid.inter: the valid part is empty")
+        sequential = _sequential(tables.values())
+        if sequential:
+            rows = {part: _sequence_rows(t) for part, t in tables.items()}
+            inter = sequence_parts(rows["train"], rows.get("valid"), rows["test"])
+        else:
+            inter = {part: _interactions(t) for part, t in tables.items()}
     else:
-        inter = _interactions(read_atomic_table(directory / f"{name}.inter"))
-    optional = {ext: directory / f"{name}.{ext}" for ext in ("item", "user", "kg", "link")}
-    items = _items(read_atomic_table(optional["item"]), notes) if optional["item"].exists() else None
+        table = read_atomic_table(directory / f"{name}.inter")
+        sequential = _sequential([table])
+        inter = sequence_interactions(_sequence_rows(table)) if sequential else _interactions(table)
+    inter, user_order = _apply_index(inter, directory / f"{name}.user2index", "user")
+    inter, item_order = _apply_index(inter, directory / f"{name}.item2index", "item")
+    optional = {ext: directory / f"{name}.{ext}" for ext in ("item", "text", "user", "kg", "link")}
+    items = [_items(read_atomic_table(optional[ext]), notes, kinds, ext) for ext in ("item", "text")
+             if optional[ext].exists()]
+    unknown = sorted(set(kinds) - {f for raw in items for f in (*raw.text, *raw.categorical, *raw.numeric)}
+                     - {f for raw in items for f in raw.origin if raw.origin[f] == "ignored"})
+    if unknown:
+        have = sorted({f for raw in items for f in (*raw.text, *raw.categorical, *raw.numeric)})
+        raise ConfigError(f"no item file of {name!r} has this field (item fields: {', '.join(have) or 'none'})",
+                          key=f"dataset.fields.{unknown[0]}")
     users = _users(read_atomic_table(optional["user"])) if optional["user"].exists() else None
     triples = _triples(read_atomic_table(optional["kg"])) if optional["kg"].exists() else None
     links = _links(read_atomic_table(optional["link"])) if optional["link"].exists() else None
     return build_dataset(name, inter, items=items, users=users, triples=triples, links=links,
                          duplicates=duplicates, rating_threshold=rating_threshold, unknown_links=unknown_links,
-                         source=str(directory), notes=notes)
+                         source=str(directory), notes=notes, user_order=user_order, item_order=item_order,
+                         timestamps_are_positions=sequential)
 
 
 def read_atomic_table(path: str | Path) -> AtomicTable:
@@ -160,6 +190,78 @@ def _parse_header(cells: list[str], file: str) -> tuple[list[str], list[str]]:
     return fields, types
 
 
+def _sequential(tables) -> bool:
+    """Whether these ``.inter`` files are in the sequential format (all of them, or none: a mix is an error)."""
+    tables = list(tables)
+    flags = [HISTORY_FIELD in t.fields for t in tables]
+    if any(flags) and not all(flags):
+        odd = tables[flags.index(False)]
+        raise DataError(f"the other .inter files have an '{HISTORY_FIELD}' column (the sequential format) and this "
+                        "one has none", file=odd.file, line=1, field=HISTORY_FIELD)
+    return bool(flags) and flags[0]
+
+
+def _sequence_rows(table: AtomicTable) -> SequenceRows:
+    users = table.require("user_id", ("token",))
+    histories = table.require(HISTORY_FIELD, ("token_seq",))
+    targets = table.require("item_id", ("token",))
+    check_ids(users, table.lines, table.file, "user_id")
+    check_ids(targets, table.lines, table.file, "item_id")
+    return SequenceRows(table.file, users, [h.split() for h in histories], targets, table.lines)
+
+
+def _apply_index(inter, path: Path, kind: str):
+    """With ``NAME.user2index`` / ``NAME.item2index`` (raw id TAB integer, no header), the integer ids of the
+    interactions (one RawInteractions or a dict of parts) replaced by raw ids. Returns (the interactions, the raw
+    ids in integer order, which the id map follows; [] without the file)."""
+    if not path.exists():
+        return inter, []
+    raw_of = read_id_index(path)
+    column = "users" if kind == "user" else "items"
+    parts = dict(inter) if isinstance(inter, dict) else {"": inter}
+    for key, part in parts.items():
+        mapped = []
+        for k, v in enumerate(part.users if kind == "user" else part.items):
+            raw = raw_of.get(v)
+            if raw is None and v.strip().isdigit():
+                raw = raw_of.get(str(int(v)))
+            if raw is None:
+                raise DataError(f"{kind} id {v!r} is not in {path.name}", file=part.file, line=int(part.lines[k]),
+                                field=f"{kind}_id")
+            mapped.append(raw)
+        parts[key] = replace(part, **{column: mapped})
+    order = [raw_of[k] for k in sorted(raw_of, key=int)]
+    return (parts if isinstance(inter, dict) else parts[""]), order
+
+
+def read_id_index(path: str | Path) -> dict[str, str]:
+    """``NAME.item2index`` / ``NAME.user2index``: integer id (as written) -> raw id. Lines are ``raw TAB integer``;
+    a malformed line, a repeated raw id or a repeated integer raises :class:`DataError` naming the line."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the id map: {exc}", file=file) from None
+    raw_of: dict[str, str] = {}
+    line_of: dict[str, int] = {}
+    for n, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) != 2 or not cells[1].strip().lstrip("-").isdigit() or not cells[0].strip():
+            raise DataError("each line must be 'raw id TAB integer id'", file=file, line=n, field="index")
+        raw, index = cells[0].strip(), str(int(cells[1]))
+        if index in raw_of:
+            raise DataError(f"integer id {index} is given twice (first on line {line_of[index]})", file=file,
+                            line=n, field="index")
+        if raw in line_of:
+            raise DataError(f"raw id {raw!r} is given twice (first on line {line_of[raw]})", file=file, line=n,
+                            field="raw_id")
+        raw_of[index] = raw
+        line_of[index] = line_of[raw] = n
+    return raw_of
+
+
 def _interactions(table: AtomicTable) -> RawInteractions:
     users = table.require("user_id", ("token",))
     items = table.require("item_id", ("token",))
@@ -171,26 +273,39 @@ def _users(table: AtomicTable) -> RawUsers:
     return RawUsers(table.file, table.require("user_id", ("token",)), table.lines)
 
 
-def _items(table: AtomicTable, notes: list[str]) -> RawItems:
-    """token_seq fields that read as free text become text; other token/token_seq fields categorical; floats
-    numeric. float_seq fields are skipped (noted)."""
+def _items(table: AtomicTable, notes: list[str], kinds: Mapping[str, str], ext: str) -> RawItems:
+    """Item fields by kind. ``kinds`` (``dataset.fields``) decides first; otherwise every field of ``NAME.text``
+    is text (the format says so), floats are numeric, token_seq/token fields that read as free text
+    (:func:`is_text_field`) are text and the rest categorical. float_seq fields are skipped (noted)."""
     ids = table.require("item_id", ("token",))
-    text, cat, num = {}, {}, {}
+    text, cat, num, origin = {}, {}, {}, {}
     for name, kind in zip(table.fields, table.types):
         if name == "item_id":
             continue
         cells = table.columns[name]
-        if kind == "float":
-            num[name] = parse_floats(cells, table.lines, table.file, name)
-        elif kind == "float_seq":
+        declared = kinds.get(name)
+        if declared is None and kind == "float_seq":
             notes.append(f"{table.file}: float_seq field '{name}' skipped (vector item features are not read)")
-        elif is_text_field(name, cells):
+            continue
+        if declared is not None:
+            use, origin[name] = declared, "declared"
+        elif ext == "text":
+            use, origin[name] = "text", "format"
+        elif kind == "float":
+            use, origin[name] = "numeric", "typed"
+        else:
+            use, origin[name] = ("text" if is_text_field(name, cells) else "categorical"), "guessed"
+        if use == "ignore":
+            origin[name] = "ignored"
+        elif use == "numeric":
+            num[name] = parse_floats(cells, table.lines, table.file, name)
+        elif use == "text":
             text[name] = [" ".join(c.split()) for c in cells]
-        elif kind == "token_seq":
+        elif kind in ("token_seq", "float_seq"):
             cat[name] = [tuple(c.split()) for c in cells]
         else:
             cat[name] = [(c,) if c.strip() else () for c in cells]
-    return RawItems(table.file, ids, table.lines, text, cat, num)
+    return RawItems(table.file, ids, table.lines, text, cat, num, origin=origin)
 
 
 def is_text_field(name: str, cells: list[str]) -> bool:

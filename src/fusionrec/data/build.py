@@ -50,7 +50,8 @@ class RawInteractions:
 @dataclass(frozen=True, eq=False)
 class RawItems:
     """Item rows: ``ids`` (n raw item ids), ``lines`` int64 (n,), and per field n values: ``text`` str,
-    ``categorical`` token tuples, ``numeric`` float64 (n,) arrays."""
+    ``categorical`` token tuples, ``numeric`` float64 (n,) arrays. ``origin``: field -> how its kind was decided
+    (``declared``, ``guessed``, ``typed``, ``format``); a field not in it was declared."""
 
     file: str
     ids: Sequence[str]
@@ -59,6 +60,7 @@ class RawItems:
     categorical: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     numeric: dict[str, np.ndarray] = field(default_factory=dict)
     id_field: str = "item_id"
+    origin: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,7 +101,7 @@ def build_dataset(
     name: str,
     interactions: RawInteractions | Mapping[str, RawInteractions],
     *,
-    items: RawItems | None = None,
+    items: RawItems | Sequence[RawItems] | None = None,
     users: RawUsers | None = None,
     triples: RawTriples | None = None,
     links: RawLinks | None = None,
@@ -108,9 +110,17 @@ def build_dataset(
     unknown_links: str = "skip",
     source: str | None = None,
     notes: Sequence[str] = (),
+    user_order: Sequence[str] = (),
+    item_order: Sequence[str] = (),
+    timestamps_are_positions: bool = False,
 ) -> Dataset:
     """The dataset made of these parts. A mapping ``{"train": ..., "valid": ..., "test": ...}`` of interaction
     parts makes a pre-split dataset whose ``interactions`` are the parts concatenated in that order.
+
+    ``items``: one item file or several (e.g. ``NAME.item`` and ``NAME.text``), each aligned to the item map and
+    merged (a field in two files is an error). ``user_order`` / ``item_order``: raw ids numbered first, in this
+    order (an id map file such as ``NAME.item2index``); they belong to the catalogue even without interactions.
+    ``timestamps_are_positions``: the timestamps are positions in each user's sequence (sequential files).
 
     ``duplicates``: what to do with a repeated (user, item) pair: 'keep' every row, 'drop' all but the first, or
     'error'. ``rating_threshold``: keep only rows whose rating is >= it. ``unknown_links``: links to items outside the catalogue
@@ -128,16 +138,23 @@ def build_dataset(
 
     user_lookup: dict[str, int] = {}
     item_lookup: dict[str, int] = {}
+    encode(user_order, user_lookup)
+    encode(item_order, item_lookup)
     coded = [(encode(p.users, user_lookup), encode(p.items, item_lookup)) for p in parts.values()]
+    if len(item_order):
+        idle = len(set(item_order) - {i for p in parts.values() for i in p.items})
+        if idle:
+            notes.append(f"{idle} item(s) of the item id map have no interaction (kept in the catalogue)")
     if users is not None:
         check_ids(users.ids, users.lines, users.file, users.id_field)
         encode(users.ids, user_lookup)
-    if items is not None:
-        check_ids(items.ids, items.lines, items.file, items.id_field)
+    item_files = [] if items is None else [items] if isinstance(items, RawItems) else list(items)
+    for raw in item_files:
+        check_ids(raw.ids, raw.lines, raw.file, raw.id_field)
         n_before = len(item_lookup)
-        encode(items.ids, item_lookup)
+        encode(raw.ids, item_lookup)
         if len(item_lookup) > n_before:
-            notes.append(f"{len(item_lookup) - n_before} item(s) of {items.file} have no interaction "
+            notes.append(f"{len(item_lookup) - n_before} item(s) of {raw.file} have no interaction "
                          "(kept in the catalogue)")
     n_users, n_items = len(user_lookup), len(item_lookup)
 
@@ -154,12 +171,13 @@ def build_dataset(
     inter = built[""] if presplit is None else Interactions.concat(list(built.values()))
 
     item_map = IdMap.from_list("item", list(item_lookup))
-    item_info = _side_info(items, item_lookup, notes) if items is not None else None
+    item_info = _merge_side_info([_side_info(raw, item_lookup, notes) for raw in item_files], item_files)
     if unknown_links not in ("skip", "error"):
         raise ValueError(f"unknown_links must be 'skip' or 'error', not {unknown_links!r}")
     kg = _knowledge_graph(triples, links, item_lookup, notes, unknown_links) if (triples is not None or links is not None) else None
     return Dataset(name=name, users=IdMap.from_list("user", list(user_lookup)), items=item_map, interactions=inter,
-                   item_info=item_info, kg=kg, presplit=presplit, source=source, notes=notes)
+                   item_info=item_info, kg=kg, presplit=presplit, source=source, notes=notes,
+                   timestamps_are_positions=timestamps_are_positions)
 
 
 def encode(values: Sequence[str], lookup: dict[str, int]) -> np.ndarray:
@@ -277,7 +295,28 @@ def _side_info(items: RawItems, lookup: dict[str, int], notes: list[str]) -> Ite
         col = np.full(n, np.nan, dtype=np.float64)
         col[idx] = v
         num[k] = col
-    return ItemSideInfo(n, text, cat, num)
+    origin = {name: items.origin.get(name, "declared") for name in [*text, *cat, *num]}
+    return ItemSideInfo(n, text, cat, num, origin=origin)
+
+
+def _merge_side_info(infos: list[ItemSideInfo], files: list[RawItems]) -> ItemSideInfo | None:
+    """One side-information object from several item files (all aligned to the item map); a field that two files
+    hold is a :class:`DataError` naming the second file."""
+    if not infos:
+        return None
+    if len(infos) == 1:
+        return infos[0]
+    text, cat, num, origin = {}, {}, {}, {}
+    for info, raw in zip(infos, files):
+        for name in info.fields:
+            if name in origin:
+                raise DataError("a field of this name is already read from another item file; rename one",
+                                file=raw.file, line=1, field=name)
+        text.update(info.text)
+        cat.update(info.categorical)
+        num.update(info.numeric)
+        origin.update(info.origin)
+    return ItemSideInfo(infos[0].n_items, text, cat, num, origin=origin)
 
 
 def _knowledge_graph(triples: RawTriples | None, links: RawLinks | None, item_lookup: dict[str, int],

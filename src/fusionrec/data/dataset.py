@@ -16,7 +16,8 @@ class Dataset:
     """Everything known about one dataset, aligned to one user map and one item map.
 
     ``presplit`` holds user-given ``train``/``valid``/``test`` interactions (RecBole's ``benchmark_filename``); when set,
-    ``interactions`` is their concatenation and splitting uses them as given."""
+    ``interactions`` is their concatenation and splitting uses them as given. ``timestamps_are_positions``: the
+    interactions' timestamps are positions in each user's ordered sequence (read from sequential files), not times."""
 
     name: str
     users: IdMap
@@ -27,6 +28,14 @@ class Dataset:
     presplit: dict[str, Interactions] | None = None
     source: str | None = None
     notes: list[str] = field(default_factory=list)
+    timestamps_are_positions: bool = False
+
+    @property
+    def history_order(self) -> str:
+        """What orders each user's history: ``position`` (sequence files), ``timestamp`` or ``none``."""
+        if self.timestamps_are_positions:
+            return "position"
+        return "timestamp" if self.interactions.timestamps is not None else "none"
 
     @property
     def n_users(self) -> int:
@@ -46,6 +55,10 @@ class Dataset:
             "interactions": n_inter,
             "density": round(n_inter / max(1, self.n_users * self.n_items), 6),
             "item_fields": self.item_info.fields if self.item_info else [],
+            "field_kinds": {n: f"{k} ({how})" for n, (k, how) in self.item_info.kinds().items()}
+            if self.item_info else {},
+            "histories": {"position": "ordered (positions in the sequence files)", "timestamp": "ordered by timestamp",
+                          "none": "unordered (no timestamps)"}[self.history_order],
             "entities": self.kg.n_entities if self.kg else 0,
             "relations": self.kg.n_relations if self.kg else 0,
             "triples": int(len(self.kg.triples)) if self.kg else 0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from fusionrec.config import DatasetConfig
@@ -17,9 +19,9 @@ def load_dataset(cfg: DatasetConfig, data_dir: str | Path | None = None) -> Data
     (fetched first when ``cfg.name`` is a known dataset). ``format: table``: the tables the config maps, relative
     to ``cfg.path`` (default: the working directory)."""
     if cfg.format == "table":
-        return read_tables(cfg, cfg.path or ".")
+        return read_tables(_declare_table_fields(cfg), cfg.path or ".")
     options = dict(duplicates=cfg.duplicates, rating_threshold=cfg.rating_threshold, presplit=cfg.presplit,
-                   unknown_links=cfg.unknown_links)
+                   unknown_links=cfg.unknown_links, fields=cfg.fields)
     if cfg.path is not None:
         path = Path(cfg.path).expanduser()
         if path.is_file() and path.suffix == ".inter":  # path: data/foo/foo.inter
@@ -35,27 +37,47 @@ def load_dataset(cfg: DatasetConfig, data_dir: str | Path | None = None) -> Data
                       key="dataset.name")
 
 
-def resolve_dataset(name_or_path: str | Path, data_dir: str | Path | None = None) -> Dataset:
+def resolve_dataset(name_or_path: str | Path, data_dir: str | Path | None = None,
+                    fields: Mapping[str, str] | None = None) -> Dataset:
     """The dataset a user names on the command line: a known name (fetched when needed), a directory of atomic
     files (named after the directory, or after its single ``*.inter`` file), or a path to a ``.inter`` file.
-    A directory holding only ``NAME.train/valid/test.inter`` is read as pre-split."""
+    A directory holding only ``NAME.train/valid/test.inter`` is read as pre-split. ``fields``: item field kinds
+    as ``dataset.fields``."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         if path.suffix != ".inter":
             raise DataError("expected a directory of atomic files or a .inter file", file=str(path))
         stem = _inter_stem(path)
-        return read_atomic(path.parent, stem, presplit=_only_presplit(path.parent, stem))
+        return read_atomic(path.parent, stem, presplit=_only_presplit(path.parent, stem), fields=fields)
     if path.is_dir():
         name = _name_in(path)
-        return read_atomic(path, name, presplit=_only_presplit(path, name))
+        return read_atomic(path, name, presplit=_only_presplit(path, name), fields=fields)
     name = str(name_or_path)
     if name in DATASETS:
-        return read_atomic(fetch_dataset(name, data_dir), name)
+        return read_atomic(fetch_dataset(name, data_dir), name, fields=fields)
     cached = resolve_data_dir(data_dir) / name
     if cached.is_dir():
-        return resolve_dataset(cached)
+        return resolve_dataset(cached, fields=fields)
     raise DataError(f"no such file or directory, and not a dataset we can fetch ({', '.join(known_datasets())})",
                     file=name)
+
+
+def _declare_table_fields(cfg: DatasetConfig) -> DatasetConfig:
+    """``dataset.fields`` for tables: each named column moves to that kind's list of ``dataset.items`` (``ignore``
+    drops it), so the mapping and the override say the same thing."""
+    if not cfg.fields:
+        return cfg
+    if cfg.items is None:
+        raise ConfigError("dataset.fields sets item field kinds but there is no items table", key="dataset.fields")
+    lists = {"text": list(cfg.items.text), "categorical": list(cfg.items.categorical),
+             "numeric": list(cfg.items.numeric)}
+    for name, kind in cfg.fields.items():
+        for names in lists.values():
+            if name in names:
+                names.remove(name)
+        if kind != "ignore":
+            lists[kind].append(name)
+    return replace(cfg, items=replace(cfg.items, **lists))
 
 
 def _inter_stem(path: Path) -> str:

@@ -13,12 +13,15 @@ class ItemSideInfo:
     """Per-item fields, every list/array of length ``n_items`` and indexed by internal item index.
 
     ``text``: field -> list of str ("" when missing). ``categorical``: field -> list of token tuples (empty when
-    missing), e.g. genres. ``numeric``: field -> float array (NaN when missing)."""
+    missing), e.g. genres. ``numeric``: field -> float array (NaN when missing). ``origin``: field -> how the reader
+    decided its kind (``declared`` by the config or table mapping, ``guessed`` by the text rule, ``typed`` by the
+    file's column type, ``format`` by the file's role such as ``NAME.text``); a field not in it was declared."""
 
     n_items: int
     text: dict[str, list[str]] = field(default_factory=dict)
     categorical: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     numeric: dict[str, np.ndarray] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for kind in (self.text, self.categorical, self.numeric):
@@ -29,6 +32,12 @@ class ItemSideInfo:
     @property
     def fields(self) -> list[str]:
         return [*self.text, *self.categorical, *self.numeric]
+
+    def kinds(self) -> dict[str, tuple[str, str]]:
+        """field -> (kind, how it was decided): kind ``text``, ``categorical`` or ``numeric``."""
+        kinds = {**{n: "text" for n in self.text}, **{n: "categorical" for n in self.categorical},
+                 **{n: "numeric" for n in self.numeric}}
+        return {n: (k, self.origin.get(n, "declared")) for n, k in kinds.items()}
 
     def value_text(self, name: str, item: int) -> str:
         """One field of one item rendered as text (tokens joined by ', ', NaN as '')."""
@@ -62,6 +71,7 @@ class ItemSideInfo:
             {k: v + [""] * extra for k, v in self.text.items()},
             {k: v + [()] * extra for k, v in self.categorical.items()},
             {k: np.concatenate([v, np.full(extra, np.nan)]) for k, v in self.numeric.items()},
+            origin=dict(self.origin),
         )
 
     def fingerprint(self) -> bytes:

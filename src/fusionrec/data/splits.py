@@ -20,6 +20,7 @@ from fusionrec.data.interactions import Interactions
 from fusionrec.errors import ConfigError, DataError
 
 METHODS = ("random", "temporal", "leave_one_out", "cold_items", "cold_users", "given")
+TEST_HISTORIES = ("train", "train_valid")  # what the test is scored from (split.test_history)
 
 TRAIN, VALID, TEST = 0, 1, 2
 
@@ -29,7 +30,8 @@ class Split:
     """The three parts of one split, each over the full catalogue's shape.
 
     ``cold_items``: bool (n_items,), True for items held out of training (``cold_items`` method), else None.
-    ``cold_users``: bool (n_users,), True for users held out of training (``cold_users`` method), else None."""
+    ``cold_users``: bool (n_users,), True for users held out of training (``cold_users`` method), else None.
+    ``test_history``: ``train`` or ``train_valid``, the history the test is scored from (see :meth:`history`)."""
 
     train: Interactions
     valid: Interactions
@@ -37,6 +39,17 @@ class Split:
     method: str
     cold_items: np.ndarray | None = None
     cold_users: np.ndarray | None = None
+    test_history: str = "train"
+
+    def history(self, part: str) -> sp.csr_matrix:
+        """The users' histories that ``part`` is scored from, binary CSR (n_users, n_items): always train for
+        ``valid``; for ``test`` train, or train + valid when ``test_history`` is ``train_valid`` (the leave-one-out
+        protocol of published sequential tables: the valid item is the last thing the user did before the test)."""
+        if part == "valid" or (part == "test" and self.test_history == "train"):
+            return self.train.to_csr()
+        if part == "test":
+            return self.exclude("test")
+        raise ValueError(f"part must be 'valid' or 'test', not {part!r}")
 
     def exclude(self, part: str) -> sp.csr_matrix:
         """The user x item matrix of items not to rank when evaluating ``part``: the training items for ``valid``,
@@ -75,14 +88,16 @@ def ratio_counts(n: np.ndarray, ratios: Sequence[float]) -> tuple[np.ndarray, np
 
 
 def make_split(dataset: Dataset, method: str, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 2020,
-               cold_share: float = 0.2) -> Split:
-    """Splits ``dataset.interactions`` into train/valid/test by ``method`` (one of :data:`METHODS`).
+               cold_share: float = 0.2, test_history: str = "train") -> Split:
+    """Splits ``dataset.interactions`` into train/valid/test by ``method`` (one of :data:`METHODS`); the test is
+    scored from ``test_history`` (one of :data:`TEST_HISTORIES`, see :func:`check_test_history`).
 
     Deterministic for a seed; every row lands in exactly one part, and each part keeps the rows' original order."""
     if method not in METHODS:
         raise ConfigError(f"unknown split method {method!r}; choose one of {', '.join(METHODS)}", key="split.method")
+    check_test_history(method, test_history)
     if method == "given":
-        return _given(dataset)
+        return replace(_given(dataset), test_history=test_history)
     ratios = _check_ratios(ratios)
     inter = dataset.interactions
     if len(inter) == 0:
@@ -100,7 +115,22 @@ def make_split(dataset: Dataset, method: str, ratios: Sequence[float] = (0.8, 0.
     else:  # cold_users
         part, cold_users = _cold(inter.users, inter.n_users, inter.users, inter.n_users, ratios, cold_share, rng)
     return Split(inter.take(part == TRAIN), inter.take(part == VALID), inter.take(part == TEST), method,
-                 cold_items, cold_users)
+                 cold_items, cold_users, test_history)
+
+
+def check_test_history(method: str, test_history: str) -> None:
+    """``train_valid`` is sound where each user's valid rows come before (``leave_one_out``, ``temporal``) or beside
+    (``given``, ``random``) their test rows, so they are part of what the user did and never a test target. The cold
+    splits hold whole items (users) out for valid, not a step of each user's history: reading them before the test
+    would make the valid's cold items (users) warm and blur what the cold test measures, so it is refused there, as
+    is any unknown value."""
+    if test_history not in TEST_HISTORIES:
+        raise ConfigError(f"must be one of {', '.join(TEST_HISTORIES)}, not {test_history!r}",
+                          key="split.test_history")
+    if test_history == "train_valid" and method in ("cold_items", "cold_users"):
+        raise ConfigError(f"train_valid reads the valid rows as each user's history before the test; split method "
+                          f"{method!r} holds whole {method[5:]} out for valid instead, which that would make warm "
+                          "(use train)", key="split.test_history")
 
 
 def thin_interactions(dataset: Dataset, share: float, seed: int) -> Dataset:
