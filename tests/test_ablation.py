@@ -31,3 +31,82 @@ def test_ablation_needs_a_fusionrec_config():
     cfg = load_config(Path(__file__).parents[1] / "configs" / "ml-100k" / "bpr.yaml")
     with pytest.raises(ValueError, match="fusionrec config"):
         ablation_variants(cfg)
+
+
+# ------------------------------------------------------------------------ the plan, --variants, --dry-run, estimate
+from fusionrec.ablation import epoch_bounds, plan_ablation, run_ablation  # noqa: E402
+from fusionrec.cli import main  # noqa: E402
+from fusionrec.errors import ConfigError  # noqa: E402
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "ablate"
+    assert main(["ablate", "--config", str(CONFIG), "--out", str(out), "--dry-run", "--variants", "sources"]) == 0
+    text = capsys.readouterr().out
+    assert "ablation plan: 4 row(s), 4 training(s)" in text
+    assert "| 1 | sources | cf | use_text true -> false | yes |" in text
+    assert "each training: 11 to 300 epochs" in text
+    assert not out.exists()
+
+
+def test_the_full_plan_marks_repeated_settings():
+    plan = plan_ablation(load_config(CONFIG))
+    assert len(plan) == 11 and sum(p.same_as is None for p in plan) == 9
+    by_label = {p.label: p for p in plan}
+    # the shipped config fuses with a gate and alpha .1: both rows are the cf+text+kg run
+    assert by_label["gate"].same_as == by_label["cf+text+kg"].index
+    assert by_label["alpha=0.1"].same_as == by_label["cf+text+kg"].index
+    assert by_label["cf+text"].changes == "(the base config)"
+    assert by_label["alpha=1"].changes == "use_kg false -> true, training.kg_alpha 0.1 -> 1"
+
+
+def test_variants_pick_groups_and_single_rows_in_grid_order():
+    cfg = load_config(CONFIG)
+    assert [p.label for p in plan_ablation(cfg, "alpha, cf")] == ["cf", "alpha=0", "alpha=0.01", "alpha=0.1",
+                                                                   "alpha=1"]
+    assert [p.label for p in plan_ablation(cfg, "alpha=.1")] == ["alpha=0.1"]
+    single = plan_ablation(cfg, "alpha=0.1")
+    assert single[0].same_as is None  # the run it would share is not planned: it trains itself
+    pair = plan_ablation(cfg, "gate,alpha=0.1")
+    assert pair[0].same_as is None and pair[1].same_as == pair[0].index
+
+
+def test_unknown_variant_is_a_clear_error(tmp_path, capsys):
+    cfg = load_config(CONFIG)
+    with pytest.raises(ConfigError, match=r"unknown variant 'textonly'.*cf\+text") as err:
+        plan_ablation(cfg, "cf,textonly")
+    assert err.value.key == "--variants"
+    with pytest.raises(ConfigError, match="names no variant"):
+        plan_ablation(cfg, " , ")
+    assert main(["ablate", "--config", str(CONFIG), "--out", str(tmp_path), "--variants", "kg", "--dry-run"]) == 2
+    assert "--variants" in capsys.readouterr().err
+
+
+def test_epoch_bounds_follow_patience_and_eval_every():
+    cfg = load_config(CONFIG)
+    assert epoch_bounds(cfg) == (11, 300)
+    assert epoch_bounds(load_config(CONFIG, ["training.eval_every=5"])) == (55, 300)
+    assert epoch_bounds(load_config(CONFIG, ["training.patience=0"])) == (300, 300)
+    assert epoch_bounds(load_config(CONFIG, ["training.epochs=3"])) == (3, 3)
+
+
+def test_a_small_run_prints_plan_then_estimate_then_progress(tmp_path, one_thread):
+    import json
+
+    from fusionrec.data.synth_atomic import write_synthetic
+
+    write_synthetic(tmp_path / "data", "syn", n_users=120, n_items=80, n_interactions=2400, kg=True, seed=1)
+    cfg = load_config(None, ["dataset.name=syn", f"dataset.path={tmp_path / 'data'}", "model.name=fusionrec",
+                             "model.params={embedding_size: 8, use_text: false, use_kg: false}",
+                             "training.epochs=2", "training.progress=false", "evaluation.ks=[10]"])
+    said: list[str] = []
+    rows = run_ablation(cfg, tmp_path / "out", log=lambda _: None, variants="cf,cf+kg", echo=said.append)
+    assert [r["variant"] for r in rows] == ["cf", "cf+kg"]
+    assert said[0].startswith("ablation plan: 2 row(s), 2 training(s)")
+    assert said[1].startswith("estimate: one epoch of cf+kg took")  # the dearer of the two is timed
+    assert said[2].startswith("done 1/2: cf in") and "the 1 left: about" in said[2]
+    assert said[3].startswith("done 2/2: cf+kg in")
+    saved = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert [p["changes"] for p in saved["plan"]] == ["(the base config)", "use_kg false -> true"]
+    assert (tmp_path / "out" / "00-sources-cf" / "results.json").is_file()
+    assert (tmp_path / "out" / "02-sources-cf_kg" / "results.json").is_file()

@@ -13,6 +13,7 @@ EPILOG = """examples:
   fusionrec data info ml-100k
   fusionrec train --config configs/ml-100k/bpr.yaml --out runs/bpr
   fusionrec train --config configs/ml-100k/bpr.yaml --set training.lr=0.005 --set seed=7 --out runs/bpr-lr
+  fusionrec train --config configs/ml-100k/bpr.yaml --out runs/bpr --resume   # after Ctrl-C
   fusionrec train --config configs/ml-100k/bpr.yaml --resume-from-store runs/bpr/events.sqlite --out runs/bpr2
   fusionrec compare --config configs/ml-100k/bpr.yaml --models pop,itemknn,bpr,lightgcn --out runs/compare
   fusionrec encode --config configs/ml-100k/fusionrec.yaml
@@ -69,7 +70,24 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("name_or_path")
     info.add_argument("--data-dir", help="cache directory for known datasets")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.add_argument("--field", action="append", default=[], metavar="NAME=KIND",
+                      help="declare an item field's kind (text, categorical, numeric, ignore) as dataset.fields does, "
+                           "e.g. --field tags=categorical (repeatable)")
     info.set_defaults(handler=_data_info)
+    synth = dsub.add_parser("synth", help="write a synthetic dataset with planted structure (item clusters, users "
+                                          "preferring clusters, a long popularity tail) as RecBole atomic files")
+    synth.add_argument("--out", required=True, help="folder to write NAME.inter, NAME.item (NAME.kg, NAME.link) into")
+    synth.add_argument("--users", type=int, required=True, help="number of users")
+    synth.add_argument("--items", type=int, required=True, help="number of items")
+    synth.add_argument("--interactions", type=int, required=True, help="number of distinct (user, item) pairs")
+    synth.add_argument("--text", action="store_true", help="give items a title of real topic words (movie_title)")
+    synth.add_argument("--kg", action="store_true", help="write a knowledge graph tied to the clusters (.kg, .link)")
+    synth.add_argument("--clusters", type=int, help="hidden item clusters (default: items / 250, in 8..200)")
+    synth.add_argument("--noise", type=float, default=0.15,
+                       help="share of interactions drawn from the whole catalogue (default 0.15)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed: the same arguments give the same files")
+    synth.add_argument("--name", default="synth", help="dataset name, the files' stem (default synth)")
+    synth.set_defaults(handler=_data_synth)
 
     train = sub.add_parser("train", help="train one model, evaluate it, write DIR/results.json and DIR/model/")
     _run_args(train)
@@ -78,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
                             "split: new users are added, events for items outside the catalogue are skipped (and "
                             "counted), repeats follow dataset.duplicates; results.json records the db, the count "
                             "and a sha256 of the events")
+    train.add_argument("--resume", action="store_true",
+                       help="carry on from DIR/checkpoint (written after each epoch, kept when a run is interrupted "
+                            "by Ctrl-C / SIGTERM); refused when the config or the data differ from the checkpoint's")
     train.set_defaults(handler=_train)
 
     compare = sub.add_parser("compare", help="train several models on the same split and compare them")
@@ -90,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     ablate = sub.add_parser("ablate", help="FusionRec ablation: each source, each fusion strategy and the KG-loss "
                                            "weight, on one split; writes ablation.md/json/png")
     _run_args(ablate)
+    ablate.add_argument("--variants", help="comma-separated groups (sources, fusion, alpha) and / or variants (cf, "
+                                           "cf+text, cf+kg, cf+text+kg, concat, gate, attention, alpha=0, "
+                                           "alpha=0.01, alpha=0.1, alpha=1); default: all")
+    ablate.add_argument("--dry-run", action="store_true", help="print the plan and stop (reads no data)")
+    ablate.add_argument("--no-estimate", action="store_true",
+                        help="do not time one epoch of the dearest variant before starting")
     ablate.set_defaults(handler=_ablate)
 
     encode = sub.add_parser("encode", help="encode the item texts with the configured language model (cached; a "
@@ -159,7 +186,18 @@ def _data_fetch(args) -> int:
 def _data_info(args) -> int:
     from fusionrec.data.loading import resolve_dataset
 
-    ds = resolve_dataset(args.name_or_path, data_dir=args.data_dir)
+    from fusionrec.config import DatasetConfig
+    from fusionrec.errors import ConfigError
+    from fusionrec.typed_config import build
+
+    kinds = {}
+    for item in args.field:
+        name, sep, kind = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--field {item!r} must look like NAME=KIND", key="dataset.fields")
+        kinds[name.strip()] = kind.strip()
+    kinds = build(DatasetConfig, {"fields": kinds}, key="dataset").fields  # checks each kind
+    ds = resolve_dataset(args.name_or_path, data_dir=args.data_dir, fields=kinds)
     stats = ds.stats()
     stats["sha256"] = ds.content_hash()
     if args.json:
@@ -171,9 +209,22 @@ def _data_info(args) -> int:
             value = f"{value:,}"
         elif isinstance(value, list):
             value = ", ".join(map(str, value)) or "-"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k}: {f'{v:,}' if isinstance(v, int) else v}" for k, v in value.items()) or "-"
         print(f"{key:<{width}}  {value}")
     for note in ds.notes:
         print(f"note: {note}")
+    return 0
+
+
+def _data_synth(args) -> int:
+    from fusionrec.data.synth_atomic import write_synthetic
+
+    summary = write_synthetic(args.out, args.name, args.users, args.items, args.interactions, text=args.text,
+                              kg=args.kg, seed=args.seed, n_clusters=args.clusters, noise=args.noise)
+    print(f"wrote {', '.join(summary.files)} to {summary.directory}: {summary.users:,} users, {summary.items:,} "
+          f"items, {summary.interactions:,} interactions, {summary.clusters} clusters, {summary.triples:,} triples")
+    print(f"train on it: --set dataset.name={summary.name} --set dataset.path={summary.directory}")
     return 0
 
 
@@ -181,9 +232,10 @@ def _train(args) -> int:
     from fusionrec.experiment import run_experiment
 
     cfg = _load(args)
-    results = run_experiment(cfg, args.out, events_db=args.resume_from_store)
-    print(json.dumps({"out": str(Path(args.out).resolve()), "test": results["metrics"]["test"]}, indent=2))
-    return 0
+    results = run_experiment(cfg, args.out, events_db=args.resume_from_store, resume=args.resume)
+    print(json.dumps({"out": str(Path(args.out).resolve()), "test": results["metrics"]["test"],
+                      **({"interrupted": True} if results["interrupted"] else {})}, indent=2))
+    return 130 if results["interrupted"] else 0  # stopped early: scripts that chain runs should not go on
 
 
 def _compare(args) -> int:
@@ -200,8 +252,10 @@ def _compare(args) -> int:
 def _ablate(args) -> int:
     from fusionrec.ablation import run_ablation
 
-    run_ablation(_load(args), args.out)
-    print((Path(args.out) / "ablation.md").read_text())
+    run_ablation(_load(args), args.out, variants=args.variants, dry_run=args.dry_run,
+                 echo=lambda text: print(text, flush=True), estimate=not args.no_estimate)
+    if not args.dry_run:
+        print((Path(args.out) / "ablation.md").read_text())
     return 0
 
 

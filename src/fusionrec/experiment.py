@@ -19,12 +19,13 @@ from fusionrec.artifacts import save_artifact
 from fusionrec.config import RunConfig, TextConfig
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.loading import load_dataset
-from fusionrec.data.splits import Split, make_split, thin_interactions
+from fusionrec.data.splits import Split, check_test_history, make_split, thin_interactions
 from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
 from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.models.base import Model, ModelInputs
+from fusionrec.models.base import HistoryReader, Model, ModelInputs
 from fusionrec.models.registry import get_model_class
 from fusionrec.provenance import machine, package_versions, peak_rss_mb
+from fusionrec.training.checkpoint import Checkpoint, run_fingerprint
 from fusionrec.training.inputs import build_inputs
 from fusionrec.training.seeding import seed_everything
 from fusionrec.training.trainer import Trainer
@@ -46,6 +47,7 @@ def prepare_data(cfg: RunConfig, log=None, events_db: str | Path | None = None) 
     interactions are appended before the split (see :mod:`fusionrec.data.event_log`)."""
     log = log or _stderr
     t0 = time.perf_counter()
+    check_test_history(cfg.split.method, cfg.split.test_history)  # before a long load
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir)
     folded = None
     if events_db is not None:
@@ -61,7 +63,7 @@ def prepare_data(cfg: RunConfig, log=None, events_db: str | Path | None = None) 
     data_sha256 = dataset.content_hash()  # of the data as read (and folded), before any thinning
     dataset = thin_interactions(dataset, cfg.split.keep_share, seed)
     split = make_split(dataset, cfg.split.method, ratios=tuple(cfg.split.ratios), seed=seed,
-                       cold_share=cfg.split.cold_share)
+                       cold_share=cfg.split.cold_share, test_history=cfg.split.test_history)
     stats = dataset.stats()
     log(f"data: {stats['name']}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions"
         f" | split {cfg.split.method}: train {len(split.train)}, valid {len(split.valid)}, test {len(split.test)}"
@@ -98,16 +100,22 @@ def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None)
         log(f"kg: {kg.n_entities} entities, {kg.n_relations} relations, {len(kg.triples)} triples, "
             f"{kg.n_linked_items} of {dataset.n_items} items linked")
     return build_inputs(dataset.n_users, dataset.n_items, prepared.split.train, item_text=text, kg=kg,
-                        item_text_mask=mask)
+                        item_text_mask=mask, log=log, progress=cfg.training.progress)
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | None = None, log=None,
-                   events_db: str | Path | None = None) -> dict:
+                   events_db: str | Path | None = None, resume: bool = False) -> dict:
     """Trains ``cfg.model`` and writes ``out_dir/results.json`` and ``out_dir/model/``; returns the results dict.
-    ``events_db``: fold that event store's interactions into the data first (ignored when ``prepared`` is given)."""
+    ``events_db``: fold that event store's interactions into the data first (ignored when ``prepared`` is given).
+    Training writes ``out_dir/checkpoint/`` after each epoch (removed once the run finishes, kept when it was
+    interrupted); ``resume``: carry on from it (refused when the config or the data differ)."""
     log = log or _stderr
     out_dir = Path(out_dir)
     prepared = prepared or prepare_data(cfg, log, events_db=events_db)
+    checkpoint = Checkpoint(out_dir / "checkpoint", run_fingerprint(cfg.to_dict(), prepared.data_sha256))
+    resumed = checkpoint.load() if resume else None  # before the text encoding and the model: fail fast
+    if resumed is not None:
+        log(f"resume: from epoch {resumed.epoch} in {checkpoint.path}")
     dataset, split = prepared.dataset, prepared.split
     cls, params = model_params(cfg)
     inputs = model_inputs(cfg, prepared, cls.required_inputs(params), log)
@@ -147,9 +155,11 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         return {**metrics, **{f"{seg}/{k}": v for seg, values in segs.items() for k, v in values.items()}}
 
     log(f"train: {cfg.model.name} on {dataset.name}")
-    result = Trainer(cfg.training, seed=cfg.seed).fit(model, inputs, validate if len(split.valid) else None)
+    result = Trainer(cfg.training, seed=cfg.seed).fit(model, inputs, validate if len(split.valid) else None,
+                                                      checkpoint=checkpoint, resume=resumed)
     model.eval()
     valid = validate(model) if len(split.valid) else {}
+    history_read = use_test_history(model, split, log)  # after validation: valid is always scored from train
     segments = {}
     if split.cold_items is not None:
         segments["cold_items"] = split.cold_items
@@ -164,7 +174,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     results = {
         "model": cfg.model.name,
         "dataset": dataset.name,
-        "evaluation": {"mode": cfg.evaluation.mode, "excluded": "train for valid; train + valid for test"},
+        "evaluation": {"mode": cfg.evaluation.mode, "excluded": "train for valid; train + valid for test",
+                       "test_history": split.test_history, "test_history_read_by_model": history_read},
         "split": {"method": split.method, "ratios": list(cfg.split.ratios),
                   "sizes": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}},
         "metrics": {"valid": valid, "test": test},
@@ -181,15 +192,27 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
                     "epochs": result.epochs_run},
         "best_epoch": result.best_epoch,
         "stopped_by": result.stopped_by,
+        "interrupted": result.stopped_by == "interrupted",  # SIGINT / SIGTERM: the best weights so far
+        "resumed_from_epoch": resumed.epoch if resumed is not None else None,
+        # the loss and batch size training actually used, and why when not the configured ones (None: untrained)
+        "training_loss": {"loss": result.loss, "reason": result.loss_reason, "batch_size": result.batch_size,
+                          "batch_size_reason": result.batch_size_reason},
         "peak_rss_mb": peak_rss_mb(),
         "history": result.to_dict()["history"],
     }
     all_known = dataset.interactions.to_csr()
     save_artifact(out_dir / "model", model, dataset.users, dataset.items, all_known, run_config=cfg.to_dict(),
                   extra={"data_sha256": prepared.data_sha256, "dataset": dataset.name,
+                         "scoring_history": "train_valid" if history_read else "train",
                          **({"folded_events": prepared.folded} if prepared.folded else {})},
                   knowledge=artifact_knowledge(cfg, dataset, inputs.kg, log))
     atomic_io.write_json(out_dir / "results.json", results)
+    if result.stopped_by == "interrupted":
+        more = f"; to carry on: fusionrec train ... --out {out_dir} --resume" if checkpoint.exists() else ""
+        log(f"interrupted after {result.epochs_run} epoch(s): results.json and model/ hold the best weights so far "
+            f"(epoch {result.best_epoch}){more}")
+    else:
+        checkpoint.remove()
     log(f"test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k.split("@")[0] in ("ndcg", "recall")))
     return results
 
@@ -218,6 +241,22 @@ def with_model(cfg: RunConfig, name: str, model_cfg: RunConfig | None = None) ->
     if model_cfg is not None:
         return replace(cfg, model=model_cfg.model, training=model_cfg.training)
     return replace(cfg, model=replace(cfg.model, name=name, params={} if cfg.model.name != name else cfg.model.params))
+
+
+def use_test_history(model: Model, split: Split, log=None) -> bool:
+    """With ``split.test_history: train_valid``, hands a :class:`HistoryReader` model the train + valid histories
+    to score the test (and to keep in its artifact); returns whether the model reads them. Other models keep what
+    they fitted on train."""
+    log = log or _stderr
+    if split.test_history != "train_valid":
+        return False
+    if not isinstance(model, HistoryReader):
+        log(f"test history: {model.name} scores from its trained parameters; train + valid items are excluded")
+        return False
+    model.use_history(split.history("test"))
+    model.eval()
+    log(f"test history: {model.name} scores the test from train + valid ({len(split.valid)} valid interactions)")
+    return True
 
 
 def _flat(result) -> dict:

@@ -9,7 +9,10 @@ them with the configured weights.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -24,7 +27,10 @@ class ModelInputs:
 
     ``train``: binary user x item CSR matrix of the training interactions, shape (n_users, n_items).
     ``item_text``: frozen text embeddings, shape (n_items, d_text), or None; ``item_text_mask``: bool (n_items,),
-    False where an item has no text. ``kg``: a :class:`fusionrec.data.KnowledgeGraph` or None."""
+    False where an item has no text. ``kg``: a :class:`fusionrec.data.KnowledgeGraph` or None.
+    ``log``: where :meth:`Model.prepare` reports a long fit (sizes, memory and time estimates), one line per call;
+    None: the ``fusionrec.models`` logger at INFO. ``progress``: whether a long ``prepare`` may show a progress bar
+    (tqdm on stderr)."""
 
     n_users: int
     n_items: int
@@ -32,15 +38,27 @@ class ModelInputs:
     item_text: torch.Tensor | None = None
     item_text_mask: torch.Tensor | None = None
     kg: Any = None
+    log: Callable[[str], None] | None = None
+    progress: bool = False
+
+    def report(self, message: str) -> None:
+        """Sends one line about the fit to ``log`` (or the ``fusionrec.models`` logger): models never print."""
+        if self.log is not None:
+            self.log(message)
+        else:
+            logging.getLogger("fusionrec.models").info(message)
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One training batch. ``users``, ``pos``: LongTensor (B,); ``neg``: LongTensor (B, n_neg)."""
+    """One training batch. ``users``, ``pos``: LongTensor (B,); ``neg``: LongTensor (B, n_neg). ``candidates``:
+    LongTensor (C,) or None, the items :meth:`Model.forward_catalogue` scores for every user of the batch (the
+    sampled softmax's shared candidate set); None: every item."""
 
     users: torch.Tensor
     pos: torch.Tensor
     neg: torch.Tensor
+    candidates: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,36 @@ class ForwardOut:
 @dataclass(frozen=True)
 class NoParams:
     """Hyper-parameters of a model that has none."""
+
+
+class HistoryReader(abc.ABC):
+    """Declared capability: a model whose scores read each user's interaction history (the scoring input of a
+    neighbourhood model, the user-item graph of a propagation model) and can be handed a longer one after fitting,
+    with nothing refitted or retrained.
+
+    The experiment calls :meth:`use_history` with train + valid before scoring the test when
+    ``split.test_history: train_valid`` (the leave-one-out protocol of published sequential tables); a model
+    without this capability (free user vectors, popularity counts) keeps what it fitted. Checked with
+    ``isinstance(model, HistoryReader)``."""
+
+    @abc.abstractmethod
+    def use_history(self, history: sp.csr_matrix) -> None:
+        """Score from now on with ``history``, a user x item CSR matrix of shape (n_users, n_items) (any positive
+        value counts as one interaction). The learned parameters (item-item weights, similarities, embeddings) stay
+        as fitted; what the model keeps of the history lives in buffers, so a saved artifact holds it."""
+
+
+def checked_history(history: sp.spmatrix, n_users: int, n_items: int) -> sp.csr_matrix:
+    """A canonical 0/1 float32 CSR copy of ``history`` (duplicates summed, indices sorted) after checking its shape
+    is (n_users, n_items); what :meth:`HistoryReader.use_history` implementations start from."""
+    if history.shape != (n_users, n_items):
+        raise ValueError(f"history has shape {history.shape}, the model has ({n_users}, {n_items})")
+    out = sp.csr_matrix(history, dtype="float32", copy=True)
+    out.sum_duplicates()
+    out.eliminate_zeros()
+    out.sort_indices()
+    out.data[:] = 1.0
+    return out
 
 
 class Model(nn.Module):
@@ -104,7 +152,9 @@ class Model(nn.Module):
     def forward_catalogue(self, batch: Batch) -> ForwardOut:
         """Training-mode scores of EVERY item for the batch's users, for the ``full_softmax`` loss: ``pos`` (B,) the
         scores of ``batch.pos`` and ``neg`` (B, n_items) all items' scores (the positive's included), plus extra
-        terms as in :meth:`forward`. ``batch.neg`` is empty. Vector models implement it with one matrix product."""
+        terms as in :meth:`forward`. ``batch.neg`` is empty. With ``batch.candidates`` (C,) (the ``sampled_softmax``
+        loss) ``neg`` is (B, C): every user's scores of those items only, and ``pos`` is scored on its own. Vector
+        models implement both with one matrix product (:func:`fusionrec.models.similarity.catalogue_out`)."""
         raise NotImplementedError(f"{self.name} cannot score the whole catalogue in training")
 
     def kg_terms(self, heads: torch.Tensor, relations: torch.Tensor, tails: torch.Tensor,

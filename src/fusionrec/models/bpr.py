@@ -46,10 +46,11 @@ class BPR(Model):
         return ForwardOut(pos, neg)
 
     def forward_catalogue(self, batch: Batch) -> ForwardOut:
-        """users, pos (B,) -> pos scores (B,) and every item's scores (B, n_items)."""
+        """users, pos (B,) -> pos scores (B,) and every item's scores (B, n_items), or the scores (B, C) of
+        ``batch.candidates``."""
         sim = self.params.similarity
         u = finish(self.user_emb.weight.index_select(0, batch.users), sim)
-        return catalogue_out(u, finish(self.item_emb.weight, sim), batch.pos)
+        return catalogue_out(u, finish(self.item_emb.weight, sim), batch.pos, candidates=batch.candidates)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, n_items)."""

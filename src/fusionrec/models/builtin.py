@@ -9,3 +9,4 @@ from fusionrec.models import content_knn  # noqa: F401
 from fusionrec.models import kg_knn  # noqa: F401
 from fusionrec.models import kgat  # noqa: F401
 from fusionrec.models import ease  # noqa: F401
+from fusionrec.models import sparse_ease  # noqa: F401

@@ -135,12 +135,12 @@ class CKE(Model):
         return ForwardOut(scores[:, 0], scores[:, 1:], {"reg": reg})
 
     def forward_catalogue(self, batch: Batch) -> ForwardOut:
-        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) and 'reg' on the users' and
-        positives' vectors."""
+        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) (or those (B, C) of
+        ``batch.candidates``) and 'reg' on the users' and positives' vectors."""
         sim = self.params.similarity
         u, v = self.user_emb(batch.users), self.item_vectors()
         reg = self.params.reg_weights[0] * (u.square().sum() + v[batch.pos].square().sum()) / (2 * len(batch.users))
-        return catalogue_out(finish(u, sim), finish(v, sim), batch.pos, {"reg": reg})
+        return catalogue_out(finish(u, sim), finish(v, sim), batch.pos, {"reg": reg}, batch.candidates)
 
     def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """User and item vectors as scored (unit length under ``cosine``)."""

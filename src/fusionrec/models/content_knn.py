@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
-from fusionrec.models.base import Model, ModelInputs
+from fusionrec.models.base import HistoryReader, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (binary_csr, check_users, data_sized_buffers, history_buffers,
                                         history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register
@@ -56,7 +56,7 @@ def top_k_neighbours(block: SimilarityBlock, n_items: int, k: int) -> tuple[torc
     return torch.stack([rows_t[by_target], cols_t[by_target]]), vals_t[by_target].contiguous()
 
 
-class SimilarityKNN(Model):
+class SimilarityKNN(Model, HistoryReader):
     """Base of the untrained neighbourhood models: ``prepare`` stores the users' training histories and the top-k
     similarity lists that :meth:`similarity` defines; ``score_all`` sums (or averages) over a user's history.
 
@@ -86,6 +86,12 @@ class SimilarityKNN(Model):
         block = self.similarity(inputs)
         self.sim_indices, self.sim_values = top_k_neighbours(block, self.n_items, self.params.k)
         self.hist_indptr, self.hist_items = history_buffers(binary_csr(inputs.train))
+        self._cache.clear()
+
+    def use_history(self, history) -> None:
+        """Aggregate sim(i, j) over the users' items in ``history`` (scipy CSR (n_users, n_items)); the top-k
+        similarity lists stay as prepared."""
+        self.hist_indptr, self.hist_items = history_buffers(checked_history(history, self.n_users, self.n_items))
         self._cache.clear()
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

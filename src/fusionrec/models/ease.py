@@ -14,9 +14,14 @@ pseudo-users weighted by ``sqrt(text_weight)`` and ``sqrt(kg_weight)``, which ad
 so items whose text or entities agree are pulled towards sharing weights, while the fit is still only to the real
 users' rows. score(u, j) = sum_i X[u, i] B[i, j].
 
-Cost: the dense (n_items, n_items) Gram matrix and its inverse, O(n_items^3) time and about 20 n_items^2 bytes of
-memory while preparing (two float64 matrices and the float32 result; bench/ease_prepare.py at 4,000 items: 20.1
-bytes per item², 5.6 s on one thread); ``max_items`` refuses catalogues where that would not fit.
+Cost: the dense (n_items, n_items) Gram matrix and its inverse, O(n_items^3) time. The Gram matrix is built in row
+blocks and inverted in place (LAPACK getrf + getri on the float64 array itself), so preparing holds one float64
+n_items² array plus the float32 result: about :data:`BYTES_PER_ITEM2` = 12 bytes per item² (before: 32, with
+numpy.linalg.inv's two hidden n² copies; issue 11 measured 10.3 GB peak RSS at 17,632 items, 33 bytes per item²).
+Before fitting, :meth:`EASE.prepare` reports the item count, that memory and a time estimate from the cubic model
+:data:`SECONDS_PER_ITEM3` x n_items³; the constructor refuses catalogues whose memory is above
+``max_memory_gb`` (and, when set, above ``max_items``) with a ConfigError that names the cap and points to
+``sparse-ease``, the neighbourhood-restricted variant that scales to 100,000 items.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ import scipy.sparse as sp
 import torch
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
-from fusionrec.models.base import Model, ModelInputs
+from fusionrec.models.base import HistoryReader, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (binary_csr, check_users, data_sized_buffers, history_buffers,
                                         history_columns)
 from fusionrec.models.kg_knn import item_entity_vectors
 from fusionrec.models.registry import register
+
+_BLOCK_CELLS = 1 << 24  # Gram cells built per row block (float64: 128 MB)
 
 
 @dataclass(frozen=True)
@@ -40,11 +47,35 @@ class EASEParams:
     l2: float = 400.0  # > 0, added to the Gram diagonal; larger shrinks B towards plain co-occurrence
     text_weight: float = 0.0  # >= 0, weight of the item text cosine-similarity Gram (needs item text); 0: off
     kg_weight: float = 0.0  # >= 0, weight of the KG neighbourhood cosine-similarity Gram (needs a KG); 0: off
-    max_items: int = 20000  # refuse larger catalogues: preparing needs about 20 * n_items^2 bytes (8 GB at 20,000)
+    max_memory_gb: float = 8.0  # > 0, refuse catalogues whose prepare needs more (12 * n_items^2 bytes: 25,800 items)
+    max_items: int | None = None  # >= 1, an extra cap on the item count; None: the memory cap alone decides
+
+
+# bytes per item² while preparing: the float64 Gram matrix inverted in place (8) and the float32 weights (4)
+BYTES_PER_ITEM2 = 12
+# seconds per item³ of the dense inverse on one core: bench/ease_prepare.py --items 4000 --users 3000 took 5.6 s
+# (2026-12-02, 2-core AMD EPYC, one thread, numpy.linalg.inv: 8/3 n³ flops; the in-place getrf + getri does 2 n³,
+# so the estimate errs long). A loaded machine is slower: issue 11's 17,632-item run took 29 min, 3.6x this.
+SECONDS_PER_ITEM3 = 5.6 / 4000 ** 3
+
+
+def ease_cost(n_items: int) -> tuple[int, float]:
+    """(bytes, seconds) EASE's prepare is expected to take for ``n_items`` items: BYTES_PER_ITEM2 n² bytes and
+    SECONDS_PER_ITEM3 n³ seconds on one core (the sparse Gram of the interactions and the process come on top)."""
+    return BYTES_PER_ITEM2 * n_items ** 2, SECONDS_PER_ITEM3 * n_items ** 3
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for a log line: seconds, minutes or hours."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @register
-class EASE(Model):
+class EASE(Model, HistoryReader):
     """Buffers (data-sized, restored by ``load_state_dict``): ``weights`` (n_items, n_items) B;
     ``hist_indptr`` (n_users + 1,) and ``hist_items`` (n_train,): each user's training items, CSR-style."""
 
@@ -64,11 +95,22 @@ class EASE(Model):
         for key in ("text_weight", "kg_weight"):
             if getattr(p, key) < 0:
                 raise ConfigError(f"must be >= 0, got {getattr(p, key)}", key=f"model.params.{key}")
-        if self.n_items > p.max_items:
-            raise ConfigError(f"ease builds a dense {self.n_items} x {self.n_items} matrix (about "
-                              f"{20 * self.n_items ** 2 / 2 ** 30:.1f} GiB while preparing), above max_items "
-                              f"{p.max_items}; raise max_items if the memory is there, or use itemknn or a "
-                              "vector model", key="model.params.max_items")
+        if not p.max_memory_gb > 0:
+            raise ConfigError(f"must be > 0, got {p.max_memory_gb}", key="model.params.max_memory_gb")
+        if p.max_items is not None and p.max_items < 1:
+            raise ConfigError(f"must be >= 1 or null, got {p.max_items}", key="model.params.max_items")
+        need, seconds = ease_cost(self.n_items)
+        if need > p.max_memory_gb * 1e9:
+            raise ConfigError(f"ease on {self.n_items:,} items inverts a dense {self.n_items:,} x {self.n_items:,} "
+                              f"matrix: about {need / 1e9:.1f} GB while preparing ({BYTES_PER_ITEM2} bytes x "
+                              f"n_items²) and about {duration_text(seconds)} on one core, above the cap "
+                              f"model.params.max_memory_gb = {p.max_memory_gb:g}; raise the cap if the memory is "
+                              "there, or use model.name: sparse-ease (each item regressed on its top-k "
+                              "co-occurring items, memory n_items x k)", key="model.params.max_memory_gb")
+        if p.max_items is not None and self.n_items > p.max_items:
+            raise ConfigError(f"ease on {self.n_items:,} items is above the cap model.params.max_items = "
+                              f"{p.max_items:,}; raise it, or use model.name: sparse-ease",
+                              key="model.params.max_items")
         self.register_buffer("weights", torch.zeros(0, 0))
         self.register_buffer("hist_indptr", torch.zeros(0, dtype=torch.long))  # empty until prepared
         self.register_buffer("hist_items", torch.zeros(0, dtype=torch.long))
@@ -80,19 +122,38 @@ class EASE(Model):
         return "one item-item weight matrix" if self.params.text_weight > 0 or self.params.kg_weight > 0 else None
 
     def prepare(self, inputs: ModelInputs) -> None:
+        need, seconds = ease_cost(self.n_items)
+        inputs.report(f"ease: {self.n_items:,} items: a dense {self.n_items:,} x {self.n_items:,} inverse, about "
+                      f"{need / 1e9:.2f} GB while preparing ({BYTES_PER_ITEM2} bytes x n_items², cap "
+                      f"max_memory_gb {self.params.max_memory_gb:g}) and about {duration_text(seconds)} on one core "
+                      f"({SECONDS_PER_ITEM3:.3g} s x n_items³)")
         x = binary_csr(inputs.train, dtype=np.float64)
-        gram = np.asarray((x.T @ x).todense())
-        if self.params.text_weight > 0:
-            t = text_rows(inputs, self.n_items)
-            gram += self.params.text_weight * (t @ t.T)
-        if self.params.kg_weight > 0:
-            if inputs.kg is None:
-                raise DataError("ease with kg_weight > 0 needs a knowledge graph: the dataset has none under the "
-                                "knowledge: settings", field="kg")
-            m = item_entity_vectors(inputs.kg, self.n_items, 1, "tfidf").astype(np.float64)
-            gram += self.params.kg_weight * np.asarray((m @ m.T).todense())
-        self.weights = torch.from_numpy(closed_form_weights(gram, self.params.l2).astype(np.float32))
+        if self.params.kg_weight > 0 and inputs.kg is None:
+            raise DataError("ease with kg_weight > 0 needs a knowledge graph: the dataset has none under the "
+                            "knowledge: settings", field="kg")
+        gram = np.empty((self.n_items, self.n_items))
+        xt = sp.csr_matrix(x.T)
+        t = text_rows(inputs, self.n_items) if self.params.text_weight > 0 else None
+        m = item_entity_vectors(inputs.kg, self.n_items, 1, "tfidf").astype(np.float64) \
+            if self.params.kg_weight > 0 else None
+        block = max(1, _BLOCK_CELLS // max(1, self.n_items))
+        for lo in range(0, self.n_items, block):  # row blocks: no second n² array
+            rows = slice(lo, min(lo + block, self.n_items))
+            gram[rows] = (xt[rows] @ x).toarray()
+            if t is not None:
+                gram[rows] += self.params.text_weight * (t[rows] @ t.T)
+            if m is not None:
+                gram[rows] += self.params.kg_weight * (m[rows] @ m.T).toarray()
+        weights = closed_form_weights(gram, self.params.l2)  # gram's memory, inverted in place
+        del gram
+        self.weights = torch.from_numpy(weights.astype(np.float32))
+        del weights
         self.hist_indptr, self.hist_items = history_buffers(x)
+        self._cache.clear()
+
+    def use_history(self, history: sp.csr_matrix) -> None:
+        """Score X' @ B with the users' rows of ``history`` (n_users, n_items) as X'; B stays as fitted."""
+        self.hist_indptr, self.hist_items = history_buffers(checked_history(history, self.n_users, self.n_items))
         self._cache.clear()
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
@@ -111,11 +172,13 @@ class EASE(Model):
 
 
 def closed_form_weights(gram: np.ndarray, l2: float) -> np.ndarray:
-    """B = -P / diag(P) column-wise with a zero diagonal, P = (gram + l2 I)^-1; ``gram`` (n, n) symmetric PSD,
-    overwritten (its diagonal gets ``l2``) so that only two n x n float64 arrays are alive at once."""
+    """B = -P / diag(P) column-wise with a zero diagonal, P = (gram + l2 I)^-1; ``gram`` (n, n) float64 symmetric
+    PSD, C-contiguous, OVERWRITTEN: B is returned in its memory (LAPACK inverts the Fortran-ordered view
+    ``gram.T``, the same matrix since it is symmetric), so no second n x n array is made."""
+    from scipy.linalg import inv
+
     gram[np.diag_indices_from(gram)] += l2
-    p = np.linalg.inv(gram)
-    del gram
+    p = inv(gram.T, overwrite_a=True, check_finite=False).T  # (P^T)^T = P, in gram's memory
     p /= -np.diag(p)[None, :].copy()
     np.fill_diagonal(p, 0.0)
     return p

@@ -34,10 +34,11 @@ from torch import nn
 
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
+from fusionrec.knowledge.kg.aggregate import RowMix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
-from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
+from fusionrec.models.base import Batch, ForwardOut, HistoryReader, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers, optional_buffers,
-                                        normalized_bipartite_adjacency, sparse_from_buffers, spmm, symmetric_spmm)
+                                        normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import catalogue_out, check_similarity, finish
 
@@ -68,7 +69,7 @@ class FusionRecParams:
 
 
 @register
-class FusionRec(Model):
+class FusionRec(Model, HistoryReader):
     name = "fusionrec"
     Params = FusionRecParams
     uses_kg_loss = True
@@ -180,6 +181,14 @@ class FusionRec(Model):
                 _item_entity_matrix(kg.triples, kg.item_entity.numpy(), kg.n_entities, self.params.kg_neighbours))
         self._cache.clear()
 
+    def use_history(self, history) -> None:
+        """Propagate over the user-item graph of ``history`` (scipy CSR (n_users, n_items)), normalised afresh; the
+        weights, and which items count as warm (``item_degree``: training interactions, so the cold path and the
+        fused layer-0 vectors stay as trained), are unchanged."""
+        graph = normalized_bipartite_adjacency(checked_history(history, self.n_users, self.n_items))
+        self.adj_indices, self.adj_values = buffers_from_scipy(graph)
+        self._cache.clear()
+
     def _fit_text_components(self) -> None:
         """PCA of the text embeddings of the items that have text: the mean and the top ``text_components``
         right singular vectors (fewer items than components: the rest of the basis stays zero)."""
@@ -207,6 +216,15 @@ class FusionRec(Model):
             self._cache[key] = sparse_from_buffers(indices, values, shape)
         return self._cache[key]
 
+    def _item_kg_mix(self) -> RowMix:
+        """The (n_items, n_entities) neighbour-mean matrix as a :class:`RowMix`: a gather-and-sum forward and one
+        transposed sparse product backward, the same maths as the sparse product at a lookup's cost."""
+        if "item_kg_mix" not in self._cache:  # the graph never changes with the weights: kept in train mode too
+            if self.kg_values.numel() == 0:
+                raise FusionrecError("fusionrec has no graph yet: call prepare(inputs) or load a saved state dict")
+            self._cache["item_kg_mix"] = RowMix(self.kg_indices, self.kg_values, (self.n_items, self.n_entities))
+        return self._cache["item_kg_mix"]
+
     def source_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every item's sources (n_items, S, d) and their presence mask (n_items, S); S follows ``self.sources``."""
         vecs, masks = [self.item_emb.weight], [self.item_degree > 0]
@@ -219,10 +237,7 @@ class FusionRec(Model):
             ent = self.kg_model.entity_embedding.weight
             linked = self.item_entity >= 0
             if self.params.kg_neighbours:
-                shape = (self.n_items, self.n_entities)
-                item_kg = self._sparse("item_kg", self.kg_indices, self.kg_values, shape)
-                item_kg_t = self._sparse("item_kg_t", self.kg_indices.flip(0), self.kg_values, shape[::-1])
-                vecs.append(spmm(item_kg, item_kg_t, ent))  # unlinked: zero rows
+                vecs.append(self._item_kg_mix()(ent))  # unlinked: zero rows
             else:  # a plain gather: much cheaper than a sparse product over the whole entity table
                 vecs.append(ent.index_select(0, self.item_entity.clamp(min=0)) * linked.unsqueeze(1))
             masks.append(linked)
@@ -334,20 +349,24 @@ class FusionRec(Model):
         return ForwardOut(scores[:, 0], scores[:, 1:], self._terms(batch.users, idx, u, content, full))
 
     def forward_catalogue(self, batch: Batch) -> ForwardOut:
-        """users, pos (B,) -> pos scores (B,) and every item's scores (B, n_items); a ``source_dropout`` share of
-        the (user, item) scores read the item's content vector. ``reg`` on the layer-0 vectors of the batch's users
-        and positives; ``align`` (with ``content_align``) over the (user, warm positive) pairs, as :meth:`forward`."""
+        """users, pos (B,) -> pos scores (B,) and every item's scores (B, n_items), or those (B, C) of
+        ``batch.candidates`` (the positives then scored apart); a ``source_dropout`` share of the (user, item) scores
+        read the item's content vector. ``reg`` on the layer-0 vectors of the batch's users and positives; ``align``
+        (with ``content_align``) over the (user, warm positive) pairs, as :meth:`forward`."""
         p = self.params
         users, items, content = self.final_vectors()
         u = users[batch.users]  # (B, d)
-        out = catalogue_out(u, items, batch.pos)
-        scores = out.neg
+        out = catalogue_out(u, items, batch.pos, candidates=batch.candidates)
+        scores, pos = out.neg, out.pos
         has_content = len(self.sources) > 1
         if p.source_dropout > 0 and has_content:
+            by_content = catalogue_out(u, content, batch.pos, candidates=batch.candidates)
             drop = torch.rand(scores.shape) < p.source_dropout
-            scores = torch.where(drop, u @ content.T, scores)
+            scores = torch.where(drop, by_content.neg, scores)
+            pos = scores.gather(1, batch.pos.unsqueeze(1)).squeeze(1) if batch.candidates is None \
+                else torch.where(torch.rand(pos.shape) < p.source_dropout, by_content.pos, pos)
         terms = self._terms(batch.users, batch.pos.unsqueeze(1), u, content, out.pos.unsqueeze(1))
-        return ForwardOut(scores.gather(1, batch.pos.unsqueeze(1)).squeeze(1), scores, terms)
+        return ForwardOut(pos, scores, terms)
 
     def _terms(self, users: torch.Tensor, idx: torch.Tensor, u: torch.Tensor, content: torch.Tensor,
                full: torch.Tensor) -> dict[str, torch.Tensor]:

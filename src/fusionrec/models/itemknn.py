@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.models.base import Model, ModelInputs
+from fusionrec.models.base import HistoryReader, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (binary_csr, buffers_from_scipy, check_users, data_sized_buffers,
                                         history_buffers, history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register
@@ -24,7 +24,7 @@ class ItemKNNParams:
 
 
 @register
-class ItemKNN(Model):
+class ItemKNN(Model, HistoryReader):
     """sim(i, j) = <r_i, r_j> / (|r_i| |r_j| + shrink + 1e-6) over item columns r of the binary training matrix
     (RecBole's ItemKNN), a zero diagonal, and for each target item j only its ``k`` most similar items i.
     score(u, j) = sum_i R[u, i] sim(i, j).
@@ -52,6 +52,11 @@ class ItemKNN(Model):
         r = binary_csr(inputs.train)
         self.sim_indices, self.sim_values = buffers_from_scipy(top_k_cosine(r, self.params.k, self.params.shrink))
         self.hist_indptr, self.hist_items = history_buffers(r)
+        self._cache.clear()
+
+    def use_history(self, history: sp.csr_matrix) -> None:
+        """Sum sim(i, j) over the users' items in ``history`` (n_users, n_items); the similarities stay as fitted."""
+        self.hist_indptr, self.hist_items = history_buffers(checked_history(history, self.n_users, self.n_items))
         self._cache.clear()
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

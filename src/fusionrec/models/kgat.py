@@ -190,13 +190,13 @@ class KGAT(Model):
         return ForwardOut(scores[:, 0], scores[:, 1:], {"reg": reg})
 
     def forward_catalogue(self, batch: Batch) -> ForwardOut:
-        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) and 'reg' on the final vectors of
-        the batch's users and positives."""
+        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) (or those (B, C) of
+        ``batch.candidates``) and 'reg' on the final vectors of the batch's users and positives."""
         users, items = self.propagate()
         u = users.index_select(0, batch.users)
         reg = self.params.reg_weight * (u.square().sum() + items[batch.pos].square().sum()) / (2 * len(batch.users))
         sim = self.params.similarity
-        return catalogue_out(finish(u, sim), finish(items, sim), batch.pos, {"reg": reg})
+        return catalogue_out(finish(u, sim), finish(items, sim), batch.pos, {"reg": reg}, batch.candidates)
 
     def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The propagated vectors as scored (unit length under ``cosine``)."""

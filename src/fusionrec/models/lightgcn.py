@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
+from fusionrec.models.base import Batch, ForwardOut, HistoryReader, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers,
                                         normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
 from fusionrec.models.registry import register
@@ -25,7 +25,7 @@ class LightGCNParams:
 
 
 @register
-class LightGCN(Model):
+class LightGCN(Model, HistoryReader):
     """E^(l+1) = A_hat E^(l) over the nodes [users; items] with A_hat = D^-1/2 [[0, R], [R^T, 0]] D^-1/2;
     final E = mean(E^(0..L)); score(u, i) = <E_u, E_i>.
 
@@ -51,6 +51,13 @@ class LightGCN(Model):
 
     def prepare(self, inputs: ModelInputs) -> None:
         self.adj_indices, self.adj_values = buffers_from_scipy(normalized_bipartite_adjacency(inputs.train))
+        self._cache.clear()
+
+    def use_history(self, history) -> None:
+        """Propagate the trained layer-0 vectors over the graph of ``history`` (scipy CSR (n_users, n_items)),
+        normalised afresh; no weight changes."""
+        graph = normalized_bipartite_adjacency(checked_history(history, self.n_users, self.n_items))
+        self.adj_indices, self.adj_values = buffers_from_scipy(graph)
         self._cache.clear()
 
     def _adjacency(self) -> torch.Tensor:
@@ -87,15 +94,15 @@ class LightGCN(Model):
         return ForwardOut(pos, neg, {"reg": reg})
 
     def forward_catalogue(self, batch: Batch) -> ForwardOut:
-        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) and 'reg' on the layer-0 vectors of
-        the batch's users and positives."""
+        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) (or those (B, C) of
+        ``batch.candidates``) and 'reg' on the layer-0 vectors of the batch's users and positives."""
         sim = self.params.similarity
         users, items = self.propagate()
         ego = (self.user_emb.weight.index_select(0, batch.users).square().sum()
                + self.item_emb.weight.index_select(0, batch.pos).square().sum())
         reg = self.params.reg_weight * ego / (2 * len(batch.users))
         return catalogue_out(finish(users.index_select(0, batch.users), sim), finish(items, sim), batch.pos,
-                             {"reg": reg})
+                             {"reg": reg}, batch.candidates)
 
     def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The propagated vectors as scored (unit length under ``cosine``)."""

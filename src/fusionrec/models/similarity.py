@@ -27,8 +27,14 @@ def finish(vectors: torch.Tensor, similarity: str) -> torch.Tensor:
 
 
 def catalogue_out(users: torch.Tensor, items: torch.Tensor, pos: torch.Tensor,
-                  terms: dict[str, torch.Tensor] | None = None) -> ForwardOut:
+                  terms: dict[str, torch.Tensor] | None = None,
+                  candidates: torch.Tensor | None = None) -> ForwardOut:
     """:meth:`Model.forward_catalogue`'s answer from finished vectors: users (B, d) and items (n_items, d) ->
-    ``pos`` (B,) the positives' scores and ``neg`` (B, n_items) every item's score (the positive's included)."""
-    scores = users @ items.T  # (B, n_items)
-    return ForwardOut(scores.gather(1, pos.unsqueeze(1)).squeeze(1), scores, terms or {})
+    ``pos`` (B,) the positives' scores and ``neg`` (B, n_items) every item's score (the positive's included).
+    With ``candidates`` (C,) (``Batch.candidates``): ``neg`` (B, C) the scores of those items only (one (B, d) x
+    (d, C) product) and ``pos`` each user's own positive, scored apart."""
+    if candidates is None:
+        scores = users @ items.T  # (B, n_items)
+        return ForwardOut(scores.gather(1, pos.unsqueeze(1)).squeeze(1), scores, terms or {})
+    neg = users @ items.index_select(0, candidates).T  # (B, C)
+    return ForwardOut((users * items.index_select(0, pos)).sum(-1), neg, terms or {})

@@ -34,3 +34,11 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         return self.patience > 0 and self.bad_evals >= self.patience
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps: the best score and epoch and the evaluations since."""
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "bad_evals": self.bad_evals}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_score = float(state["best_score"])
+        self.best_epoch, self.bad_evals = int(state["best_epoch"]), int(state["bad_evals"])

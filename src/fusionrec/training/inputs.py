@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -12,11 +14,12 @@ from fusionrec.models.base import ModelInputs
 
 
 def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: torch.Tensor | np.ndarray | None = None,
-                 kg: KnowledgeGraph | None = None, *, item_text_mask: torch.Tensor | np.ndarray | None = None
-                 ) -> ModelInputs:
+                 kg: KnowledgeGraph | None = None, *, item_text_mask: torch.Tensor | np.ndarray | None = None,
+                 log: Callable[[str], None] | None = None, progress: bool = False) -> ModelInputs:
     """``train``: the training interactions (any repeated pair counts once). ``item_text``: (n_items, d_text) frozen
     text vectors; ``item_text_mask``: bool (n_items,), False where an item has no text (default: all True).
-    ``kg``: a knowledge graph whose ``item_entity`` covers the ``n_items`` items (grown if it covers fewer)."""
+    ``kg``: a knowledge graph whose ``item_entity`` covers the ``n_items`` items (grown if it covers fewer).
+    ``log``, ``progress``: where a model's ``prepare`` reports a long fit, and whether it may show a progress bar."""
     if train.n_users > n_users or train.n_items > n_items:
         raise DataError(f"training interactions have shape ({train.n_users}, {train.n_items}), larger than the "
                         f"({n_users}, {n_items}) users x items of the id maps", field="train")
@@ -47,4 +50,5 @@ def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: tor
             raise DataError(f"the knowledge graph links {kg.n_items} items but the catalogue has {n_items}", field="kg")
         if kg.n_items < n_items:
             kg = kg.resized(n_items)
-    return ModelInputs(n_users=n_users, n_items=n_items, train=matrix, item_text=text, item_text_mask=mask, kg=kg)
+    return ModelInputs(n_users=n_users, n_items=n_items, train=matrix, item_text=text, item_text_mask=mask, kg=kg,
+                       log=log, progress=progress)

@@ -34,8 +34,24 @@ def full_softmax_loss(pos: torch.Tensor, scores: torch.Tensor, temperature: floa
     return (torch.logsumexp(scores / temperature, dim=1) - pos / temperature).mean()
 
 
+def sampled_softmax_loss(pos: torch.Tensor, cand: torch.Tensor, log_count: torch.Tensor, hits: torch.Tensor,
+                         temperature: float = 1.0) -> torch.Tensor:
+    """Softmax over the positive and one candidate set shared by the batch, with the log-Q correction: each
+    candidate's logit ``s_j / t`` minus ``log_count[j]``, the log of its expected number of copies in the set, and
+    every candidate equal to the row's positive (an accidental hit) left out. Then
+    ``exp(pos/t) + sum_j exp(s_j/t - log_count_j)`` estimates the full softmax's denominator without bias (each item
+    other than the positive is counted once in expectation), and with every item as a candidate exactly once
+    (``log_count`` 0) the loss is the full softmax. The positive, always present, gets no correction.
+
+    pos (B,) the positives' scores; cand (B, C) the candidates' scores; log_count (C,); hits bool (B, C) -> scalar."""
+    logits = (cand / temperature - log_count).masked_fill(hits, float("-inf"))  # (B, C)
+    logits = torch.cat([(pos / temperature).unsqueeze(1), logits], dim=1)  # (B, 1 + C)
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
 LOSSES = {"bpr": bpr_loss, "bce": bce_loss, "softmax": softmax_loss, "full_softmax": full_softmax_loss}
 CATALOGUE_LOSSES = ("full_softmax",)  # losses whose negatives are every item (Model.forward_catalogue)
+SHARED_CANDIDATE_LOSSES = ("sampled_softmax",)  # forward_catalogue on a shared candidate set (sampled_softmax_loss)
 TEMPERATURE_LOSSES = ("softmax", "full_softmax")
 
 

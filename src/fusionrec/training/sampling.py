@@ -1,5 +1,6 @@
-"""Negative sampling without false negatives: uniform items a user has not interacted with in training, and
-(for models with a knowledge-graph loss) batches of triples with corrupted tails that are never true triples."""
+"""Negative sampling without false negatives: uniform items a user has not interacted with in training; the shared
+candidate sets of the sampled softmax (in-batch positives plus draws from a proposal, with their expected counts);
+and (for models with a knowledge-graph loss) batches of triples with corrupted tails that are never true triples."""
 
 from __future__ import annotations
 
@@ -101,6 +102,67 @@ class NegativeSampler:
         base = users * self.n_items
         seen_before = torch.searchsorted(self._gap_keys, base + r, right=True) - self._indptr[users]
         return r + seen_before
+
+
+class CandidateSampler:
+    """The candidate set a sampled-softmax step shares across its batch, and each candidate's log expected count.
+
+    Candidates: up to ``in_batch`` of the batch's positives (all of them, or a uniform subset of that many when the
+    batch is larger; in-batch negatives, repeats kept) followed by ``n_sampled`` items drawn with replacement from a
+    proposal over the pool: ``uniform``, or ``popularity`` with q_j proportional to (c_j + 1)^0.75, c_j the item's
+    training interactions (word2vec's damping, add-one so that every pool item can be drawn). Since the shuffled
+    batch's positives are a uniform draw of the training pairs, an item's expected count in the set is
+
+        E_j = M * c_j / n_train + n_sampled * q_j        (M = min(batch size, in_batch))
+
+    and ``log E_j`` is the log-Q correction of :func:`fusionrec.training.losses.sampled_softmax_loss`. Outside the
+    pool q_j = 0 and such items are never drawn (in-batch positives have training interactions, so they are in the
+    pool 'trained' too)."""
+
+    def __init__(self, train: sp.csr_matrix, in_batch: int, n_sampled: int, distribution: str = "uniform",
+                 generator: torch.Generator | None = None, pool: np.ndarray | None = None):
+        """``train``: (n_users, n_items) training matrix; ``pool``: item indices the proposal draws from (None:
+        every item)."""
+        if in_batch < 0 or n_sampled < 0 or in_batch + n_sampled == 0:
+            raise DataError(f"a candidate set needs in-batch or sampled items; got {in_batch} and {n_sampled}",
+                            field="candidates")
+        m = sp.csr_matrix(train)
+        n_items = m.shape[1]
+        counts = np.bincount(m.indices, minlength=n_items).astype(np.float64)  # (n_items,) c_j
+        pool = np.arange(n_items) if pool is None else np.unique(np.asarray(pool, dtype=np.int64))
+        if len(pool) == 0 or pool[0] < 0 or pool[-1] >= n_items:
+            raise DataError(f"the candidate pool must hold item indices in 0..{n_items - 1}", field="pool")
+        if distribution == "uniform":
+            weight = np.ones(len(pool))
+        elif distribution == "popularity":
+            weight = (counts[pool] + 1.0) ** 0.75
+        else:
+            raise DataError(f"unknown proposal {distribution!r}; available: uniform, popularity", field="distribution")
+        q = np.zeros(n_items)
+        q[pool] = weight / weight.sum()
+        self.in_batch, self.n_sampled, self.distribution = int(in_batch), int(n_sampled), distribution
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self._share = torch.from_numpy(counts / max(m.nnz, 1))  # (n_items,) c_j / n_train, float64
+        self._q = torch.from_numpy(q)  # (n_items,) float64
+        self._pool = torch.from_numpy(pool)
+        self._cdf = torch.from_numpy(np.cumsum(weight / weight.sum()))  # (len(pool),) for popularity draws
+
+    def draw(self, batch_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """batch_pos LongTensor (B,) -> candidates LongTensor (C,) with C = min(B, in_batch) + n_sampled, and their
+        log expected counts FloatTensor (C,)."""
+        g = self.generator
+        n_batch = min(len(batch_pos), self.in_batch)
+        in_batch = batch_pos if n_batch == len(batch_pos) else \
+            batch_pos.index_select(0, torch.randperm(len(batch_pos), generator=g)[:n_batch])
+        if self.distribution == "uniform":
+            picks = torch.randint(len(self._pool), (self.n_sampled,), generator=g)
+        else:
+            u = torch.rand(self.n_sampled, generator=g, dtype=torch.float64) * self._cdf[-1]
+            picks = torch.searchsorted(self._cdf, u, right=True).clamp_(max=len(self._pool) - 1)
+        candidates = torch.cat([in_batch.long(), self._pool.index_select(0, picks)])  # (C,)
+        expected = n_batch * self._share.index_select(0, candidates) \
+            + self.n_sampled * self._q.index_select(0, candidates)
+        return candidates, expected.log().float()
 
 
 class TripleBatches:

@@ -7,25 +7,29 @@ The trainer never imports the evaluator: the caller passes ``validate(model) -> 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from fusionrec.config import TrainingConfig
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import Batch, Model, ModelInputs
+from fusionrec.training.checkpoint import CheckpointSink, TrainState, resume_training, training_state
 from fusionrec.training.early_stopping import EarlyStopping
-from fusionrec.training.losses import CATALOGUE_LOSSES, rec_loss
-from fusionrec.training.sampling import NegativeSampler, TripleBatches
+from fusionrec.training.interrupt import StopRequest, stop_on_signals
+from fusionrec.training.progress import epoch_bar, expected_last_epoch, follow
+from fusionrec.training.losses import CATALOGUE_LOSSES, SHARED_CANDIDATE_LOSSES, rec_loss, sampled_softmax_loss
+from fusionrec.training.sampling import CandidateSampler, NegativeSampler, TripleBatches
 from fusionrec.training.seeding import seed_everything
 
 Validate = Callable[[Model], dict[str, float]]
+log = logging.getLogger("fusionrec.training")
 
 
 class NonFiniteLossError(FusionrecError, FloatingPointError):
@@ -45,9 +49,12 @@ class EpochLog:
 
 @dataclass
 class TrainResult:
-    """``stopped_by``: 'early_stopping', 'max_epochs', 'time_budget' or 'not_trainable'. ``best_score`` is the
+    """``stopped_by``: 'early_stopping', 'max_epochs', 'time_budget', 'interrupted' (SIGINT / SIGTERM or
+    :attr:`Trainer.stop`) or 'not_trainable'. ``best_score`` is the
     ``valid_metric`` of the restored weights (None without validation). ``epoch_seconds``: training time of each
-    epoch, validation excluded; ``fit_seconds``: the whole call."""
+    epoch, validation excluded; ``fit_seconds``: the whole call. ``loss`` and ``batch_size``: what training actually
+    used, with ``loss_reason`` / ``batch_size_reason`` saying why when it differs from the config (the full softmax
+    switched to the sampled one above ``full_softmax_max_items``; the batch grown by ``max_steps_per_epoch``)."""
 
     best_epoch: int
     best_score: float | None
@@ -56,6 +63,10 @@ class TrainResult:
     history: list[EpochLog] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     fit_seconds: float = 0.0
+    loss: str | None = None
+    loss_reason: str | None = None
+    batch_size: int | None = None
+    batch_size_reason: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,20 +75,35 @@ class TrainResult:
 class Trainer:
     """Trains a model on ``inputs.train`` under one :class:`TrainingConfig` and one seed."""
 
-    def __init__(self, config: TrainingConfig, seed: int, clock: Callable[[], float] = time.perf_counter):
-        """``clock``: seconds for the time budget and the timings (tests pass a fake one)."""
+    def __init__(self, config: TrainingConfig, seed: int, clock: Callable[[], float] = time.perf_counter,
+                 stop: StopRequest | None = None):
+        """``clock``: seconds for the time budget and the timings (tests pass a fake one). ``stop``: raised by
+        SIGINT / SIGTERM during :meth:`fit` (or by the caller): training stops after the current step, the best
+        weights come back and ``stopped_by`` is 'interrupted'."""
         for key, ok in (("epochs", config.epochs >= 0), ("batch_size", config.batch_size >= 1),
                         ("neg_samples", config.neg_samples >= 1), ("lr", config.lr > 0),
                         ("weight_decay", config.weight_decay >= 0), ("eval_every", config.eval_every >= 1),
                         ("patience", config.patience >= 0), ("kg_alpha", config.kg_alpha >= 0),
                         ("kg_batch_size", config.kg_batch_size >= 1),
-                        ("temperature", config.temperature > 0), ("kg_neg_samples", config.kg_neg_samples >= 1)):
+                        ("temperature", config.temperature > 0), ("kg_neg_samples", config.kg_neg_samples >= 1),
+                        ("in_batch_negatives", config.in_batch_negatives >= 0),
+                        ("full_softmax_max_items", config.full_softmax_max_items is None
+                         or config.full_softmax_max_items >= 1),
+                        ("max_steps_per_epoch", config.max_steps_per_epoch is None
+                         or config.max_steps_per_epoch >= 1)):
             if not ok:
                 raise ConfigError(f"out of range: {getattr(config, key)!r}", key=f"training.{key}")
         self.config, self.seed, self.clock = config, int(seed), clock
+        self.stop = stop if stop is not None else StopRequest()
+        self._run_cfg = config  # what this fit trains with: the config, its loss and batch size as _plan settles them
+        self._reasons: tuple[str | None, str | None] = (None, None)  # why _plan changed the loss, the batch size
 
-    def fit(self, model: Model, inputs: ModelInputs, validate: Validate | None = None) -> TrainResult:
-        """Prepares ``model`` on ``inputs`` and, when trainable, trains it; the best validated weights are restored."""
+    def fit(self, model: Model, inputs: ModelInputs, validate: Validate | None = None,
+            checkpoint: CheckpointSink | None = None, resume: TrainState | None = None) -> TrainResult:
+        """Prepares ``model`` on ``inputs`` and, when trainable, trains it; the best validated weights are restored.
+        ``checkpoint``: given the state after each finished epoch; ``resume``: a state saved so, to carry on from
+        (same model, inputs and config). While training, SIGINT / SIGTERM raise :attr:`stop` (main thread only)."""
+        self.stop.clear()
         started = self.clock()
         generator = seed_everything(self.seed)
         model.prepare(inputs)
@@ -88,26 +114,36 @@ class Trainer:
             score = self._metric(metrics) if metrics is not None else None
             return TrainResult(0, score, 0, "not_trainable", [EpochLog(0, {}, prepare_s, metrics)], [],
                                self.clock() - started)
-        return self._train(model, inputs, validate, generator, started)
+        with stop_on_signals(self.stop):
+            return self._train(model, inputs, validate, generator, started, checkpoint, resume)
 
     # -- the loop -------------------------------------------------------------------------------------------------
     def _train(self, model: Model, inputs: ModelInputs, validate: Validate | None, generator: torch.Generator,
-               started: float) -> TrainResult:
+               started: float, checkpoint: CheckpointSink | None = None,
+               resume: TrainState | None = None) -> TrainResult:
         cfg = self.config
-        if cfg.loss in CATALOGUE_LOSSES and type(model).forward_catalogue is Model.forward_catalogue:
+        if cfg.loss in CATALOGUE_LOSSES + SHARED_CANDIDATE_LOSSES \
+                and type(model).forward_catalogue is Model.forward_catalogue:
             raise ConfigError(f"{model.name} cannot be trained with the {cfg.loss} loss (it does not score the whole "
                               "catalogue in training); use bpr, bce or softmax", key="training.loss")
         train = inputs.train.tocsr()
         if train.nnz == 0:
             raise DataError("there are no training interactions to learn from", field="train")
+        cfg = self._plan(model.n_items, train.nnz)
         users = torch.from_numpy(np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr)))
         items = torch.from_numpy(train.indices.astype(np.int64))
         # neg_pool "trained": an item without training interactions (a cold item, unknown at training time) is never
         # drawn as a negative, so training cannot learn that exactly those items are never liked.
         pool = np.flatnonzero(np.bincount(train.indices, minlength=train.shape[1])) if cfg.neg_pool == "trained" \
             else None
-        # catalogue losses score every item: nothing to sample
-        sampler = None if cfg.loss in CATALOGUE_LOSSES else NegativeSampler(train, generator, pool=pool)
+        # catalogue losses score every item: nothing to sample; the sampled softmax draws one candidate set per step
+        if cfg.loss in CATALOGUE_LOSSES:
+            sampler = None
+        elif cfg.loss in SHARED_CANDIDATE_LOSSES:
+            sampler = CandidateSampler(train, cfg.in_batch_negatives, cfg.neg_samples, cfg.neg_distribution,
+                                       generator, pool=pool)
+        else:
+            sampler = NegativeSampler(train, generator, pool=pool)
         # the full softmax's candidates outside the pool get a score of -inf: no probability, no gradient
         outside_pool = None
         if pool is not None and cfg.loss in CATALOGUE_LOSSES:
@@ -119,12 +155,17 @@ class Trainer:
         best_state = None
         history: list[EpochLog] = []
         stopped_by = "max_epochs"
+        first = 1
+        if resume is not None:  # carry on after the checkpoint's epoch; one that ended training trains no more
+            best_state = resume_training(resume, model, optimizer, stopper, generator)
+            history, started = [EpochLog(**h) for h in resume.history], started - resume.elapsed_s
+            first = resume.epoch + 1 if resume.stopped_by is None else cfg.epochs + 1
+            stopped_by = resume.stopped_by or stopped_by
         model.train()
-        bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {model.name}", unit="epoch", file=sys.stderr,
-                   disable=not cfg.progress, dynamic_ncols=True)
+        bar = epoch_bar(model.name, first, cfg.epochs, self._horizon(cfg, stopper, validate), cfg.progress)
         for epoch in bar:
             if self._over_budget(started):
-                stopped_by = "time_budget"
+                stopped_by = self._halt_reason()
                 break
             t0 = self.clock()
             joint = kg_batches if cfg.kg_mode == "joint" else None
@@ -133,15 +174,16 @@ class Trainer:
             if kg_batches is not None and cfg.kg_mode == "alternating" and not out_of_time:
                 kg_losses, out_of_time = self._kg_epoch(model, optimizer, kg_batches, epoch, started)
                 losses.update(kg_losses)
+            complete = not out_of_time  # stopped inside the epoch: nothing to checkpoint
             model.epoch_end(epoch)
             log = EpochLog(epoch, losses, self.clock() - t0)
             history.append(log)
             out_of_time = out_of_time or self._over_budget(started)  # then validate these weights before stopping
             if out_of_time:
-                stopped_by = "time_budget"
+                stopped_by = self._halt_reason()
             last = out_of_time or epoch == cfg.epochs
             postfix = {"loss": f"{losses['loss']:.4f}"}
-            if validate is not None and (epoch % cfg.eval_every == 0 or last):
+            if validate is not None and stopped_by != "interrupted" and (epoch % cfg.eval_every == 0 or last):
                 log.valid = self._validate(model, validate)
                 score = self._metric(log.valid)
                 postfix[cfg.valid_metric] = f"{score:.4f}"
@@ -150,6 +192,11 @@ class Trainer:
                 if stopper.should_stop:
                     stopped_by = "early_stopping"
             bar.set_postfix(postfix, refresh=False)
+            follow(bar, self._horizon(cfg, stopper, validate))
+            if checkpoint is not None and complete and stopped_by != "interrupted":
+                ended = None if stopped_by == "max_epochs" and epoch < cfg.epochs else stopped_by
+                checkpoint.save(training_state(epoch, model, best_state, optimizer, stopper, history, generator,
+                                               self.clock() - started, ended))
             if stopped_by != "max_epochs":
                 break
         bar.close()
@@ -161,35 +208,47 @@ class Trainer:
             best_epoch=stopper.best_epoch if validated else len(history),
             best_score=stopper.best_score if validated else None,
             epochs_run=len(history), stopped_by=stopped_by, history=history,
-            epoch_seconds=[h.train_s for h in history], fit_seconds=self.clock() - started)
+            epoch_seconds=[h.train_s for h in history], fit_seconds=self.clock() - started, **self._plan_record())
 
-    def _epoch(self, model: Model, optimizer: torch.optim.Optimizer, sampler: NegativeSampler | None,
+    def _epoch(self, model: Model, optimizer: torch.optim.Optimizer,
+               sampler: NegativeSampler | CandidateSampler | None,
                users: torch.Tensor, items: torch.Tensor, generator: torch.Generator, epoch: int, started: float,
                kg_batches: TripleBatches | None = None,
                outside_pool: torch.Tensor | None = None) -> tuple[dict[str, float], bool]:
         """One pass over the shuffled training pairs; returns the mean of each loss and whether time ran out.
-        ``sampler`` None: a catalogue loss, scored on every item through ``model.forward_catalogue``.
-        With ``kg_batches`` (joint KG training) each step also adds ``kg_alpha`` x the model's KG terms on the next
-        batch of triples."""
-        cfg = self.config
+        ``sampler`` None: a catalogue loss, scored on every item through ``model.forward_catalogue``; a
+        :class:`CandidateSampler`: the sampled softmax, each batch scored on its shared candidate set (also through
+        ``forward_catalogue``, with ``Batch.candidates``). With ``kg_batches`` (joint KG training) each step also
+        adds ``kg_alpha`` x the model's KG terms on the next batch of triples."""
+        cfg = self._run_cfg
         order = torch.randperm(len(users), generator=generator)
         ep_users, ep_items = users.index_select(0, order), items.index_select(0, order)
         catalogue = sampler is None  # every item is a negative
-        ep_neg = torch.zeros(len(ep_users), 0, dtype=torch.long) if catalogue \
+        shared = isinstance(sampler, CandidateSampler)  # one sampled candidate set per batch
+        ep_neg = torch.zeros(len(ep_users), 0, dtype=torch.long) if catalogue or shared \
             else sampler.sample(ep_users, cfg.neg_samples)  # (n, neg_samples), the whole epoch at once
         n_scores = model.n_items if catalogue else cfg.neg_samples
         logged: dict[str, tuple[list[torch.Tensor], list[int]]] = {}  # per-batch values and sizes, reduced at the end
         out_of_time = False
         for batch_no, lo in enumerate(range(0, len(ep_users), cfg.batch_size), 1):
             hi = lo + cfg.batch_size
-            batch = Batch(ep_users[lo:hi], ep_items[lo:hi], ep_neg[lo:hi])
+            candidates = log_count = None
+            if shared:
+                candidates, log_count = sampler.draw(ep_items[lo:hi])  # (C,), (C,)
+                n_scores = len(candidates)
+            batch = Batch(ep_users[lo:hi], ep_items[lo:hi], ep_neg[lo:hi], candidates)
             size = len(batch.users)
-            out = model.forward_catalogue(batch) if catalogue else model(batch)
+            out = model.forward_catalogue(batch) if catalogue or shared else model(batch)
             if out.pos.shape != (size,) or out.neg.shape != (size, n_scores):
                 raise FusionrecError(f"{model.name}.forward returned scores of shapes {tuple(out.pos.shape)} and "
                                      f"{tuple(out.neg.shape)}; expected ({size},) and ({size}, {n_scores})")
-            neg = out.neg if outside_pool is None else out.neg.masked_fill(outside_pool, float("-inf"))
-            terms = {"rec": rec_loss(cfg.loss, out.pos, neg, cfg.temperature), **out.terms}
+            if shared:  # accidental hits: a candidate that is the row's own positive is left out of its softmax
+                hits = candidates.unsqueeze(0) == batch.pos.unsqueeze(1)  # (B, C)
+                rec = sampled_softmax_loss(out.pos, out.neg, log_count, hits, cfg.temperature)
+            else:
+                neg = out.neg if outside_pool is None else out.neg.masked_fill(outside_pool, float("-inf"))
+                rec = rec_loss(cfg.loss, out.pos, neg, cfg.temperature)
+            terms = {"rec": rec, **out.terms}
             weights = {name: cfg.term_weights.get(name, 1.0) for name in out.terms}
             if kg_batches is not None:
                 kg_terms = model.kg_terms(*kg_batches.next())
@@ -256,6 +315,37 @@ class Trainer:
                              generator)
 
     # -- helpers --------------------------------------------------------------------------------------------------
+    def _plan(self, n_items: int, n_train: int) -> TrainingConfig:
+        """The config this fit trains with (kept as ``self._run_cfg``, reported in the :class:`TrainResult`): the
+        full softmax becomes the sampled one above ``full_softmax_max_items`` items, and with ``max_steps_per_epoch``
+        the batch grows to ceil(n_train / max_steps_per_epoch) when that exceeds ``batch_size``. Each change is
+        logged (warning level, so it shows without any logging set up)."""
+        cfg = self.config
+        loss_reason = batch_reason = None
+        cap = cfg.full_softmax_max_items
+        if cfg.loss == "full_softmax" and cap is not None and n_items > cap:
+            loss_reason = (f"full_softmax over {n_items} items exceeds training.full_softmax_max_items ({cap}); "
+                           f"trained with sampled_softmax instead: up to {cfg.in_batch_negatives} in-batch and "
+                           f"{cfg.neg_samples} {cfg.neg_distribution} candidates per step")
+            cfg = dataclasses.replace(cfg, loss="sampled_softmax")
+        steps = cfg.max_steps_per_epoch
+        if steps is not None and math.ceil(n_train / steps) > cfg.batch_size:
+            size = math.ceil(n_train / steps)
+            batch_reason = (f"batch size {cfg.batch_size} -> {size}: training.max_steps_per_epoch {steps} over "
+                            f"{n_train} training pairs")
+            cfg = dataclasses.replace(cfg, batch_size=size)
+        for reason in (loss_reason, batch_reason):
+            if reason is not None:
+                log.warning("training: %s", reason)
+        self._run_cfg, self._reasons = cfg, (loss_reason, batch_reason)
+        return cfg
+
+    def _plan_record(self) -> dict:
+        """The :class:`TrainResult` fields of the plan: loss and batch size used, and why (None: as configured)."""
+        loss_reason, batch_reason = self._reasons
+        return {"loss": self._run_cfg.loss, "loss_reason": loss_reason, "batch_size": self._run_cfg.batch_size,
+                "batch_size_reason": batch_reason}
+
     def _optimizer(self, model: Model) -> torch.optim.Optimizer:
         cfg = self.config
         params = [p for p in model.parameters() if p.requires_grad]
@@ -267,7 +357,18 @@ class Trainer:
             return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
         return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    def _halt_reason(self) -> str:
+        return "interrupted" if self.stop.requested else "time_budget"
+
+    @staticmethod
+    def _horizon(cfg: TrainingConfig, stopper: EarlyStopping, validate: Validate | None) -> int:
+        """The epoch early stopping ends at if the score does not improve again (the progress bar's total)."""
+        return expected_last_epoch(cfg.epochs, cfg.patience, cfg.eval_every, stopper.best_epoch, validate is not None)
+
     def _over_budget(self, started: float) -> bool:
+        """True once the time budget is spent, or a stop was requested (:attr:`stop`)."""
+        if self.stop.requested:
+            return True
         budget = self.config.time_budget_s
         return budget is not None and self.clock() - started >= budget
 
