@@ -4,7 +4,7 @@ models and fusion take (``fusionrec encode --config FILE`` calls :func:`run_enco
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,14 @@ def default_cache_dir(text_cfg: TextConfig, data_dir: str | Path | None = None) 
     return resolve_data_dir(data_dir) / "embeddings"
 
 
+def with_onnx_dir(text_cfg: TextConfig, data_dir: str | Path | None = None) -> TextConfig:
+    """``text_cfg`` with ``onnx_dir`` set to ``<data dir>/onnx`` when an ONNX backend is chosen without one (the
+    exported model then lives beside the run's datasets); unchanged otherwise."""
+    if text_cfg.backend == "torch" or text_cfg.onnx_dir:
+        return text_cfg
+    return replace(text_cfg, onnx_dir=str(resolve_data_dir(data_dir) / "onnx"))
+
+
 def encode_items(dataset: Dataset, text_cfg: TextConfig, data_dir: str | Path | None = None, progress: bool = True,
                  encoder: TextEncoder | None = None, chunk_size: int = 256) -> ItemTextEmbeddings:
     """Embeddings of every item's text (``text_cfg.template`` over its fields). Items without text are not encoded
@@ -54,7 +62,7 @@ def encode_items(dataset: Dataset, text_cfg: TextConfig, data_dir: str | Path | 
     if not mask.any():
         raise DataError(f"no item of dataset {dataset.name!r} has text under template {text_cfg.template!r}",
                         file=dataset.source, field="text.template")
-    encoder = encoder if encoder is not None else make_encoder(text_cfg)
+    encoder = encoder if encoder is not None else make_encoder(with_onnx_dir(text_cfg, data_dir))
     cache = EmbeddingCache(default_cache_dir(text_cfg, data_dir), encoder.encoder_id)
     present = np.flatnonzero(mask)
     start = time.perf_counter()

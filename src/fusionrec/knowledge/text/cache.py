@@ -1,10 +1,16 @@
 """A disk cache of text embeddings, keyed by the encoder's id and the sha256 of each text.
 
 Layout: ``<cache_dir>/<safe(encoder_id)>/`` holds ``meta.json`` (encoder id, dimension) and append-only shards
-``shard-000001.npz`` ... each with ``hashes`` (m,) ``S64`` (hex sha256 of the UTF-8 text) and ``vectors`` (m, d)
-float32. Missing texts are encoded in chunks and every chunk is written (atomically: temporary file, then rename)
-as soon as it is encoded, so an interrupted run keeps what it finished and the next run resumes there. A shard that
-cannot be read is skipped with a warning; it never stops a run. Deleting the folder clears the cache.
+``shard-<time ns>-<pid>-<random>.npz`` (older caches: ``shard-000001.npz``), each with ``hashes`` (m,) ``S64`` (hex
+sha256 of the UTF-8 text) and ``vectors`` (m, d) float32. Missing texts are encoded in chunks and every chunk is
+written (atomically: temporary file, then rename) as soon as it is encoded, so an interrupted run keeps what it
+finished and the next run resumes there. A shard that cannot be read is skipped with a warning; it never stops a
+run. Deleting the folder clears the cache.
+
+Several processes may share one cache at once: every shard has a name no other writer can pick, so no writer ever
+replaces another's shard; :meth:`EmbeddingCache.compact` runs under an exclusive file lock (``.lock``) and keeps
+the rows of every shard on disk, including those other processes wrote since this one loaded; a reader that finds
+a shard gone (compacted away while it read) lists the folder again and reads the shard that replaced it.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import secrets
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -22,9 +31,13 @@ import numpy as np
 from fusionrec import atomic_io
 from fusionrec.errors import DataError
 from fusionrec.knowledge.text.encoders import TextEncoder
+from fusionrec.knowledge.text.file_lock import exclusive_lock
 
 FORMAT_VERSION = 1
-_SHARD = re.compile(r"^shard-(\d+)\.npz$")
+LOCK_NAME = ".lock"
+_SHARD = re.compile(r"^shard-[0-9a-f-]+\.npz$")
+_MAX_RELISTS = 8  # a reader lists the folder again at most this often when shards vanish under it
+_VANISHED = object()  # _read_shard: the file was removed (compacted away) before it could be read
 
 
 def safe_name(encoder_id: str) -> str:
@@ -52,7 +65,7 @@ class EmbeddingCache:
         self._hashes = np.zeros(0, dtype="S64")  # sorted, unique
         self._vectors = np.zeros((0, 0), dtype=np.float32)  # rows aligned with _hashes
         self._dim: int | None = None
-        self._next_shard = 1
+        self._seen: set[str] = set()  # names of the shards already read (or written) by this object
         self._meta_ok = False
         self._load()
 
@@ -68,16 +81,44 @@ class EmbeddingCache:
         meta = self._read_meta()
         if meta is not None:
             self._dim, self._meta_ok = meta["dim"], True
-        shards = sorted((int(m.group(1)), p) for p in self.path.glob("shard-*.npz") if (m := _SHARD.match(p.name)))
-        self._next_shard = shards[-1][0] + 1 if shards else 1
-        hashes, vectors = [], []
-        for _, path in shards:
+        self.refresh()
+
+    def _shard_paths(self) -> list[Path]:
+        """Every complete shard in the folder now, oldest name first (temporary files are never listed)."""
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return []
+        return [self.path / name for name in sorted(names) if _SHARD.match(name)]
+
+    def refresh(self) -> int:
+        """Reads the shards that appeared since this object last looked (written by another process, or left by
+        a compaction); returns how many new distinct texts that added."""
+        before = len(self)
+        for _ in range(_MAX_RELISTS):
+            new = [p for p in self._shard_paths() if p.name not in self._seen]
+            if not new:
+                break
+            vanished = self._read_into_memory(new)
+            if not vanished:
+                break
+        return len(self) - before
+
+    def _read_into_memory(self, paths: list[Path]) -> bool:
+        """Reads ``paths`` and merges their rows; True when one of them vanished before it could be read."""
+        hashes, vectors, vanished = [], [], False
+        for path in paths:
             loaded = self._read_shard(path)
+            if loaded is _VANISHED:
+                vanished = True
+                continue
+            self._seen.add(path.name)
             if loaded is not None:
                 hashes.append(loaded[0])
                 vectors.append(loaded[1])
         if hashes:
             self._merge(np.concatenate(hashes), np.concatenate(vectors))
+        return vanished
 
     def _read_meta(self) -> dict | None:
         file = self.path / "meta.json"
@@ -97,13 +138,16 @@ class EmbeddingCache:
                           f"taken from the shards", stacklevel=3)
             return None
 
-    def _read_shard(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-        """(hashes (m,) S64, vectors (m, d) float32), or None (with a warning) when the shard is damaged."""
+    def _read_shard(self, path: Path):
+        """(hashes (m,) S64, vectors (m, d) float32); None (with a warning) when the shard is damaged;
+        ``_VANISHED`` when it no longer exists."""
         try:
             with np.load(path, allow_pickle=False) as npz:
                 hashes, vectors = npz["hashes"], npz["vectors"]
+        except FileNotFoundError:
+            return _VANISHED
         except Exception as exc:  # noqa: BLE001  (zipfile, OSError, ValueError, KeyError, EOFError ...)
-            warnings.warn(f"{path}: skipping unreadable cache shard ({type(exc).__name__}: {exc})", stacklevel=4)
+            warnings.warn(f"{path}: skipping unreadable cache shard ({type(exc).__name__}: {exc})", stacklevel=5)
             return None
         problem = None
         if hashes.dtype != np.dtype("S64") or hashes.ndim != 1:
@@ -115,7 +159,7 @@ class EmbeddingCache:
         elif not np.isfinite(vectors).all():
             problem = "non-finite values"
         if problem:
-            warnings.warn(f"{path}: skipping damaged cache shard ({problem})", stacklevel=4)
+            warnings.warn(f"{path}: skipping damaged cache shard ({problem})", stacklevel=5)
             return None
         if self._dim is None:
             self._dim = int(vectors.shape[1])
@@ -148,6 +192,7 @@ class EmbeddingCache:
                             file=str(self.path))
         texts = list(texts)
         hashes = text_hashes(texts)
+        self.refresh()  # what other processes wrote since this object loaded
         _, found = self.lookup(hashes)
         missing_at = np.flatnonzero(~found)
         _, first = np.unique(hashes[missing_at], return_index=True)
@@ -190,7 +235,8 @@ class EmbeddingCache:
         if not np.isfinite(vectors).all():
             raise DataError(f"encoder {self.encoder_id!r} returned non-finite values")
 
-    def _write_shard(self, hashes: np.ndarray, vectors: np.ndarray) -> None:
+    def _write_shard(self, hashes: np.ndarray, vectors: np.ndarray) -> Path:
+        """Writes one new shard under a name no other writer can choose (time, pid, random); never replaces one."""
         if not self._meta_ok:
             self._dim = int(vectors.shape[1])
             atomic_io.write_json(self.path / "meta.json", {"encoder_id": self.encoder_id, "dim": self._dim,
@@ -198,14 +244,22 @@ class EmbeddingCache:
             self._meta_ok = True
         buffer = io.BytesIO()
         np.savez(buffer, hashes=hashes, vectors=vectors)
-        atomic_io.write_bytes(self.path / f"shard-{self._next_shard:06d}.npz", buffer.getvalue())
-        self._next_shard += 1
+        name = f"shard-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.npz"
+        atomic_io.write_bytes(self.path / name, buffer.getvalue())
+        self._seen.add(name)
+        return self.path / name
 
     def compact(self) -> None:
-        """Rewrites all shards as one (drops duplicate and damaged rows); safe to interrupt."""
-        if len(self._hashes) == 0:
-            return
-        old = [p for p in self.path.glob("shard-*.npz") if _SHARD.match(p.name)]
-        self._write_shard(self._hashes, self._vectors)
-        for path in old:
-            path.unlink(missing_ok=True)
+        """Rewrites every shard on disk as one (drops duplicate and damaged rows), under an exclusive lock so two
+        compactions never interleave. The rows of every shard listed, whoever wrote it, are read before anything
+        is deleted, and shards written while it runs are left alone: nothing is lost. Safe to interrupt (the
+        merged shard is written before the old ones are removed)."""
+        with exclusive_lock(self.path / LOCK_NAME):
+            listed = self._shard_paths()
+            self._read_into_memory([p for p in listed if p.name not in self._seen])
+            if len(self._hashes) == 0:
+                return
+            merged = self._write_shard(self._hashes, self._vectors)
+            for path in listed:
+                if path != merged:
+                    path.unlink(missing_ok=True)

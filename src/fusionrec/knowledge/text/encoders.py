@@ -8,6 +8,7 @@ asked) on the first ``encode`` or ``dim``, so a run whose vectors are all cached
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -37,9 +38,22 @@ class TextEncoder(Protocol):
 
 
 def make_encoder(cfg: TextConfig) -> TextEncoder:
-    """The encoder ``cfg.encoder`` names, configured from ``cfg``; nothing is loaded or requested yet."""
+    """The encoder ``cfg.encoder`` names, configured from ``cfg``; nothing is loaded or requested yet. The ONNX
+    backends keep their exported model under ``cfg.onnx_dir`` (default ``<data dir>/onnx``, data dir from
+    ``$FUSIONREC_DATA_DIR`` or ``~/.cache/fusionrec``; :func:`fusionrec.knowledge.encode_step.encode_items` fills
+    it in from the run's ``data_dir``)."""
     if cfg.batch_size < 1:
         raise ConfigError(f"must be at least 1, got {cfg.batch_size}", key="text.batch_size")
+    if cfg.backend != "torch" and cfg.encoder != "sentence-transformers":
+        raise ConfigError(f"backend {cfg.backend!r} runs sentence-transformers models; the {cfg.encoder!r} encoder "
+                          f"has no backend to choose (leave text.backend at 'torch')", key="text.backend")
+    if cfg.encoder == "sentence-transformers" and cfg.backend in ("onnx", "onnx-int8"):
+        from fusionrec.data.fetch import resolve_data_dir
+        from fusionrec.knowledge.text.onnx_encoder import OnnxSentenceEncoder
+
+        onnx_dir = Path(cfg.onnx_dir).expanduser() if cfg.onnx_dir else resolve_data_dir() / "onnx"
+        return OnnxSentenceEncoder(cfg.model, quantize=cfg.backend == "onnx-int8", onnx_dir=onnx_dir,
+                                   batch_size=cfg.batch_size, normalize=cfg.normalize)
     if cfg.encoder == "sentence-transformers":
         from fusionrec.knowledge.text.sentence_transformer import SentenceTransformerEncoder
 

@@ -64,6 +64,11 @@ class SentenceTransformerEncoder:
         return name, False, name
 
     @property
+    def model_key(self) -> str:
+        """The model part of ``encoder_id`` (``all-MiniLM-L6-v2``, ``path:<folder>``, or the name as given)."""
+        return self._key
+
+    @property
     def encoder_id(self) -> str:
         return f"st:{self._key}:{'norm' if self.normalize else 'raw'}"
 
@@ -74,6 +79,10 @@ class SentenceTransformerEncoder:
             get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
             self._dim = int(get_dim())
         return self._dim
+
+    def load_model(self):
+        """The loaded ``SentenceTransformer`` (loaded on the first call; the ONNX export traces it)."""
+        return self._load()
 
     def _load(self):
         if self._model is not None:
