@@ -83,6 +83,10 @@ def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None)
     log = log or _stderr
     dataset = prepared.dataset
     text = mask = kg = None
+    if "kg" not in needed and dataset.kg is not None and len(dataset.kg.triples) and cfg.knowledge.use_kg_file:
+        log(f"note: the dataset has a knowledge graph ({len(dataset.kg.triples)} triples) that {cfg.model.name} does "
+            "not use with these settings (fusionrec: model.params.use_kg; ease: kg_weight; or the cke, kgat, kg-knn "
+            "models)")
     if "text" in needed:
         from fusionrec.knowledge.encode_step import encode_items
 
