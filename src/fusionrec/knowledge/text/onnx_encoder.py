@@ -18,7 +18,6 @@ only here, when first needed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fusionrec import atomic_io
+from fusionrec.data.fetch import sha256_file
 from fusionrec.knowledge.text.cache import safe_name
 from fusionrec.knowledge.text.encoders import EncoderError, l2_normalize
 from fusionrec.knowledge.text.file_lock import exclusive_lock
@@ -116,7 +116,7 @@ class OnnxSentenceEncoder:
             if meta.get("format") != EXPORT_FORMAT or meta.get("backend") != self.backend:
                 return f"meta.json is of format {meta.get('format')!r} / backend {meta.get('backend')!r}"
             for name in ("model.onnx", "tokenizer.json"):
-                if _sha256(self.folder / name) != meta["sha256"][name]:
+                if sha256_file(self.folder / name) != meta["sha256"][name]:
                     return f"{name} does not match the sha256 recorded at export (damaged or replaced)"
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return f"unreadable export ({type(exc).__name__}: {exc})"
@@ -256,7 +256,7 @@ class OnnxSentenceEncoder:
                 raise EncoderError(f"the ONNX export of {self.model_name!r} disagrees with the torch model (min "
                                    f"cosine {cosines.min():.5f} on {len(PROBES)} probe sentences); use "
                                    f"text.backend: torch")
-            meta["sha256"] = {name: _sha256(tmp / name) for name in ("model.onnx", "tokenizer.json")}
+            meta["sha256"] = {name: sha256_file(tmp / name) for name in ("model.onnx", "tokenizer.json")}
             atomic_io.write_json(tmp / "meta.json", meta)
         self.exports += 1
 
@@ -294,14 +294,6 @@ def _quantize_int8(src: Path, dst: Path) -> None:
                            f"{ONNX_HINT}") from None
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
                      op_types_to_quantize=["MatMul", "Gemm"])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:
