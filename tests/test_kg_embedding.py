@@ -102,6 +102,28 @@ def test_scores_broadcast_over_many_negatives():
     assert torch.allclose(many[:, 1], model.score(h, r, neg[:, 1]))
 
 
+def test_transr_fused_loss_and_regularization_equal_the_separate_ones():
+    torch.manual_seed(0)
+    h, r, t = torch.randint(30, (64,)), torch.randint(4, (64,)), torch.randint(30, (64,))
+    neg = torch.randint(30, (64, 3))
+    grads = []
+    for fused in (False, True):
+        torch.manual_seed(1)
+        model = TransR(30, 4, ent_dim=6, rel_dim=5, margin=0.5)
+        if fused:
+            loss, reg = model.loss_and_regularization(h, r, t, neg)
+        else:
+            loss, reg = model.loss(h, r, t, neg), model.regularization(h, r, t, neg)
+        (loss + 0.3 * reg).backward()
+        grads.append((loss.detach(), reg.detach(),
+                      [p.grad.clone() for p in (model.entity_embedding.weight, model.relation_embedding.weight,
+                                                model.projection)]))
+    (loss_a, reg_a, g_a), (loss_b, reg_b, g_b) = grads
+    assert torch.allclose(loss_a, loss_b, atol=1e-5) and torch.allclose(reg_a, reg_b, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_a, g_b))
+    assert g_a[0].abs().sum() > 0  # the comparison is of real gradients
+
+
 def test_shared_entity_table_is_trained_through_the_loss():
     table = nn.Embedding(12, 4)  # e.g. 10 entities + 2 user nodes of a recommendation model
     model = TransE(10, 2, 4, entity_embedding=table)

@@ -152,9 +152,8 @@ class CKE(Model):
         """TransR on the shared entity table: heads, relations, tails (B,), neg_tails (B, n_neg) index the graph.
         'kg' = mean softplus(f(h, r, t') - f(h, r, t)) (BPR on triples); 'kg_reg' = reg_weights[1] x TransR's
         half squared norms of the projected vectors."""
-        return {"kg": self.kg_model.loss(heads, relations, tails, neg_tails),
-                "kg_reg": self.params.reg_weights[1] * self.kg_model.regularization(heads, relations, tails,
-                                                                                     neg_tails)}
+        loss, reg = self.kg_model.loss_and_regularization(heads, relations, tails, neg_tails)
+        return {"kg": loss, "kg_reg": self.params.reg_weights[1] * reg}
 
     # -- scoring ------------------------------------------------------------------------------------------------------
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

@@ -209,8 +209,8 @@ class KGAT(Model):
         'kg' = mean softplus(f(h, r, t') - f(h, r, t)) (KGAT's -log sigmoid); 'kg_reg' = reg_weight x the half
         squared norms of the projected vectors."""
         rel = relations + 1  # CKG relation numbers: 0 is interact
-        return {"kg": self.kg_model.loss(heads, rel, tails, neg_tails),
-                "kg_reg": self.params.reg_weight * self.kg_model.regularization(heads, rel, tails, neg_tails)}
+        loss, reg = self.kg_model.loss_and_regularization(heads, rel, tails, neg_tails)
+        return {"kg": loss, "kg_reg": self.params.reg_weight * reg}
 
     # -- scoring ------------------------------------------------------------------------------------------------------
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

@@ -123,6 +123,23 @@ class TransR(_TranslationalModel):
         projected = project_by_relation(self.projection, r, ent(h) - ent(t))
         return -(projected + self.relation_embedding(r)).pow(2).sum(dim=-1)
 
+    def loss_and_regularization(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
+                                t_neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`loss` and :meth:`regularization` of one batch from ONE gather of heads, tails and corrupted tails
+        and ONE projection of them by relation (``M_r e_h - M_r e_t`` equals ``M_r (e_h - e_t)``): every separate
+        lookup would allocate and zero a gradient the size of the whole entity table in backward. ``h``, ``r``,
+        ``t``: LongTensor (B,); ``t_neg``: (B,) or (B, K) -> (loss, regularization), scalars."""
+        t_neg = t_neg.reshape(len(h), -1)
+        b, k = len(h), t_neg.shape[1]
+        e = self.entity_embedding.weight.index_select(0, torch.cat([h, t, t_neg.reshape(-1)]))
+        rows_r = torch.cat([r, r, r.repeat_interleave(k)])
+        projected = project_by_relation(self.projection, rows_r, e)
+        p_h, p_t, p_neg = projected[:b], projected[b:2 * b], projected[2 * b:].view(b, k, -1)
+        e_r = self.relation_embedding.weight.index_select(0, r)
+        pos = -(p_h - p_t + e_r).pow(2).sum(dim=-1)
+        neg = -(p_h.unsqueeze(1) - p_neg + e_r.unsqueeze(1)).pow(2).sum(dim=-1)
+        return soft_margin_ranking_loss(pos, neg, self.margin), _half_sq(p_h, e_r, p_t, p_neg)
+
     def regularization(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor) -> torch.Tensor:
         """KGAT's: the same half squared norms as :meth:`TransE.regularization`, of the projected entity vectors
         ``M_r e`` (so ``M_r`` is kept small too) -> scalar."""
