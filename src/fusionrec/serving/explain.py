@@ -11,7 +11,7 @@ An explanation (a plain dict, the body of ``POST /explain``) has three parts:
     mean of their history items' final vectors, weighted by the interaction weights. Other models have one source
     (``pop``, ``bpr``, ``lightgcn``, ``itemknn``: all collaborative; ``content-knn``: all text; ``kg-knn``: all
     knowledge graph) or mix theirs inside one vector (``cke``, ``kgat``: no split, said in a note) or one item-item
-    matrix (``ease`` with text or KG side information).
+    matrix (``ease`` with text or KG side information, ``sparse-ease`` with text).
 ``history``
     The user's history items (training items plus added interactions) that contribute most: ``weight`` x
     ``similarity`` to the target. The similarity is the cosine of the model's item vectors for dot-product models
