@@ -21,7 +21,8 @@ from fusionrec.data.synthetic import make_synthetic
 from fusionrec.errors import ConfigError
 from fusionrec.models import Batch, get_model_class
 from fusionrec.training import Trainer, build_inputs, seed_everything
-from fusionrec.training.losses import full_softmax_loss, sampled_softmax_loss
+import fusionrec.training.losses as losses
+from fusionrec.training.losses import full_softmax_loss, sampled_softmax_loss, sampled_softmax_reference
 from fusionrec.training.sampling import CandidateSampler
 from fusionrec.typed_config import build
 
@@ -60,6 +61,39 @@ def test_every_item_once_without_correction_is_the_full_softmax():
     for t in (1.0, 0.2):
         torch.testing.assert_close(sampled_softmax_loss(pos, scores, torch.zeros(10), hits, t),
                                    full_softmax_loss(pos, scores, t))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 18])  # one row per chunk, a ragged last chunk, one chunk
+def test_fused_loss_and_gradients_equal_autograds_composition(monkeypatch, chunk):
+    monkeypatch.setattr(losses, "_CHUNK_ELEMENTS", chunk * 5)  # 5 candidates: `chunk` rows per chunk
+    g = torch.Generator().manual_seed(3)
+    pos_items = torch.randint(0, 6, (9,), generator=g)
+    cand_items = torch.tensor([0, 1, 1, 4, 5])  # item 1 twice: a row whose positive is 1 masks two candidates
+    hits = cand_items[None, :] == pos_items[:, None]
+    log_count = torch.rand(5, generator=g, dtype=torch.float64)
+    results = []
+    for fn in (sampled_softmax_loss, sampled_softmax_reference):
+        pos = torch.randn(9, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True)
+        cand = torch.randn(9, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64, requires_grad=True)
+        loss = fn(pos, cand, log_count, hits, 0.3)
+        (2.5 * loss).backward()  # an upstream gradient other than 1
+        results.append((loss.detach(), pos.grad, cand.grad))
+    for fused, reference in zip(*results):
+        torch.testing.assert_close(fused, reference)
+    assert results[0][2][hits].abs().max() == 0  # masked hits get no gradient
+    assert results[0][1].abs().min() > 0  # every positive is pushed up
+
+
+def test_fused_loss_passes_gradcheck_and_a_second_backward_repeats_the_first():
+    g = torch.Generator().manual_seed(4)
+    pos = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    cand = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    log_count, hits = torch.rand(6, generator=g, dtype=torch.float64), torch.zeros(4, 6, dtype=torch.bool)
+    hits[1, 2] = True
+    assert torch.autograd.gradcheck(lambda p, c: sampled_softmax_loss(p, c, log_count, hits, 0.5), (pos, cand))
+    loss = sampled_softmax_loss(pos, cand, log_count, hits)
+    first = torch.autograd.grad(loss, cand, retain_graph=True)[0]
+    torch.testing.assert_close(torch.autograd.grad(loss, cand)[0], first)  # the kept softmax is not overwritten
 
 
 # -- the candidate sampler ----------------------------------------------------------------------------------------

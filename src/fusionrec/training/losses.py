@@ -43,10 +43,66 @@ def sampled_softmax_loss(pos: torch.Tensor, cand: torch.Tensor, log_count: torch
     other than the positive is counted once in expectation), and with every item as a candidate exactly once
     (``log_count`` 0) the loss is the full softmax. The positive, always present, gets no correction.
 
+    Computed by :class:`_SampledSoftmax` in row chunks, one (B, C) buffer for the softmax and one for its gradient:
+    a few passes over the B x C scores per step instead of the dozen that autograd's composition makes (the dominant
+    cost of an epoch at 20,000 items: docs/benchmarks.md).
+
     pos (B,) the positives' scores; cand (B, C) the candidates' scores; log_count (C,); hits bool (B, C) -> scalar."""
+    return _SampledSoftmax.apply(pos, cand, log_count, hits, float(temperature))
+
+
+def sampled_softmax_reference(pos: torch.Tensor, cand: torch.Tensor, log_count: torch.Tensor, hits: torch.Tensor,
+                              temperature: float = 1.0) -> torch.Tensor:
+    """:func:`sampled_softmax_loss` composed from torch operations (autograd's gradient): the definition that the
+    fused version is tested against."""
     logits = (cand / temperature - log_count).masked_fill(hits, float("-inf"))  # (B, C)
     logits = torch.cat([(pos / temperature).unsqueeze(1), logits], dim=1)  # (B, 1 + C)
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+_CHUNK_ELEMENTS = 1 << 18  # rows per chunk so that one chunk of the (B, C) buffer stays in cache
+
+
+class _SampledSoftmax(torch.autograd.Function):
+    """Forward: per row chunk, logits ``cand / t - log_count`` (hits -inf) written into one (B, C) buffer, shifted by
+    the row maximum (the positive's logit included) and exponentiated in place; the loss is
+    ``log(e_pos + sum e_j) + max - pos / t``. The buffer is kept for backward, where the gradient of the mean loss
+    with respect to ``cand`` is ``e_j / (row sum) / (t B)`` (the softmax), one product of the buffer, and with
+    respect to ``pos`` ``(softmax_pos - 1) / (t B)``."""
+
+    @staticmethod
+    def forward(ctx, pos, cand, log_count, hits, temperature):
+        n_rows, n_cand = cand.shape
+        inv_t = 1.0 / temperature
+        with torch.no_grad():
+            exp = torch.empty_like(cand)  # (B, C): exp(logit - row max)
+            inv_sum = torch.empty_like(pos)  # (B,) 1 / the row's softmax denominator (shifted)
+            e_pos = torch.empty_like(pos)  # (B,) exp(pos / t - row max)
+            total = pos.new_zeros((), dtype=torch.float64)
+            step = max(1, _CHUNK_ELEMENTS // max(n_cand, 1))
+            for lo in range(0, n_rows, step):
+                hi = min(lo + step, n_rows)
+                z = exp[lo:hi]
+                torch.mul(cand[lo:hi], inv_t, out=z)
+                z.sub_(log_count).masked_fill_(hits[lo:hi], float("-inf"))
+                zp = pos[lo:hi] * inv_t
+                top = torch.maximum(z.amax(dim=1), zp) if n_cand else zp
+                z.sub_(top.unsqueeze(1)).exp_()
+                ep = (zp - top).exp_()
+                denom = z.sum(dim=1).add_(ep)
+                e_pos[lo:hi], inv_sum[lo:hi] = ep, denom.reciprocal()
+                total += (denom.log_() + top - zp).sum(dtype=torch.float64)
+        ctx.save_for_backward(exp, inv_sum, e_pos)
+        ctx.scale = inv_t / max(n_rows, 1)
+        return (total / max(n_rows, 1)).to(pos.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        exp, inv_sum, e_pos = ctx.saved_tensors
+        row = inv_sum * (grad * ctx.scale)  # (B,)
+        grad_cand = exp * row.unsqueeze(1)
+        grad_pos = e_pos * row - grad * ctx.scale
+        return grad_pos, grad_cand, None, None, None
 
 
 LOSSES = {"bpr": bpr_loss, "bce": bce_loss, "softmax": softmax_loss, "full_softmax": full_softmax_loss}
