@@ -214,6 +214,22 @@ def test_keyed_reads(model_dir, tmp_path):
         assert c.get("/health").status_code == 200
 
 
+@pytest.mark.parametrize("headers, status", [
+    ({"Authorization": f"Bearer {KEY}"}, 200),
+    ({"X-API-Key": KEY}, 200),
+    ({"Authorization": f"Bearer {KEY}", "X-API-Key": KEY}, 200),
+    ({"Authorization": f"Bearer {KEY}", "X-API-Key": "guess"}, 401),  # one right header is not enough
+    ({"Authorization": "Bearer guess", "X-API-Key": KEY}, 401),
+    ({"Authorization": f"Basic {KEY}", "X-API-Key": KEY}, 401),  # another scheme is a credential too, and wrong
+    ({"Authorization": "Bearer ", "X-API-Key": KEY}, 401),
+])
+def test_every_key_a_request_carries_must_match(client, headers, status):
+    r = client.post("/interactions", headers=headers, json=[{"user_id": "u9", "item_id": "i1"}])
+    assert r.status_code == status, r.text
+    assert KEY not in r.text
+    assert (client.app.state.recommender.store.events("u9") != []) == (status == 200)
+
+
 def test_streamed_body_without_a_length_is_bounded_too(client):
     chunks = iter([b"[" + b" " * 15_000, b" " * 15_000 + b"]"])  # no Content-Length: sent chunked
     r = client.post("/interactions", headers={**auth(), "content-type": "application/json"}, content=chunks)
