@@ -19,10 +19,11 @@ from fusionrec.config import TrainingConfig
 from fusionrec.data import IdMap, Interactions, KnowledgeGraph
 from fusionrec.data.synthetic import make_synthetic
 from fusionrec.errors import ConfigError
-from fusionrec.models import Batch, get_model_class
+from fusionrec.models import Batch, ScoreFactors, dense_scores, get_model_class
 from fusionrec.training import Trainer, build_inputs, seed_everything
-import fusionrec.training.losses as losses
-from fusionrec.training.losses import full_softmax_loss, sampled_softmax_loss, sampled_softmax_reference
+import fusionrec.training.sampled_softmax as chunked
+from fusionrec.training.losses import full_softmax_loss
+from fusionrec.training.sampled_softmax import sampled_softmax_loss, sampled_softmax_reference
 from fusionrec.training.sampling import CandidateSampler
 from fusionrec.typed_config import build
 
@@ -63,37 +64,49 @@ def test_every_item_once_without_correction_is_the_full_softmax():
                                    full_softmax_loss(pos, scores, t))
 
 
+def as_factors(cand: torch.Tensor) -> ScoreFactors:
+    """cand (B, C) written as users (B, C) @ identity (C, C).T, so both forms hold the same scores."""
+    return ScoreFactors(cand, torch.eye(cand.shape[1], dtype=cand.dtype))
+
+
+@pytest.mark.parametrize("form", ["dense", "factors"])
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 18])  # one row per chunk, a ragged last chunk, one chunk
-def test_fused_loss_and_gradients_equal_autograds_composition(monkeypatch, chunk):
-    monkeypatch.setattr(losses, "_CHUNK_ELEMENTS", chunk * 5)  # 5 candidates: `chunk` rows per chunk
+def test_chunked_loss_and_gradients_equal_autograds_composition(monkeypatch, chunk, form):
+    monkeypatch.setattr(chunked, "CHUNK_ELEMENTS", chunk * 5)  # 5 candidates: `chunk` rows per chunk
     g = torch.Generator().manual_seed(3)
     pos_items = torch.randint(0, 6, (9,), generator=g)
     cand_items = torch.tensor([0, 1, 1, 4, 5])  # item 1 twice: a row whose positive is 1 masks two candidates
     hits = cand_items[None, :] == pos_items[:, None]
     log_count = torch.rand(5, generator=g, dtype=torch.float64)
+    users = torch.randn(9, 3, generator=g, dtype=torch.float64)
+    items = torch.randn(5, 3, generator=g, dtype=torch.float64)
     results = []
     for fn in (sampled_softmax_loss, sampled_softmax_reference):
         pos = torch.randn(9, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True)
-        cand = torch.randn(9, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64, requires_grad=True)
-        loss = fn(pos, cand, log_count, hits, 0.3)
+        u, v = users.clone().requires_grad_(), items.clone().requires_grad_()
+        scores = ScoreFactors(u, v) if form == "factors" and fn is sampled_softmax_loss else u @ v.T
+        loss = fn(pos, scores, log_count, hits, 0.3)
         (2.5 * loss).backward()  # an upstream gradient other than 1
-        results.append((loss.detach(), pos.grad, cand.grad))
+        results.append((loss.detach(), pos.grad, u.grad, v.grad))
     for fused, reference in zip(*results):
         torch.testing.assert_close(fused, reference)
-    assert results[0][2][hits].abs().max() == 0  # masked hits get no gradient
     assert results[0][1].abs().min() > 0  # every positive is pushed up
 
 
-def test_fused_loss_passes_gradcheck_and_a_second_backward_repeats_the_first():
+@pytest.mark.parametrize("form", ["dense", "factors"])
+def test_chunked_loss_passes_gradcheck_and_masked_hits_get_no_gradient(form):
     g = torch.Generator().manual_seed(4)
     pos = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
     cand = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
     log_count, hits = torch.rand(6, generator=g, dtype=torch.float64), torch.zeros(4, 6, dtype=torch.bool)
     hits[1, 2] = True
-    assert torch.autograd.gradcheck(lambda p, c: sampled_softmax_loss(p, c, log_count, hits, 0.5), (pos, cand))
-    loss = sampled_softmax_loss(pos, cand, log_count, hits)
+    make = as_factors if form == "factors" else (lambda c: c)
+    assert torch.autograd.gradcheck(lambda p, c: sampled_softmax_loss(p, make(c), log_count, hits, 0.5),
+                                    (pos, cand))
+    loss = sampled_softmax_loss(pos, make(cand), log_count, hits)
     first = torch.autograd.grad(loss, cand, retain_graph=True)[0]
-    torch.testing.assert_close(torch.autograd.grad(loss, cand)[0], first)  # the kept softmax is not overwritten
+    assert first[1, 2] == 0 and first[0, 2] != 0
+    torch.testing.assert_close(torch.autograd.grad(loss, cand)[0], first)  # the kept numerators are not overwritten
 
 
 # -- the candidate sampler ----------------------------------------------------------------------------------------
@@ -186,7 +199,7 @@ def test_candidates_are_scored_as_the_whole_catalogue_scores_them(name, similari
     full = model.forward_catalogue(Batch(users, pos, empty))
     out = model.forward_catalogue(Batch(users, pos, empty, cands))
     assert out.pos.shape == (3,) and out.neg.shape == (3, 5)
-    torch.testing.assert_close(out.neg, full.neg[:, cands], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dense_scores(out.neg), full.neg[:, cands], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.pos, full.pos, rtol=1e-5, atol=1e-5)
     assert set(out.terms) == set(full.terms)
 
@@ -212,7 +225,7 @@ def test_fusionrec_source_dropout_reaches_candidates_and_the_positive(small):
     out = model.forward_catalogue(Batch(users, pos, torch.zeros(64, 0, dtype=torch.long), cands))
     with torch.no_grad():
         u, items, content = model.final_vectors()
-    for got, full, by_content in ((out.neg, u[users] @ items.T, u[users] @ content.T),
+    for got, full, by_content in ((dense_scores(out.neg), u[users] @ items.T, u[users] @ content.T),
                                   (out.pos, (u[users] * items[pos]).sum(-1), (u[users] * content[pos]).sum(-1))):
         is_full = torch.isclose(got, full, atol=1e-5)
         is_content = torch.isclose(got, by_content, atol=1e-5)

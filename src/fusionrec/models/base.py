@@ -63,12 +63,36 @@ class Batch:
 
 @dataclass(frozen=True)
 class ForwardOut:
-    """``pos``: scores (B,) of the positives; ``neg``: scores (B, n_neg) of the negatives; ``terms``: extra named
-    loss terms (each a scalar tensor) such as ``reg`` or ``kg``, weighted by the trainer."""
+    """``pos``: scores (B,) of the positives; ``neg``: scores (B, n_neg) of the negatives, as a tensor or, for a
+    shared candidate set, as :class:`ScoreFactors` (never materialised); ``terms``: extra named loss terms (each a
+    scalar tensor) such as ``reg`` or ``kg``, weighted by the trainer."""
 
     pos: torch.Tensor
-    neg: torch.Tensor
+    neg: "torch.Tensor | ScoreFactors"
     terms: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class ScoreFactors:
+    """Scores held as the product ``users @ items.T`` without forming it: ``users`` (B, d), ``items`` (C, d). What a
+    vector model's :meth:`Model.forward_catalogue` returns as ``neg`` for a shared candidate set, so that the sampled
+    softmax computes the (B, C) scores chunk by chunk in cache and never stores them or their gradient.
+    ``shape`` (B, C); :meth:`dense` the (B, C) tensor."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((self.users.shape[0], self.items.shape[0]))
+
+    def dense(self) -> torch.Tensor:
+        return self.users @ self.items.T
+
+
+def dense_scores(scores: "torch.Tensor | ScoreFactors") -> torch.Tensor:
+    """``scores`` as a (B, n) tensor, formed when they are :class:`ScoreFactors`."""
+    return scores.dense() if isinstance(scores, ScoreFactors) else scores
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.knowledge.kg.aggregate import RowMix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
-from fusionrec.models.base import Batch, ForwardOut, HistoryReader, Model, ModelInputs, checked_history
+from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, Model, ModelInputs, checked_history,
+                                   dense_scores)
 from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers, optional_buffers,
                                         normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
 from fusionrec.models.registry import register
@@ -362,7 +363,7 @@ class FusionRec(Model, HistoryReader):
         if p.source_dropout > 0 and has_content:
             by_content = catalogue_out(u, content, batch.pos, candidates=batch.candidates)
             drop = torch.rand(scores.shape) < p.source_dropout
-            scores = torch.where(drop, by_content.neg, scores)
+            scores = torch.where(drop, dense_scores(by_content.neg), dense_scores(scores))
             pos = scores.gather(1, batch.pos.unsqueeze(1)).squeeze(1) if batch.candidates is None \
                 else torch.where(torch.rand(pos.shape) < p.source_dropout, by_content.pos, pos)
         terms = self._terms(batch.users, batch.pos.unsqueeze(1), u, content, out.pos.unsqueeze(1))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from fusionrec.errors import ConfigError
-from fusionrec.models.base import ForwardOut
+from fusionrec.models.base import ForwardOut, ScoreFactors
 
 SIMILARITIES = ("dot", "cosine")
 
@@ -31,10 +31,11 @@ def catalogue_out(users: torch.Tensor, items: torch.Tensor, pos: torch.Tensor,
                   candidates: torch.Tensor | None = None) -> ForwardOut:
     """:meth:`Model.forward_catalogue`'s answer from finished vectors: users (B, d) and items (n_items, d) ->
     ``pos`` (B,) the positives' scores and ``neg`` (B, n_items) every item's score (the positive's included).
-    With ``candidates`` (C,) (``Batch.candidates``): ``neg`` (B, C) the scores of those items only (one (B, d) x
-    (d, C) product) and ``pos`` each user's own positive, scored apart."""
+    With ``candidates`` (C,) (``Batch.candidates``): ``neg`` the scores of those items only, as :class:`ScoreFactors`
+    (users, the candidates' vectors) that the sampled softmax multiplies chunk by chunk, and ``pos`` each user's own
+    positive, scored apart."""
     if candidates is None:
         scores = users @ items.T  # (B, n_items)
         return ForwardOut(scores.gather(1, pos.unsqueeze(1)).squeeze(1), scores, terms or {})
-    neg = users @ items.index_select(0, candidates).T  # (B, C)
+    neg = ScoreFactors(users, items.index_select(0, candidates))  # (B, C) scores, not formed
     return ForwardOut((users * items.index_select(0, pos)).sum(-1), neg, terms or {})

@@ -115,7 +115,7 @@ class CandidateSampler:
 
         E_j = M * c_j / n_train + n_sampled * q_j        (M = min(batch size, in_batch))
 
-    and ``log E_j`` is the log-Q correction of :func:`fusionrec.training.losses.sampled_softmax_loss`. Outside the
+    and ``log E_j`` is the log-Q correction of :func:`fusionrec.training.sampled_softmax.sampled_softmax_loss`. Outside the
     pool q_j = 0 and such items are never drawn (in-batch positives have training interactions, so they are in the
     pool 'trained' too)."""
 

@@ -24,7 +24,8 @@ from fusionrec.training.checkpoint import CheckpointSink, TrainState, resume_tra
 from fusionrec.training.early_stopping import EarlyStopping
 from fusionrec.training.interrupt import StopRequest, stop_on_signals
 from fusionrec.training.progress import epoch_bar, expected_last_epoch, follow
-from fusionrec.training.losses import CATALOGUE_LOSSES, SHARED_CANDIDATE_LOSSES, rec_loss, sampled_softmax_loss
+from fusionrec.training.losses import CATALOGUE_LOSSES, SHARED_CANDIDATE_LOSSES, rec_loss
+from fusionrec.training.sampled_softmax import sampled_softmax_loss
 from fusionrec.training.sampling import CandidateSampler, NegativeSampler, TripleBatches
 from fusionrec.training.seeding import seed_everything
 
