@@ -13,6 +13,7 @@ Zipf-like popularity inside the cluster, so that neighbourhoods exist. Peak RSS 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import sys
@@ -90,6 +91,11 @@ def ml100k(args) -> dict:
     for name, overrides in runs:
         extra = ["model.params.text_weight=0.0"] if name == "ease" else []
         cfg = load_config(args.config, [*overrides, *extra, f"model.params.l2={args.l2}"])
+        if name != "ease":  # sparse-ease has no KG term: drop ease's kg_weight (must be 0 for a like-for-like run)
+            params = dict(cfg.model.params)
+            if params.pop("kg_weight", 0.0):
+                raise SystemExit(f"{args.config}: kg_weight > 0 has no sparse-ease counterpart; compare with 0")
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, params=params))
         res = run_experiment(cfg, out / name)
         rows.append({"run": name, "valid_ndcg@10": res["metrics"]["valid"].get("ndcg@10"),
                      "test_ndcg@10": res["metrics"]["test"].get("ndcg@10"), "fit_s": res["timings"]["fit_s"]})
