@@ -1,5 +1,6 @@
 """The typed config rejects what a user gets wrong, naming the key, and accepts what the shipped configs say."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,23 @@ def test_exponent_without_dot_is_a_float():
     assert load_config(None, ["training.weight_decay=1e-6"]).training.weight_decay == 1e-6
     with pytest.raises(ConfigError, match="'training.lr': expected float"):
         load_config(None, ["training.lr=fast"])
+
+
+@pytest.mark.parametrize("ratios, rule", [
+    ("[0.8, 0.5, 0.1]", "sum to 1"),  # the typo that trained on a 58k / 35k / 7k split
+    ("[8, 1, 1]", "sum to 1"),
+    ("[0.9, 0.1]", "three shares"),
+    ("[1.1, -0.2, 0.1]", ">= 0"),
+    ("[0.0, 0.5, 0.5]", "train > 0"),
+    ("[.nan, 0.5, 0.5]", "finite"),
+])
+def test_split_ratios_that_do_not_sum_to_one_fail_at_load_naming_file_and_key(tmp_path, ratios, rule):
+    path = write(tmp_path, f"split:\n  ratios: {ratios}\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: 'split\.ratios': .*{re.escape(rule)}"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"'split\.ratios'"):
+        load_config(None, [f"split.ratios={ratios}"])
+
+
+def test_split_ratios_within_rounding_of_one_load():
+    assert load_config(None, ["split.ratios=[0.7, 0.2, 0.1]"]).split.ratios == [0.7, 0.2, 0.1]  # 0.9999999999999999

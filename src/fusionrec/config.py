@@ -6,6 +6,7 @@ wrong types raise :class:`fusionrec.errors.ConfigError` naming the key path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -88,6 +89,24 @@ class SplitConfig:
     # the history the test is scored from: train (RecBole's default), or train + valid (published leave-one-out
     # tables); not on the cold splits. Validation always reads train only.
     test_history: Literal["train", "train_valid"] = "train"
+
+    def __post_init__(self) -> None:
+        check_split_ratios(self.ratios)
+
+
+RATIO_SUM_TOLERANCE = 1e-6
+
+
+def check_split_ratios(ratios: list[float]) -> None:
+    """``split.ratios``: three finite shares (train, valid, test), none negative, train above 0, summing to 1; a
+    ConfigError naming the rule otherwise (``[0.8, 0.5, 0.1]`` is a typo, not a 57/36/7 split)."""
+    key = "split.ratios"
+    if len(ratios) != 3:
+        raise ConfigError(f"expected three shares (train, valid, test), got {len(ratios)}: {list(ratios)}", key=key)
+    if not all(math.isfinite(r) and r >= 0 for r in ratios) or ratios[0] <= 0:
+        raise ConfigError(f"each share must be a finite number >= 0 and train > 0, got {list(ratios)}", key=key)
+    if abs(sum(ratios) - 1.0) > RATIO_SUM_TOLERANCE:
+        raise ConfigError(f"the shares must sum to 1, got {list(ratios)} (sum {sum(ratios):g})", key=key)
 
 
 @dataclass(frozen=True)

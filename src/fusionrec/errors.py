@@ -29,7 +29,7 @@ class ConfigError(FusionrecError, ValueError):
     """A configuration key that is unknown, missing or of the wrong type; names the key path (e.g. ``training.lr``)."""
 
     def __init__(self, message: str, *, key: str | None = None, file: str | None = None):
-        self.key, self.file = key, file
+        self.key, self.file, self.message = key, file, message
         prefix = f"{file}: " if file else ""
         super().__init__(prefix + (f"'{key}': " if key else "") + message)
 

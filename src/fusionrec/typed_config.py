@@ -42,7 +42,9 @@ def build(cls: type, data: Any, key: str = "", file: str | None = None):
         return cls(**values)
     except (ValueError, TypeError) as exc:
         if isinstance(exc, ConfigError):
-            raise
+            if file is None or exc.file is not None:
+                raise
+            raise ConfigError(exc.message, key=exc.key, file=file) from None  # a dataclass's own check
         raise ConfigError(str(exc), key=key or None, file=file) from None
 
 
