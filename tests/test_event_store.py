@@ -25,6 +25,23 @@ def test_delete_user_removes_only_that_user(tmp_path):
     assert store.events() == [Event("u2", "i1")]
 
 
+def test_a_deleted_user_is_on_no_page_of_the_database_or_its_log_while_the_store_is_open(tmp_path):
+    db = tmp_path / "e.sqlite"
+    store = EventStore(db)
+    secret = "user-to-forget-7f3a"
+    store.add([Event(secret, f"i{n}") for n in range(50)])
+    store.add([Event("u2", "i1")])
+    files = [db, db.with_name(db.name + "-wal")]
+    assert any(secret.encode() in f.read_bytes() for f in files if f.exists())  # the check can see it
+    assert store.delete_user(secret) == 50
+    for f in files:  # the store is still open: nothing waits for a checkpoint at close
+        if f.exists():
+            assert secret.encode() not in f.read_bytes(), f.name
+    assert store.events() == [Event("u2", "i1")]
+    store.add([Event("u3", "i2")])  # the store keeps working after the checkpoint
+    assert store.count() == 2
+
+
 def test_database_is_in_wal_mode(tmp_path):
     db = tmp_path / "e.sqlite"
     EventStore(db).add([Event("u", "i")])

@@ -72,6 +72,7 @@ class EventStore:
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros, not left in free space
         self._conn.execute(_SCHEMA)
         self._conn.execute("CREATE INDEX IF NOT EXISTS interactions_user ON interactions(user_id)")
         self._conn.execute(_ITEMS_SCHEMA)
@@ -93,9 +94,12 @@ class EventStore:
         return [Event(*row) for row in rows]
 
     def delete_user(self, user_id: str) -> int:
-        """Removes every event of this user; returns how many were removed."""
+        """Removes every event of this user; returns how many were removed. On return the user's id and events are
+        on no page of the database or its write-ahead log: the deleted cells are zeroed (``secure_delete``) and the
+        log, which still holds the pages as they were, is checkpointed into the database and truncated."""
         with self._lock:
             cur = self._conn.execute("DELETE FROM interactions WHERE user_id = ?", (user_id,))
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return cur.rowcount
 
     def count(self) -> int:
