@@ -111,6 +111,13 @@ BAD_INTER = [
     ("empty id", HEADER + "\ti1\t4\t1\n", 2, "user_id", "id is empty"),
     ("NaN id", HEADER + "u1\ti1\t4\t1\nu1\tNaN\t4\t1\n", 3, "item_id", "NaN"),
     ("only a header", HEADER, 2, "user_id", "no interaction rows"),
+    ("50 MB id", HEADER + "u1\ti1\t4\t1\n" + "u" * 50_000_000 + "\ti1\t4\t1\n", 3, "user_id",
+     "50,000,000 characters long"),
+    ("NUL inside an id", HEADER + "u1\x00x\ti1\t4\t1\n", 2, "user_id", "control character '\\x00'"),
+    ("inf rating", HEADER + "u1\ti1\t4\t1\nu1\ti2\tinf\t2\n", 3, "rating", "inf, not a finite number"),
+    ("rating beyond a float", HEADER + "u1\ti1\t1e400\t1\n", 2, "rating", "inf, not a finite number"),
+    ("nan rating", HEADER + "u1\ti1\tnan\t1\n", 2, "rating", "missing"),
+    ("-inf timestamp", HEADER + "u1\ti1\t4\t-inf\n", 2, "timestamp", "-inf, not a finite number"),
 ]
 
 

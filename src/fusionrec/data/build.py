@@ -12,6 +12,7 @@ read, before duplicates are dropped or the rating threshold is applied, so the m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ from fusionrec.errors import DataError
 
 DUPLICATE_POLICIES = ("keep", "drop", "error")
 NAN_TOKENS = frozenset({"nan", "NaN", "NAN", "NULL", "null", "None"})
+MAX_ID_CHARS = 512  # longer raw ids are refused (a URL fits; a whole document pasted into an id column does not)
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +135,9 @@ def build_dataset(
     for part in parts.values():
         check_ids(part.users, part.lines, part.file, part.user_field)
         check_ids(part.items, part.lines, part.file, part.item_field)
+        check_finite(part.ratings, part.lines, part.file, part.rating_field, allow_missing=False)
+        check_finite(part.timestamps, part.lines, part.file, "timestamp", allow_missing=True)
+        check_finite(part.weights, part.lines, part.file, "weight", allow_missing=False)
     if sum(len(p.users) for p in parts.values()) == 0:
         first = next(iter(parts.values()))
         raise DataError("no interaction rows (only a header)", file=first.file, line=2, field=first.user_field)
@@ -189,13 +195,37 @@ def encode(values: Sequence[str], lookup: dict[str, int]) -> np.ndarray:
 
 
 def check_ids(values: Sequence[str], lines: np.ndarray, file: str, field_name: str) -> None:
-    """Raises :class:`DataError` at the first empty or NaN id."""
-    distinct = set(values)
-    bad = {v for v in distinct if v in NAN_TOKENS or not v.strip()}
+    """Raises :class:`DataError` at the first id that is empty, NaN, longer than :data:`MAX_ID_CHARS` or holds a
+    control character (NUL included)."""
+    bad = {v for v in set(values) if _id_problem(v) is not None}
     if bad:
         row = next(k for k, v in enumerate(values) if v in bad)
-        what = "empty" if not values[row].strip() else f"NaN ({values[row]!r})"
-        raise DataError(f"id is {what}; every row needs an id", file=file, line=int(lines[row]), field=field_name)
+        raise DataError(f"id {_id_problem(values[row])}", file=file, line=int(lines[row]), field=field_name)
+
+
+def _id_problem(value: str) -> str | None:
+    if not value.strip():
+        return "is empty; every row needs an id"
+    if value in NAN_TOKENS:
+        return f"is NaN ({value!r}); every row needs an id"
+    if len(value) > MAX_ID_CHARS:
+        return f"is {len(value):,} characters long (at most {MAX_ID_CHARS}): {value[:40]!r}..."
+    if (m := CONTROL_CHARS.search(value)) is not None:
+        return f"holds the control character {m.group()!r} at position {m.start()}: {value[:40]!r}"
+    return None
+
+
+def check_finite(values: np.ndarray | None, lines: np.ndarray, file: str, field_name: str, *,
+                 allow_missing: bool) -> None:
+    """Raises :class:`DataError` at the first infinite value (inf, -inf, or a number too large for a float), and,
+    unless ``allow_missing``, at the first NaN (an empty cell or 'nan')."""
+    if values is None:
+        return
+    bad = np.isinf(values) if allow_missing else ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        what = "missing (an empty cell or 'nan')" if np.isnan(values[row]) else f"{values[row]}, not a finite number"
+        raise DataError(f"the value is {what}", file=file, line=int(lines[row]), field=field_name)
 
 
 def parse_floats(values: Sequence[str], lines: np.ndarray, file: str, field_name: str,
