@@ -21,7 +21,7 @@ from fusionrec.data.ids import IdMap
 from fusionrec.errors import UnknownIdError
 from fusionrec.models.bpr import BPR, BPRParams
 from fusionrec.serving.app import create_app
-from fusionrec.serving.event_store import Event
+from fusionrec.serving.event_store import Event, EventStore
 from fusionrec.serving.recommender import Recommender
 from fusionrec.serving.settings import ServeSettings
 
@@ -114,6 +114,20 @@ def test_recommender_without_new_users_still_rejects_unknown_users(model_dir):
         rec.add_interactions([Event("u1", "nope")])
 
 
+def test_a_stored_weight_outside_the_bounds_is_not_replayed_and_the_user_still_gets_a_list(model_dir, tmp_path):
+    db = tmp_path / "e.sqlite"
+    store = EventStore(db)  # a store written before the bound, or by hand: rows the service would now refuse
+    store.add([Event("tampered", "i4", None, 1e300), Event("tampered", "i4", None, 1.7e308),
+               Event("tampered", "i2", None, 1e-320), Event("tampered", "i1", None, 2.0)])
+    store.close()
+    rec = Recommender.load(model_dir, db=db, new_users=True)
+    reply = rec.recommend("tampered", k=5)
+    assert len(reply) == 5 and all(np.isfinite(score) for _, score in reply)
+    fresh = Recommender.load(model_dir, new_users=True)
+    fresh.add_interactions([Event("tampered", "i1", None, 2.0)])  # what the one valid row alone gives
+    assert reply == fresh.recommend("tampered", k=5)
+
+
 def test_store_is_replayed_by_a_new_recommender(model_dir, tmp_path):
     db = tmp_path / "e.sqlite"
     first = Recommender.load(model_dir, db=db, new_users=True)
@@ -186,6 +200,12 @@ def test_interactions_change_a_new_users_recommendations_and_delete_forgets(clie
      "unknown item id 'nope'"),
     (("post", "/interactions", {"json": [{"user_id": "u1", "item_id": "i1", "weight": -1}], "headers": auth()}),
      422, "weight"),
+    (("post", "/interactions", {"json": [{"user_id": "u1", "item_id": "i1", "weight": 1e300}], "headers": auth()}),
+     422, "between"),  # would overflow the user's summed weights: NaN scores, an empty list forever
+    (("post", "/interactions", {"json": [{"user_id": "u1", "item_id": "i1", "weight": 1e-320}], "headers": auth()}),
+     422, "between"),  # all-zero scores
+    (("post", "/interactions", {"content": '[{"user_id": "u1", "item_id": "i1", "weight": 1' + "0" * 400 + "}]",
+                                "headers": {**auth(), "content-type": "application/json"}}), 422, "finite"),
     (("post", "/interactions", {"json": [], "headers": auth()}), 422, "non-empty"),
     (("post", "/interactions", {"json": {"user_id": "u1"}, "headers": auth()}), 422, "list"),
     (("delete", "/users/u1", {}), 401, "missing API key"),

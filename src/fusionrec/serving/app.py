@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -155,8 +156,8 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
             raise HTTPException(422, "the body must be a non-empty list of interactions")
         if len(body) > settings.max_interactions:
             raise HTTPException(413, f"at most {settings.max_interactions} interactions per request, got {len(body)}")
-        events = [Event(b.user_id, b.item_id, None if b.timestamp is None else float(b.timestamp), float(b.weight))
-                  for b in body]
+        events = [Event(b.user_id, b.item_id, None if b.timestamp is None else _as_float(b.timestamp),
+                        _as_float(b.weight)) for b in body]
         return {"added": rec.add_interactions(events)}
 
     @app.post("/items", response_model=schemas.ItemsAddedResponse, dependencies=[Depends(writer)])
@@ -209,3 +210,10 @@ def _add_routes(app: FastAPI, settings: ServeSettings) -> None:
         changed = rec.remove_triples(check_triples(body))
         return {"changed": changed, "triples": len(rec.kg.triples)}
 
+
+def _as_float(value: int | float) -> float:
+    """A JSON number as a float; an integer beyond any float becomes inf, which validation then refuses by name."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf

@@ -8,6 +8,7 @@ the process (and, with FULL, of the machine)."""
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -51,14 +52,34 @@ class StoredItem:
     model_version: str | None = None
 
 
+MIN_WEIGHT, MAX_WEIGHT = 1e-6, 1e3  # the accepted range of an interaction's weight, ends included
+
+
 @dataclass(frozen=True)
 class Event:
-    """One interaction as stored: raw ids, an optional timestamp (seconds) and a positive weight."""
+    """One interaction as stored: raw ids, an optional timestamp (seconds) and a weight in
+    [:data:`MIN_WEIGHT`, :data:`MAX_WEIGHT`]."""
 
     user_id: str
     item_id: str
     timestamp: float | None = None
     weight: float = 1.0
+
+
+def weight_problem(weight: object) -> str | None:
+    """Why ``weight`` cannot be an interaction's weight, or None. Bounded so that no number of rows can overflow a
+    user's summed weights to inf (then NaN scores and an empty list) or underflow them to zero."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        return f"weight must be a number, got {weight!r}"
+    try:
+        finite = math.isfinite(weight)
+    except OverflowError:  # an int beyond any float
+        finite = False
+    if not finite:
+        return f"weight must be a finite number, got {str(weight)[:40]}"
+    if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+        return f"weight must be between {MIN_WEIGHT:g} and {MAX_WEIGHT:g}, got {str(weight)[:40]}"
+    return None
 
 
 class EventStore:

@@ -20,7 +20,7 @@ import torch
 
 from fusionrec.artifacts import ModelArtifact, load_artifact
 from fusionrec.errors import DataError, FusionrecError, UnknownIdError
-from fusionrec.serving.event_store import Event, EventStore, StoredItem
+from fusionrec.serving.event_store import MAX_WEIGHT, MIN_WEIGHT, Event, EventStore, StoredItem, weight_problem
 from fusionrec.serving.new_items import ContentPath, NewItem, UnsupportedError
 from fusionrec.serving.topk_index import TopKIndex, make_index
 from fusionrec.serving.knowledge import LiveGraph, RawTriple
@@ -203,15 +203,14 @@ class Recommender:
     # -- writing ------------------------------------------------------------------------------------------------
     def add_interactions(self, events: Sequence[Event]) -> int:
         """Validates, stores durably (when there is a store) and folds in these interactions; returns how many.
-        Unknown item ids raise ``UnknownIdError``; empty user ids, non-finite timestamps and non-positive
-        weights raise ``DataError`` naming the row."""
+        Unknown item ids raise ``UnknownIdError``; empty user ids, non-finite timestamps and weights outside
+        [MIN_WEIGHT, MAX_WEIGHT] (event_store) raise ``DataError`` naming the row."""
         for row, e in enumerate(events):
             if not isinstance(e.user_id, str) or not e.user_id or len(e.user_id) > 256:
                 raise DataError("user_id must be a non-empty string of at most 256 characters", line=row + 1,
                                 field="user_id")
-            if not isinstance(e.weight, (int, float)) or not math.isfinite(e.weight) or e.weight <= 0:
-                raise DataError(f"weight must be a finite number > 0, got {e.weight!r}", line=row + 1,
-                                field="weight")
+            if (problem := weight_problem(e.weight)) is not None:
+                raise DataError(problem, line=row + 1, field="weight")
             if e.timestamp is not None and not math.isfinite(e.timestamp):
                 raise DataError(f"timestamp must be finite, got {e.timestamp!r}", line=row + 1, field="timestamp")
         self.items.indices([e.item_id for e in events])  # raises naming the first unknown item
@@ -355,11 +354,18 @@ class Recommender:
     # -- internals ----------------------------------------------------------------------------------------------
     def _remember(self, events: Sequence[Event]) -> None:
         index = self.items.indices([e.item_id for e in events], missing="minus_one")
+        skipped = 0
         for e, item in zip(events, index):
             if item < 0:  # an item the current model does not know (a store written for another model)
                 continue
+            if weight_problem(e.weight) is not None:  # replayed rows from before the bound, or a tampered store
+                skipped += 1
+                continue
             per_user = self._added.setdefault(e.user_id, {})
             per_user[int(item)] = per_user.get(int(item), 0.0) + float(e.weight)
+        if skipped:
+            log.warning("event store: %d stored interaction(s) with a weight outside [%g, %g] not replayed", skipped,
+                        MIN_WEIGHT, MAX_WEIGHT)
 
     def _added_matrix(self, raw_users: list[str]) -> sp.csr_matrix:
         """(B, n_items) weights of the added interactions of these users."""
