@@ -487,3 +487,36 @@ def test_models_without_a_content_path_refuse_new_items_naming_the_model(client)
     r = client.post("/items", headers=auth(), json=[COMEDY_ITEM])
     assert r.status_code == 422 and "model 'bpr' cannot place new items" in r.text
     assert client.post("/items", json=[COMEDY_ITEM]).status_code == 401
+
+
+# -- bodies Python's json would accept and an echoing 422 handler could not write ------------------------------------
+POISON = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity", "1e400": "1e400",
+          "lone surrogate": '"\\ud800"'}
+BODIES = {  # endpoint -> a body with one invalid field, as JSON text with the poison in that field
+    "/recommend": '{{"user_id": "u1", "k": {}}}',
+    "/recommend/batch": '{{"user_ids": ["u1"], "k": {}}}',
+    "/explain": '{{"user_id": "u1", "item_id": "i1", "n_history": {}}}',
+    "/interactions": '[{{"user_id": "u1", "item_id": "i1", "weight": {}}}]',
+    "/kg/triples": '[{{"head": "i1", "relation": "r", "tail": {}}}]',
+}
+
+
+@pytest.mark.parametrize("poison", POISON, ids=list(POISON))
+@pytest.mark.parametrize("path", BODIES)
+def test_nan_infinity_huge_numbers_and_lone_surrogates_are_a_422_and_the_connection_keeps_serving(client, path,
+                                                                                                  poison):
+    body = BODIES[path].format(POISON[poison])
+    r = client.post(path, content=body, headers={**auth(), "content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail and all({"loc", "msg", "type"} <= set(d) for d in detail)
+    r.content.decode("ascii")  # the reply is plain ASCII JSON: nothing sent back can fail to encode
+    after = client.post("/recommend", json={"user_id": "u1", "k": 2})
+    assert after.status_code == 200 and len(after.json()["items"]) == 2
+
+
+def test_a_plain_validation_error_still_names_the_field_and_rule(client):
+    r = client.post("/recommend", json={"user_id": "u1", "k": "5"})
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "k"] and "integer" in error["msg"] and error["type"] == "int_type"

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from fusionrec.errors import FusionrecError, UnknownIdError
@@ -26,6 +27,7 @@ from fusionrec.serving.limits import BodyLimit
 from fusionrec.serving.new_items import NewItem
 from fusionrec.serving.recommender import DuplicateItemError, Recommender
 from fusionrec.serving.settings import ServeSettings
+from fusionrec.serving.strict_json import StrictJSONRoute, validation_error_response
 
 log = logging.getLogger("fusionrec.serving")
 
@@ -62,6 +64,7 @@ def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> 
     app.state.batcher = RecommendBatcher(lambda: app.state.recommender)
     app.add_middleware(FastRecommend, settings=settings, batcher=app.state.batcher,
                        model_version=lambda: app.state.recommender.model_version)
+    app.router.route_class = StrictJSONRoute  # NaN, Infinity, 1e400 and lone surrogates: 422 before validation
     _add_error_handlers(app)
     _add_routes(app, settings)
     return app
@@ -75,6 +78,10 @@ async def _recommender(request: Request) -> Recommender:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        return validation_error_response(exc)
+
     @app.exception_handler(UnknownIdError)
     async def unknown_id(request: Request, exc: UnknownIdError):
         return JSONResponse({"detail": str(exc)}, status_code=404)
