@@ -138,3 +138,17 @@ def test_sampled_mode_saves_negatives_and_reports_metrics(config_file, tmp_path)
     assert results["evaluation"]["mode"] == "sampled"
     # 20 negatives + the user's few targets: a ranking that learned the groups puts targets near the top
     assert results["metrics"]["test"]["hit@10"] > 0.8
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.name=nope", "'model.name': unknown model 'nope'; available: bpr,"),
+    ("model.params.embedding_size=-4", "'model.params.embedding_size': must be >= 1, got -4"),
+    ("model.params.n_layers=-1", "'model.params.n_layers': must be >= 0, got -1"),
+])
+def test_a_bad_model_fails_with_one_line_before_any_data_are_read(config_file, tmp_path, capsys, override, message):
+    # the dataset path does not exist: had the data been read first, the error would be about it
+    code = main(["train", "--config", str(config_file), "--set", "model.name=lightgcn", "--set", override,
+                 "--set", f"dataset.path={tmp_path / 'no-such-dataset'}", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err and "no-such-dataset" not in err
+    assert not (tmp_path / "run" / "results.json").exists()

@@ -72,8 +72,12 @@ def prepare_data(cfg: RunConfig, log=None, events_db: str | Path | None = None) 
 
 
 def model_params(cfg: RunConfig):
-    """(model class, its validated hyper-parameters)."""
-    cls = get_model_class(cfg.model.name)
+    """(model class, its validated hyper-parameters); ConfigError for an unknown model name (listing the known ones)
+    or bad hyper-parameters."""
+    try:
+        cls = get_model_class(cfg.model.name)
+    except KeyError as exc:
+        raise ConfigError(exc.args[0], key="model.name") from None
     return cls, build(cls.Params, cfg.model.params, key="model.params")
 
 
@@ -115,6 +119,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     interrupted); ``resume``: carry on from it (refused when the config or the data differ)."""
     log = log or _stderr
     out_dir = Path(out_dir)
+    model_params(cfg)  # an unknown model or bad hyper-parameters fail before any data are read
     prepared = prepared or prepare_data(cfg, log, events_db=events_db)
     checkpoint = Checkpoint(out_dir / "checkpoint", run_fingerprint(cfg.to_dict(), prepared.data_sha256))
     resumed = checkpoint.load() if resume else None  # before the text encoding and the model: fail fast

@@ -20,6 +20,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from fusionrec.errors import ConfigError
+
 
 @dataclass(frozen=True, eq=False)
 class ModelInputs:
@@ -259,3 +261,13 @@ class Model(nn.Module):
         sim[torch.outer(std, std) <= 1e-12] = 0.0  # items whose score never varies have no similarity
         sim.fill_diagonal_(0.0)
         return sim.float()
+
+
+def check_at_least(params: Any, minimum: int, *names: str) -> None:
+    """Raises ConfigError (key ``model.params.NAME``) for the first of these integer hyper-parameters of ``params``
+    below ``minimum``: what a Params dataclass's ``__post_init__`` calls, so a bad size fails when the config is
+    read, before any data are loaded."""
+    for name in names:
+        value = getattr(params, name)
+        if value < minimum:
+            raise ConfigError(f"must be >= {minimum}, got {value}", key=f"model.params.{name}")

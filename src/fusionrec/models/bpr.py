@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fusionrec.models.base import Batch, ForwardOut, Model
+from fusionrec.models.base import Batch, ForwardOut, Model, check_at_least
 from fusionrec.models.graph_ops import check_users
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import catalogue_out, check_similarity, finish
@@ -17,6 +17,9 @@ from fusionrec.models.similarity import catalogue_out, check_similarity, finish
 class BPRParams:
     embedding_size: int = 64  # d, width of user and item vectors; 16..256
     similarity: str = "dot"  # dot | cosine (vectors L2-normalised before the product)
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "embedding_size")
 
 
 @register

@@ -11,7 +11,7 @@ from torch import nn
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.knowledge.kg.embedding import TransR
-from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
+from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs, check_at_least
 from fusionrec.models.graph_ops import check_users, data_sized_buffers
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import catalogue_out, check_similarity, finish
@@ -24,6 +24,9 @@ class CKEParams:
     use_text: bool = True  # add W x_i, a linear projection of the item's text embedding (needs item text)
     reg_weights: tuple[float, float] = (1e-5, 1e-5)  # (L2 on the batch's user/item vectors, TransR's L2); 0..1e-1
     similarity: str = "dot"  # dot | cosine (user and item vectors L2-normalised before the product)
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "embedding_size", "kg_embedding_size")
 
 
 @register

@@ -36,8 +36,8 @@ from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.knowledge.kg.aggregate import RowMix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
-from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, Model, ModelInputs, checked_history,
-                                   dense_scores)
+from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, Model, ModelInputs, check_at_least,
+                                   checked_history, dense_scores)
 from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers, optional_buffers,
                                         normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
 from fusionrec.models.registry import register
@@ -67,6 +67,10 @@ class FusionRecParams:
     cold_neighbours: int = 10  # neighbours: warm items (most similar text) a cold item borrows from; >= 1
     cold_temperature: float = 0.05  # neighbours: softmax temperature over their text cosines; > 0
     cold_scale: float = 1.0  # neighbours: borrowed norm relative to the neighbours' weighted mean norm; > 0
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "embedding_size")
+        check_at_least(self, 0, "n_layers", "text_hidden", "text_components")
 
 
 @register
@@ -371,7 +375,7 @@ class FusionRec(Model, HistoryReader):
 
     def _terms(self, users: torch.Tensor, idx: torch.Tensor, u: torch.Tensor, content: torch.Tensor,
                full: torch.Tensor) -> dict[str, torch.Tensor]:
-        """'reg' on the layer-0 vectors of ``users`` (B,) and items ``idx`` (B, n); with ``content_align``, 'align'
+        """'reg' on the layer-0 vectors of ``users`` (B,) and items ``idx`` (B, n); with ``content_align``, "align"
         over the (user, warm item) pairs of ``idx``: ``u`` (B, d) the users' final vectors, ``content`` every item's
         content vector, ``full`` (B, n) the pairs' full scores (see :meth:`forward`)."""
         p = self.params

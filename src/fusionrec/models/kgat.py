@@ -13,7 +13,7 @@ from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.knowledge.kg.attention import KGATAttention, attention_logits, relation_groups, segment_softmax
 from fusionrec.knowledge.kg.collaborative import CKG, INTERACT, collaborative_graph
 from fusionrec.knowledge.kg.embedding import TransR
-from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs
+from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs, check_at_least
 from fusionrec.models.graph_ops import check_users, data_sized_buffers
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import catalogue_out, check_similarity, finish
@@ -29,6 +29,9 @@ class KGATParams:
     mess_dropout: float = 0.1  # message dropout after each layer in training; 0..0.5
     reg_weight: float = 1e-5  # L2 on the batch's final vectors ('reg') and on TransR's projections ('kg_reg'); 0..1e-2
     similarity: str = "dot"  # dot | cosine (final vectors L2-normalised before the product)
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "embedding_size", "kg_embedding_size")
 
 
 @register

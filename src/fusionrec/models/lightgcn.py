@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.models.base import Batch, ForwardOut, HistoryReader, Model, ModelInputs, checked_history
+from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, Model, ModelInputs, check_at_least,
+                                   checked_history)
 from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers,
                                         normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
 from fusionrec.models.registry import register
@@ -22,6 +23,10 @@ class LightGCNParams:
     n_layers: int = 2  # propagation steps over the graph; 1..4 (more over-smooths)
     reg_weight: float = 1e-5  # L2 on the batch's layer-0 vectors, returned as the 'reg' term; 0..1e-2
     similarity: str = "dot"  # dot | cosine (final vectors L2-normalised before the product)
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "embedding_size")
+        check_at_least(self, 0, "n_layers")
 
 
 @register
