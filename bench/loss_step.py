@@ -4,9 +4,12 @@ thread: the loss alone, apart from the model, so the epoch-scaling figures can b
 The shipped configs keep an epoch at ``max_steps_per_epoch: 40`` steps, so the batch grows with the data: 2,048
 rows on ml-100k, ~20,500 at 1M interactions, always against 2,048 in-batch + 1,024 sampled candidates. Each form
 (``dense``: a (B, C) score tensor; ``factors``: :class:`ScoreFactors`, what the vector models hand over) is timed
-on random vectors, median of ``--repeats`` steps.
+on random vectors, median of ``--repeats`` steps. ``--chunk-elements`` times the loss at other chunk sizes (scores
+per chunk, ``fusionrec.training.sampled_softmax.CHUNK_ELEMENTS``; the shipped one by default).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/loss_step.py --rows 2048,20505 --out bench/out/loss-step.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/loss_step.py --rows 2048,20505 \\
+        --chunk-elements 65536,262144,1048576,4194304
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import torch  # noqa: E402
 
 from fusionrec.models.base import ScoreFactors  # noqa: E402
 from fusionrec.provenance import machine, package_versions  # noqa: E402
+import fusionrec.training.sampled_softmax as chunked  # noqa: E402
 from fusionrec.training.sampled_softmax import sampled_softmax_loss  # noqa: E402
 
 
@@ -50,19 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, default=3072)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--chunk-elements", default=str(chunked.CHUNK_ELEMENTS), help="chunk sizes, comma-separated")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     sizes = [int(r) for r in args.rows.split(",")]
-    rows = [{"rows": b, "form": form, "step_s": step_seconds(b, args.candidates, args.dim, form, args.repeats)}
-            for b in sizes for form in ("dense", "factors")]
+    rows = []
+    for chunk in [int(c) for c in args.chunk_elements.split(",")]:
+        chunked.CHUNK_ELEMENTS = chunk
+        rows += [{"rows": b, "form": form, "chunk_elements": chunk,
+                  "step_s": step_seconds(b, args.candidates, args.dim, form, args.repeats)}
+                 for b in sizes for form in ("dense", "factors")]
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     m = machine()
     print(f"machine: {m['cpu']}, {m['cores']} cores, load {m.get('load_avg')}; candidates {args.candidates}, d {args.dim}")
-    print("| rows | form | s/step (median) | x the smallest |\n|---:|---|---:|---:|")
+    print("| chunk elements | rows | form | s/step (median) | x the smallest |\n|---:|---:|---|---:|---:|")
     for r in rows:
-        base = next(x["step_s"] for x in rows if x["form"] == r["form"])
-        print(f"| {r['rows']} | {r['form']} | {r['step_s']:.4f} | {r['step_s'] / base:.1f} |")
+        base = next(x["step_s"] for x in rows if (x["form"], x["chunk_elements"]) == (r["form"], r["chunk_elements"]))
+        print(f"| {r['chunk_elements']} | {r['rows']} | {r['form']} | {r['step_s']:.4f} | {r['step_s'] / base:.1f} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"rows": rows, "args": vars(args), "machine": m, "versions": package_versions(),

@@ -119,14 +119,13 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     interrupted); ``resume``: carry on from it (refused when the config or the data differ)."""
     log = log or _stderr
     out_dir = Path(out_dir)
-    model_params(cfg)  # an unknown model or bad hyper-parameters fail before any data are read
+    cls, params = model_params(cfg)  # an unknown model or bad hyper-parameters fail before any data are read
     prepared = prepared or prepare_data(cfg, log, events_db=events_db)
     checkpoint = Checkpoint(out_dir / "checkpoint", run_fingerprint(cfg.to_dict(), prepared.data_sha256))
     resumed = checkpoint.load() if resume else None  # before the text encoding and the model: fail fast
     if resumed is not None:
         log(f"resume: from epoch {resumed.epoch} in {checkpoint.path}")
     dataset, split = prepared.dataset, prepared.split
-    cls, params = model_params(cfg)
     inputs = model_inputs(cfg, prepared, cls.required_inputs(params), log)
     seed_everything(cfg.seed)
     model = cls.from_inputs(inputs, params)

@@ -98,7 +98,7 @@ class Recommender:
         self._load_vectors()
         if store is not None:  # replayed before the index is built, so start-up builds it once
             self._replay_items(store.items())
-            self._remember(store.events())
+            self._remember(self._replayable(store.events()))
             self._replay_triples(store.triple_ops())
         self._build_index()
 
@@ -352,20 +352,23 @@ class Recommender:
             self._build_index()
 
     # -- internals ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _replayable(events: list[Event]) -> list[Event]:
+        """The stored events whose weight :meth:`add_interactions` would accept now: rows stored before the bound,
+        or written into the store by hand, are skipped with a warning."""
+        kept = [e for e in events if weight_problem(e.weight) is None]
+        if len(kept) < len(events):
+            log.warning("event store: %d stored interaction(s) with a weight outside [%g, %g] not replayed",
+                        len(events) - len(kept), MIN_WEIGHT, MAX_WEIGHT)
+        return kept
+
     def _remember(self, events: Sequence[Event]) -> None:
         index = self.items.indices([e.item_id for e in events], missing="minus_one")
-        skipped = 0
         for e, item in zip(events, index):
             if item < 0:  # an item the current model does not know (a store written for another model)
                 continue
-            if weight_problem(e.weight) is not None:  # replayed rows from before the bound, or a tampered store
-                skipped += 1
-                continue
             per_user = self._added.setdefault(e.user_id, {})
             per_user[int(item)] = per_user.get(int(item), 0.0) + float(e.weight)
-        if skipped:
-            log.warning("event store: %d stored interaction(s) with a weight outside [%g, %g] not replayed", skipped,
-                        MIN_WEIGHT, MAX_WEIGHT)
 
     def _added_matrix(self, raw_users: list[str]) -> sp.csr_matrix:
         """(B, n_items) weights of the added interactions of these users."""
