@@ -4,7 +4,7 @@ thread: the loss alone, apart from the model, so the epoch-scaling figures can b
 The shipped configs keep an epoch at ``max_steps_per_epoch: 40`` steps, so the batch grows with the data: 2,048
 rows on ml-100k, ~20,500 at 1M interactions, always against 2,048 in-batch + 1,024 sampled candidates. Each form
 (``dense``: a (B, C) score tensor; ``factors``: :class:`ScoreFactors`, what the vector models hand over) is timed
-on random vectors, median of ``--repeats`` steps. ``--chunk-elements`` times the loss at other chunk sizes (scores
+on random vectors, median of ``--repeats`` steps, finding the step's accidental hits included (as the trainer does). ``--chunk-elements`` times the loss at other chunk sizes (scores
 per chunk, ``fusionrec.training.sampled_softmax.CHUNK_ELEMENTS``; the shipped one by default).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/loss_step.py --rows 2048,20505 --out bench/out/loss-step.json
@@ -30,19 +30,25 @@ import torch  # noqa: E402
 from fusionrec.models.base import ScoreFactors  # noqa: E402
 from fusionrec.provenance import machine, package_versions  # noqa: E402
 import fusionrec.training.sampled_softmax as chunked  # noqa: E402
-from fusionrec.training.sampled_softmax import sampled_softmax_loss  # noqa: E402
+from fusionrec.training.sampled_softmax import accidental_hits, sampled_softmax_loss  # noqa: E402
 
 
 def step_seconds(rows: int, candidates: int, dim: int, form: str, repeats: int) -> float:
     g = torch.Generator().manual_seed(0)
     users, items = torch.randn(rows, dim, generator=g) * 0.1, torch.randn(candidates, dim, generator=g) * 0.1
     pos, log_count = torch.randn(rows, generator=g), torch.rand(candidates, generator=g)
-    hits = torch.rand(rows, candidates, generator=g) < 1e-3
+    # item ids as the trainer draws them: positives from a 20,000-item catalogue, candidates some of the batch's
+    # positives (the in-batch part, two thirds) and uniform draws; the accidental hits are found inside the step
+    pos_items = torch.randint(0, 20_000, (rows,), generator=g)
+    in_batch = min(rows, candidates * 2 // 3)
+    cand_items = torch.cat([pos_items[torch.randperm(rows, generator=g)[:in_batch]],
+                            torch.randint(0, 20_000, (candidates - in_batch,), generator=g)])
     times = []
     for _ in range(repeats):
         u, v, p = (t.clone().requires_grad_() for t in (users, items, pos))
         start = time.perf_counter()
         scores = ScoreFactors(u, v) if form == "factors" else u @ v.T
+        hits = accidental_hits(cand_items, pos_items)
         sampled_softmax_loss(p, scores, log_count, hits, 0.2).backward()
         times.append(time.perf_counter() - start)
     return statistics.median(times)

@@ -23,7 +23,7 @@ from fusionrec.models import Batch, ScoreFactors, dense_scores, get_model_class
 from fusionrec.training import Trainer, build_inputs, seed_everything
 import fusionrec.training.sampled_softmax as chunked
 from fusionrec.training.losses import full_softmax_loss
-from fusionrec.training.sampled_softmax import sampled_softmax_loss, sampled_softmax_reference
+from fusionrec.training.sampled_softmax import accidental_hits, sampled_softmax_loss, sampled_softmax_reference
 from fusionrec.training.sampling import CandidateSampler
 from fusionrec.typed_config import build
 
@@ -91,6 +91,19 @@ def test_chunked_loss_and_gradients_equal_autograds_composition(monkeypatch, chu
     for fused, reference in zip(*results):
         torch.testing.assert_close(fused, reference)
     assert results[0][1].abs().min() > 0  # every positive is pushed up
+
+
+def test_accidental_hits_are_the_pairs_of_the_dense_comparison():
+    g = torch.Generator().manual_seed(5)
+    candidates = torch.randint(0, 12, (40,), generator=g)  # many repeats
+    positives = torch.randint(0, 15, (33,), generator=g)  # some never among the candidates
+    rows, cols = accidental_hits(candidates, positives)
+    dense = candidates[None, :] == positives[:, None]
+    assert len(rows) == int(dense.sum()) > len(positives) // 2
+    assert bool((rows[1:] >= rows[:-1]).all())  # rows ascending, as the chunked loss reads them
+    assert set(zip(rows.tolist(), cols.tolist())) == set(map(tuple, dense.nonzero().tolist()))
+    empty = accidental_hits(torch.tensor([1, 2]), torch.tensor([3]))
+    assert len(empty.rows) == len(empty.cols) == 0
 
 
 @pytest.mark.parametrize("form", ["dense", "factors"])

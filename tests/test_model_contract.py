@@ -299,15 +299,24 @@ def test_lightgcn_propagation_matches_dense_formula(inputs):
     assert torch.allclose(torch.cat([users, items]), expected, atol=1e-6)
 
 
-def test_symmetric_spmm_gradient_matches_torch():
-    from fusionrec.models.graph_ops import buffers_from_scipy, sparse_from_buffers, symmetric_spmm
-    m = sp.random(7, 7, density=0.4, random_state=0, dtype=np.float64)
-    m = sp.csr_matrix(m + m.T)
-    idx, val = buffers_from_scipy(m)
-    adj = sparse_from_buffers(idx, val.double(), (7, 7))
-    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: symmetric_spmm(adj, t), (x,))
-    assert torch.allclose(symmetric_spmm(adj, x), torch.from_numpy(m.toarray()) @ x)
+def test_bipartite_spmm_is_the_adjacency_product_with_its_gradient():
+    from fusionrec.models.graph_ops import bipartite_graph, bipartite_spmm, buffers_from_scipy
+    r = sp.random(4, 5, density=0.5, random_state=0, dtype=np.float64)
+    adj = sp.csr_matrix(sp.bmat([[None, r], [r.T, None]]))
+    idx, val = buffers_from_scipy(adj)
+    graph = bipartite_graph(idx, val.double(), 4, 5)
+    users = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    items = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u, i: bipartite_spmm(graph, u, i), (users, items))
+    expected = torch.from_numpy(adj.toarray()) @ torch.cat([users, items])
+    assert torch.allclose(torch.cat(bipartite_spmm(graph, users, items)), expected)
+
+
+def test_bipartite_graph_refuses_an_edge_inside_one_side():
+    from fusionrec.models.graph_ops import bipartite_graph
+    indices = torch.tensor([[0, 4], [4, 0], [0, 1]]).T  # user 0 - item 0 both ways, then user 0 - user 1
+    with pytest.raises(ValueError, match="not a user-item"):
+        bipartite_graph(indices, torch.ones(3), 4, 5)
 
 
 # -- meta-tests: every model is registered, imported by builtin.py, parametrised and documented ----------------------

@@ -38,8 +38,9 @@ from fusionrec.knowledge.kg.aggregate import RowMix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
 from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, Model, ModelInputs, check_at_least,
                                    checked_history, dense_scores)
-from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers, optional_buffers,
-                                        normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
+from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy, check_users,
+                                        data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency,
+                                        optional_buffers)
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import catalogue_out, check_similarity, finish
 
@@ -214,12 +215,12 @@ class FusionRec(Model, HistoryReader):
         return (text - self.text_mean) @ self.text_basis
 
     # -- vectors ------------------------------------------------------------------------------------------------------
-    def _sparse(self, key: str, indices: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-        if key not in self._cache:  # the graphs never change with the weights: kept in train mode too
-            if values.numel() == 0:
+    def _graph(self) -> BipartiteGraph:
+        if "graph" not in self._cache:  # the graph never changes with the weights: kept in train mode too
+            if self.adj_values.numel() == 0:
                 raise FusionrecError("fusionrec has no graph yet: call prepare(inputs) or load a saved state dict")
-            self._cache[key] = sparse_from_buffers(indices, values, shape)
-        return self._cache[key]
+            self._cache["graph"] = bipartite_graph(self.adj_indices, self.adj_values, self.n_users, self.n_items)
+        return self._cache["graph"]
 
     def _item_kg_mix(self) -> RowMix:
         """The (n_items, n_entities) neighbour-mean matrix as a :class:`RowMix`: a gather-and-sum forward and one
@@ -279,18 +280,10 @@ class FusionRec(Model, HistoryReader):
         vecs = self.item_vectors()
         warm = (self.item_degree > 0).unsqueeze(1)
         ego_items = torch.where(warm, vecs["full"], vecs["content"])
-        x = torch.cat([self.user_emb.weight, ego_items])
-        total = x
+        users, items = self.user_emb.weight, ego_items
         if self.params.n_layers:
-            n = self.n_users + self.n_items
-            adj = self._sparse("adj", self.adj_indices, self.adj_values, (n, n))
-            for _ in range(self.params.n_layers):
-                x = symmetric_spmm(adj, x)
-                total = total + x
-        users = total[: self.n_users] / (self.params.n_layers + 1)
-        item_total = total[self.n_users:]
-        items = torch.where(warm, item_total / (self.params.n_layers + 1), ego_items)
-        return users, items, vecs["content"]
+            users, items = mean_over_layers(self._graph(), users, items, self.params.n_layers)
+        return users, torch.where(warm, items, ego_items), vecs["content"]
 
     def content_vectors(self, text: torch.Tensor | None, text_mask: torch.Tensor | None,
                         entity_weights: sp.csr_matrix | None) -> torch.Tensor:

@@ -11,8 +11,8 @@ from torch import nn
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, Model, ModelInputs, check_at_least,
                                    checked_history)
-from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers,
-                                        normalized_bipartite_adjacency, sparse_from_buffers, symmetric_spmm)
+from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy, check_users,
+                                        data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency)
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import catalogue_out, check_similarity, finish
 
@@ -65,24 +65,16 @@ class LightGCN(Model, HistoryReader):
         self.adj_indices, self.adj_values = buffers_from_scipy(graph)
         self._cache.clear()
 
-    def _adjacency(self) -> torch.Tensor:
-        n = self.n_users + self.n_items
-        if "adj" not in self._cache:  # the graph never changes with the weights: keep it in train mode too
+    def _graph(self) -> BipartiteGraph:
+        if "graph" not in self._cache:  # the graph never changes with the weights: keep it in train mode too
             if self.adj_values.numel() == 0:
                 raise FusionrecError("lightgcn has no graph yet: call prepare(inputs) or load a saved state dict")
-            self._cache["adj"] = sparse_from_buffers(self.adj_indices, self.adj_values, (n, n))
-        return self._cache["adj"]
+            self._cache["graph"] = bipartite_graph(self.adj_indices, self.adj_values, self.n_users, self.n_items)
+        return self._cache["graph"]
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (n_users, d) and (n_items, d) vectors: the mean over layers 0..n_layers."""
-        adj = self._adjacency()
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])  # (n_users + n_items, d)
-        total = x
-        for _ in range(self.params.n_layers):
-            x = symmetric_spmm(adj, x)
-            total = total + x
-        out = total / (self.params.n_layers + 1)
-        return out[: self.n_users], out[self.n_users:]
+        return mean_over_layers(self._graph(), self.user_emb.weight, self.item_emb.weight, self.params.n_layers)
 
     def forward(self, batch: Batch) -> ForwardOut:
         """users, pos (B,), neg (B, n_neg) -> scores (B,), (B, n_neg) and 'reg' =

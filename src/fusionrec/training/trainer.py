@@ -25,7 +25,7 @@ from fusionrec.training.early_stopping import EarlyStopping
 from fusionrec.training.interrupt import StopRequest, stop_on_signals
 from fusionrec.training.progress import epoch_bar, expected_last_epoch, follow
 from fusionrec.training.losses import CATALOGUE_LOSSES, SHARED_CANDIDATE_LOSSES, rec_loss
-from fusionrec.training.sampled_softmax import sampled_softmax_loss
+from fusionrec.training.sampled_softmax import accidental_hits, sampled_softmax_loss
 from fusionrec.training.sampling import CandidateSampler, NegativeSampler, TripleBatches
 from fusionrec.training.seeding import seed_everything
 
@@ -244,7 +244,7 @@ class Trainer:
                 raise FusionrecError(f"{model.name}.forward returned scores of shapes {tuple(out.pos.shape)} and "
                                      f"{tuple(out.neg.shape)}; expected ({size},) and ({size}, {n_scores})")
             if shared:  # accidental hits: a candidate that is the row's own positive is left out of its softmax
-                hits = candidates.unsqueeze(0) == batch.pos.unsqueeze(1)  # (B, C)
+                hits = accidental_hits(candidates, batch.pos)
                 rec = sampled_softmax_loss(out.pos, out.neg, log_count, hits, cfg.temperature)
             else:
                 neg = out.neg if outside_pool is None else out.neg.masked_fill(outside_pool, float("-inf"))
