@@ -18,10 +18,11 @@ from fastapi.testclient import TestClient
 
 from fusionrec.artifacts import save_artifact
 from fusionrec.data.ids import IdMap
-from fusionrec.errors import UnknownIdError
+from fusionrec.errors import ConfigError, UnknownIdError
 from fusionrec.models.bpr import BPR, BPRParams
 from fusionrec.serving.app import create_app
 from fusionrec.serving.event_store import Event, EventStore
+from fusionrec.serving.new_items import EmbeddingEndpoint
 from fusionrec.serving.recommender import Recommender
 from fusionrec.serving.settings import ServeSettings
 
@@ -306,6 +307,7 @@ class EmbeddingHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.texts.extend(body["input"])
+        self.server.headers.append(dict(self.headers))
         raw = json.dumps({"data": [{"index": i, "embedding": fake_embedding(t)}
                                    for i, t in enumerate(body["input"])]}).encode()
         self.send_response(200)
@@ -319,7 +321,7 @@ class EmbeddingHandler(BaseHTTPRequestHandler):
 def embedding_server():
     """A fake OpenAI-compatible embedding server; yields its base URL (``.texts`` on the server lists requests)."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), EmbeddingHandler)
-    httpd.texts = []
+    httpd.texts, httpd.headers = [], []
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -386,15 +388,25 @@ def embedder():
 
 @pytest.fixture(scope="module")
 def fusion_dir(tmp_path_factory, embedder):
-    host, port = embedder.server_address[:2]
-    return planted_fusionrec(tmp_path_factory.mktemp("fusion") / "model", f"http://{host}:{port}/v1")
+    return planted_fusionrec(tmp_path_factory.mktemp("fusion") / "model", url_of(embedder))
+
+
+def url_of(httpd) -> str:
+    host, port = httpd.server_address[:2]
+    return f"http://{host}:{port}/v1"
+
+
+@pytest.fixture(scope="module")
+def endpoint(embedder):
+    """The service's own embeddings setting, pointing at the fake server."""
+    return EmbeddingEndpoint(url_of(embedder))
 
 
 COMEDY_ITEM = {"item_id": "new-comedy", "fields": {"movie_title": "A funny night", "class": ["Comedy"]}}
 
 
-def test_vector_path_matches_score_all_for_trained_users(fusion_dir):
-    rec = Recommender.load(fusion_dir, index="exact")
+def test_vector_path_matches_score_all_for_trained_users(fusion_dir, endpoint):
+    rec = Recommender.load(fusion_dir, index="exact", embeddings=endpoint)
     assert rec.index is not None
     with torch.no_grad():
         scores = rec.model.score_all(torch.tensor([0, 1]))
@@ -428,7 +440,8 @@ def test_serve_settings_hnsw_options_reach_the_served_index(model_dir):
 
 
 def test_new_item_is_recommendable_and_similar_to_the_items_its_text_resembles(fusion_dir, tmp_path, embedder):
-    app = create_app(fusion_dir, ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY, index="faiss-flat"))
+    app = create_app(fusion_dir, ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY, index="faiss-flat",
+                                               embeddings_url=url_of(embedder)))
     with TestClient(app) as c:
         r = c.post("/items", headers=auth(), json=[COMEDY_ITEM])
         assert r.status_code == 200, r.text
@@ -446,15 +459,16 @@ def test_new_item_is_recommendable_and_similar_to_the_items_its_text_resembles(f
         assert fan["source"] == "history" and set(ids(fan)) <= GROUP0
     # durable: a new app over the same store has the item (its stored vector: the encoder is not asked again)
     asked = len(embedder.texts)
-    with TestClient(create_app(fusion_dir, ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY))) as c:
+    settings = ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY, embeddings_url=url_of(embedder))
+    with TestClient(create_app(fusion_dir, settings)) as c:
         assert c.get("/ready").json()["items"] == 21
         assert "new-comedy" in ids(c.post("/recommend", json={"user_id": "u0", "k": 8}).json())
         assert c.post("/recommend", json={"user_id": "fan", "k": 5}).json()["source"] == "history"
     assert len(embedder.texts) == asked
 
 
-def test_new_item_from_entities_alone_notes_unknown_ids(fusion_dir, embedder):
-    rec = Recommender.load(fusion_dir)
+def test_new_item_from_entities_alone_notes_unknown_ids(fusion_dir, embedder, endpoint):
+    rec = Recommender.load(fusion_dir, embeddings=endpoint)
     asked = len(embedder.texts)
     from fusionrec.serving.new_items import NewItem
 
@@ -473,14 +487,95 @@ def test_new_item_from_entities_alone_notes_unknown_ids(fusion_dir, embedder):
     ([], 422, "non-empty"),
     ([{"item_id": "x", "fields": {"movie_title": {"nested": 1}}}], 422, "movie_title"),
 ])
-def test_bad_new_items_are_4xx_and_store_nothing(fusion_dir, tmp_path, body, status, message):
-    app = create_app(fusion_dir, ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY))
+def test_bad_new_items_are_4xx_and_store_nothing(fusion_dir, tmp_path, body, status, message, embedder):
+    app = create_app(fusion_dir, ServeSettings(db=tmp_path / "e.sqlite", api_key=KEY, embeddings_url=url_of(embedder)))
     with TestClient(app) as c:
         r = c.post("/items", headers=auth(), json=body)
         assert r.status_code == status, r.text
         assert message in r.text
         assert c.get("/ready").json()["items"] == 20
         assert app.state.recommender.store.items() == []
+
+
+# -- a tampered model folder chooses neither where text goes nor which secret goes with it -------------------------
+@pytest.fixture()
+def tampered_dir(tmp_path):
+    """The planted FusionRec whose config.json sends text to an attacker's server with the service's own API key
+    (``api_key_env: FUSIONREC_API_KEY``) and chooses where ONNX exports and caches are written."""
+    with embedding_server() as attacker:
+        path = planted_fusionrec(tmp_path / "model", url_of(attacker))
+        meta = json.loads((path / "config.json").read_text())
+        meta["run_config"]["text"].update(api_key_env="FUSIONREC_API_KEY", cache_dir=str(tmp_path / "loot"),
+                                          onnx_dir=str(tmp_path / "loot"))
+        (path / "config.json").write_text(json.dumps(meta))
+        yield path, attacker
+
+
+def test_a_tampered_model_folder_sends_no_text_and_no_secret_to_its_address(tampered_dir, tmp_path, monkeypatch):
+    path, attacker = tampered_dir
+    monkeypatch.setenv("FUSIONREC_API_KEY", KEY)
+    monkeypatch.setenv("EMBED_TOKEN", "embedding-server-token")
+    with embedding_server() as ours:
+        settings = ServeSettings(api_key=KEY, embeddings_url=url_of(ours), embeddings_key_env="EMBED_TOKEN")
+        with TestClient(create_app(path, settings)) as c:
+            r = c.post("/items", headers=auth(), json=[COMEDY_ITEM])
+            assert r.status_code == 200, r.text
+            assert "new-comedy" in ids(c.post("/recommend", json={"user_id": "u0", "k": 8}).json())
+        assert ours.texts == ["A funny night. Genres: Comedy."]
+        assert [h.get("Authorization") for h in ours.headers] == ["Bearer embedding-server-token"]
+    assert attacker.texts == [] and attacker.headers == []
+    assert not (tmp_path / "loot").exists()
+
+
+def test_a_model_trained_on_a_server_needs_the_services_own_endpoint(tampered_dir, capsys):
+    path, attacker = tampered_dir
+    with pytest.raises(ConfigError, match="--embeddings-url"):
+        Recommender.load(path)
+    from fusionrec.cli import main
+
+    assert main(["serve", "--model", str(path), "--port", "1"]) == 2  # refused before any server starts
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--embeddings-url" in err and len(err.strip().splitlines()) == 1
+    assert attacker.texts == []
+
+
+# -- encoding a new item's text stalls no read -----------------------------------------------------------------
+class BlockingEncoder:
+    """Stands in for the run's encoder: ``encode`` waits until the test releases it (a slow model load)."""
+
+    def __init__(self, inner):
+        self.inner, self.entered, self.release = inner, threading.Event(), threading.Event()
+
+    def encode(self, texts):
+        self.entered.set()
+        assert self.release.wait(30), "the test never released the encoder"
+        return self.inner.encode(texts)
+
+
+def test_recommend_and_health_answer_while_a_new_item_is_being_encoded(fusion_dir, embedder):
+    app = create_app(fusion_dir, ServeSettings(api_key=KEY, embeddings_url=url_of(embedder)))
+    with TestClient(app) as c:
+        content = app.state.recommender._content
+        blocking = BlockingEncoder(content.encoder())
+        content._encoder = blocking
+        added = {}
+        writer = threading.Thread(target=lambda: added.update(r=c.post("/items", headers=auth(), json=[COMEDY_ITEM])))
+        writer.start()
+        try:
+            assert blocking.entered.wait(30)
+            # the encoder is stuck inside POST /items: reads must not wait for it
+            done = {}
+            reader = threading.Thread(target=lambda: done.update(
+                rec=c.post("/recommend", json={"user_id": "u0", "k": 3}), health=c.get("/health")))
+            reader.start()
+            reader.join(10)
+            assert not reader.is_alive(), "/recommend or /health waited for the encoder"
+            assert done["rec"].status_code == 200 and done["health"].status_code == 200
+        finally:
+            blocking.release.set()
+            writer.join(30)
+        assert added["r"].status_code == 200 and added["r"].json()["added"] == ["new-comedy"]
+        assert "new-comedy" in ids(c.post("/recommend", json={"user_id": "u0", "k": 8}).json())
 
 
 def test_models_without_a_content_path_refuse_new_items_naming_the_model(client):

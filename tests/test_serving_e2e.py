@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from fusionrec.serving.event_store import EventStore
-from test_serving_app import COMEDY_ITEM, GROUP0, GROUP1, embedding_server, planted_fusionrec, planted_model
+from test_serving_app import (COMEDY_ITEM, GROUP0, GROUP1, embedding_server, planted_fusionrec, planted_model,
+                              url_of)
 
 KEY = "e2e-key"
 READY_TIMEOUT_S = 90  # generous: the machine running the tests may be busy; the loop ends as soon as /ready is 200
@@ -30,8 +31,8 @@ def free_port() -> int:
 class Server:
     """A ``fusionrec serve`` subprocess; ``start()`` waits (bounded) for /ready, ``kill()`` sends SIGKILL."""
 
-    def __init__(self, model_dir, db, log_path):
-        self.model_dir, self.db, self.log_path = model_dir, db, log_path
+    def __init__(self, model_dir, db, log_path, extra_args=()):
+        self.model_dir, self.db, self.log_path, self.extra_args = model_dir, db, log_path, list(extra_args)
         self.proc = None
         self.url = None
 
@@ -41,7 +42,8 @@ class Server:
         env = dict(os.environ, OMP_NUM_THREADS="1")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "fusionrec.cli", "serve", "--model", str(self.model_dir),
-                                      "--port", str(port), "--db", str(self.db), "--api-key", KEY],
+                                      "--port", str(port), "--db", str(self.db), "--api-key", KEY,
+                                      *self.extra_args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -137,13 +139,14 @@ def test_acknowledged_writes_survive_sigkill(server):
 
 
 def test_new_item_posted_to_a_real_server_is_recommendable_and_similar(tmp_path):
-    """A FusionRec served for real; its text encoder (the run's, an OpenAI-compatible client) reaches a fake embedding
-    server in this process. The new comedy lands among the comedies and survives a SIGKILL."""
+    """A FusionRec served for real; its text encoder (the run's kind, an OpenAI-compatible client) reaches the fake
+    embedding server given by --embeddings-url, never the one the model folder names. The new comedy lands among the
+    comedies and survives a SIGKILL."""
     key = {"Authorization": f"Bearer {KEY}"}
-    with embedding_server() as embedder:
-        host, port = embedder.server_address[:2]
-        model = planted_fusionrec(tmp_path / "model", f"http://{host}:{port}/v1")
-        srv = Server(model, tmp_path / "events.sqlite", tmp_path / "server.log")
+    with embedding_server() as embedder, embedding_server() as named_in_folder:
+        model = planted_fusionrec(tmp_path / "model", url_of(named_in_folder))
+        srv = Server(model, tmp_path / "events.sqlite", tmp_path / "server.log",
+                     ["--embeddings-url", url_of(embedder)])
         try:
             srv.start()
             with httpx.Client(base_url=srv.url, timeout=30) as http:
@@ -159,6 +162,7 @@ def test_new_item_posted_to_a_real_server_is_recommendable_and_similar(tmp_path)
                 assert set(ids(http.get("/items/new-comedy/similar", params={"k": 9}).json())) <= GROUP0
         finally:
             srv.kill()
+        assert embedder.texts and named_in_folder.texts == []
 
 
 def test_posted_triples_change_explanations_on_a_real_server_and_survive_sigkill(tmp_path):

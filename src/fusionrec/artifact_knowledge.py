@@ -25,7 +25,7 @@ from fusionrec import atomic_io
 from fusionrec.data.ids import IdMap
 from fusionrec.data.knowledge_graph import INVERSE_SUFFIX, KnowledgeGraph
 from fusionrec.data.side_info import ItemSideInfo
-from fusionrec.errors import FusionrecError
+from fusionrec.errors import ArtifactError, reading_artifact_file
 
 KG_DIR = "kg"
 NAMES_FILE = "item_names.json"
@@ -84,24 +84,35 @@ def save_knowledge(directory: Path, knowledge: ArtifactKnowledge, n_items: int) 
 
 
 def load_knowledge(directory: Path, n_items: int) -> ArtifactKnowledge:
-    """Reads what :func:`save_knowledge` wrote; missing files give None fields (older artifacts)."""
+    """Reads what :func:`save_knowledge` wrote; missing files give None fields (older artifacts). A corrupt file
+    raises :class:`~fusionrec.errors.ArtifactError` naming it."""
     graph = names = None
     kg_dir = directory / KG_DIR
     if (kg_dir / "triples.npz").is_file():
-        try:
-            with np.load(kg_dir / "triples.npz", allow_pickle=False) as z:
-                triples = torch.from_numpy(np.asarray(z["triples"], dtype=np.int64).reshape(-1, 3))
-            with np.load(kg_dir / "links.npz", allow_pickle=False) as z:
-                item_entity = torch.from_numpy(np.asarray(z["item_entity"], dtype=np.int64))
-            entities = IdMap.from_list("entity", json.loads((kg_dir / "entities.json").read_text()))
-            relations = IdMap.from_list("relation", json.loads((kg_dir / "relations.json").read_text()))
-            graph = KnowledgeGraph(triples, entities, relations, item_entity)
-        except (OSError, KeyError, ValueError) as exc:
-            raise FusionrecError(f"{kg_dir}: unreadable knowledge graph ({exc})") from exc
+        with reading_artifact_file(kg_dir / "triples.npz", "knowledge-graph triples"), \
+                np.load(kg_dir / "triples.npz", allow_pickle=False) as z:
+            triples = torch.from_numpy(np.asarray(z["triples"], dtype=np.int64).reshape(-1, 3))
+        with reading_artifact_file(kg_dir / "links.npz", "item-entity links"), \
+                np.load(kg_dir / "links.npz", allow_pickle=False) as z:
+            item_entity = torch.from_numpy(np.asarray(z["item_entity"], dtype=np.int64))
+        ids = {}
+        for kind, file in (("entity", "entities.json"), ("relation", "relations.json")):
+            with reading_artifact_file(kg_dir / file, f"{kind} ids"):
+                raws = json.loads((kg_dir / file).read_text(encoding="utf-8"))
+                if not isinstance(raws, list) or not all(isinstance(r, str) for r in raws):
+                    raise ValueError("expected a JSON list of string ids")
+                ids[kind] = IdMap.from_list(kind, raws)
+        with reading_artifact_file(kg_dir / "triples.npz", "knowledge-graph triples (against entities.json, "
+                                                           "relations.json and links.npz)"):
+            graph = KnowledgeGraph(triples, ids["entity"], ids["relation"], item_entity)
         if graph.n_items != n_items:
-            raise FusionrecError(f"{kg_dir / 'links.npz'}: links {graph.n_items} items, the model has {n_items}")
+            raise ArtifactError(f"{kg_dir / 'links.npz'}: links {graph.n_items} items, the model has {n_items}")
     if (directory / NAMES_FILE).is_file():
-        names = [str(n) for n in json.loads((directory / NAMES_FILE).read_text())]
+        with reading_artifact_file(directory / NAMES_FILE, "item names"):
+            raw = json.loads((directory / NAMES_FILE).read_text(encoding="utf-8"))
+            if not isinstance(raw, list):
+                raise ValueError("expected a JSON list of names")
+            names = [str(n) for n in raw]
         if len(names) != n_items:
-            raise FusionrecError(f"{directory / NAMES_FILE}: {len(names)} names for {n_items} items")
+            raise ArtifactError(f"{directory / NAMES_FILE}: {len(names)} names for {n_items} items")
     return ArtifactKnowledge(graph, names)

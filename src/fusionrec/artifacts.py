@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from fusionrec import atomic_io
 from fusionrec.artifact_knowledge import ArtifactKnowledge, load_knowledge, save_knowledge
 from fusionrec.data.ids import IdMap
-from fusionrec.errors import FusionrecError
+from fusionrec.errors import ArtifactError, FusionrecError, reading_artifact_file
 from fusionrec.models.base import Model
 from fusionrec.models.registry import get_model_class
 from fusionrec.provenance import package_versions
@@ -71,28 +71,59 @@ def save_artifact(path: str | Path, model: Model, users: IdMap, items: IdMap, se
     return path
 
 
+def _json_file(file: Path, what: str, expect: type):
+    with reading_artifact_file(file, what):
+        value = json.loads(file.read_text(encoding="utf-8"))
+        if not isinstance(value, expect):
+            raise ValueError(f"expected a JSON {expect.__name__}, found a {type(value).__name__}")
+        return value
+
+
+def _id_list(file: Path, kind: str, expected: int) -> IdMap:
+    raws = _json_file(file, f"{kind} ids", list)
+    with reading_artifact_file(file, f"{kind} ids"):
+        if not all(isinstance(r, str) for r in raws):
+            raise ValueError("every id must be a string")
+        ids = IdMap.from_list(kind, raws)
+    if len(ids) != expected:
+        raise ArtifactError(f"{file}: {len(ids)} {kind} ids, the model (config.json) has {expected}")
+    return ids
+
+
 def load_artifact(path: str | Path) -> ModelArtifact:
+    """Loads a model folder written by :func:`save_artifact`. Any file that is missing, corrupt or inconsistent with
+    the others raises :class:`ArtifactError` (one line naming the file); nothing is unpickled."""
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FusionrecError(f"{path} is not a fusionrec model directory (no config.json); "
                              "pass the 'model' folder that 'fusionrec train --out DIR' wrote (DIR/model)")
-    meta = json.loads(config_file.read_text())
-    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
-        raise FusionrecError(f"{config_file}: unsupported artifact format {meta.get('format')!r} "
-                             f"version {meta.get('format_version')!r}")
-    cls = get_model_class(meta["model"])
-    args = dict(meta["init_args"])
+    meta = _json_file(config_file, "model config", dict)
+    if meta.get("format") != FORMAT or not isinstance(meta.get("format_version", 0), int) \
+            or meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ArtifactError(f"{config_file}: unsupported artifact format {meta.get('format')!r} "
+                            f"version {meta.get('format_version')!r}")
+    with reading_artifact_file(config_file, "model config"):
+        cls = get_model_class(str(meta["model"]))
+        args = dict(meta["init_args"])
     args["params"] = build(cls.Params, args.get("params", {}), key="params", file=str(config_file))
-    model = cls(**args)
-    state = load_file(str(path / "weights.safetensors"))
-    model.load_state_dict(state, assign=True)
+    with reading_artifact_file(config_file, "model arguments (init_args)"):
+        model = cls(**args)
+    weights = path / "weights.safetensors"
+    with reading_artifact_file(weights, "weights"):
+        state = load_file(str(weights))
+        model.load_state_dict(state, assign=True)
     model.eval()
-    users = IdMap.from_list("user", json.loads((path / "users.json").read_text()))
-    items = IdMap.from_list("item", json.loads((path / "items.json").read_text()))
-    with np.load(path / "seen.npz", allow_pickle=False) as z:
+    users = _id_list(path / "users.json", "user", model.n_users)
+    items = _id_list(path / "items.json", "item", model.n_items)
+    seen_file = path / "seen.npz"
+    with reading_artifact_file(seen_file, "seen interactions"), np.load(seen_file, allow_pickle=False) as z:
         shape = tuple(int(s) for s in z["shape"])
         seen = sp.csr_matrix((np.ones(len(z["indices"]), dtype=np.float32), z["indices"], z["indptr"]), shape=shape)
+        seen.check_format(full_check=True)
+    if seen.shape != (model.n_users, model.n_items):
+        raise ArtifactError(f"{seen_file}: a {seen.shape[0]} x {seen.shape[1]} matrix, the model has "
+                            f"{model.n_users} users x {model.n_items} items")
     return ModelArtifact(model, users, items, seen, meta, load_knowledge(path, len(items)))
 
 

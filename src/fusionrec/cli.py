@@ -154,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--hnsw-ef-search", type=int,
                        help="candidates per search of a FAISS HNSW index: recall and search time grow with it "
                             "(default 128)")
+    serve.add_argument("--embeddings-url", help="OpenAI-compatible embeddings server (e.g. http://127.0.0.1:8080/v1) "
+                       "that encodes new items' text, for a model trained on such a server's vectors; the model "
+                       "folder's own URL is never used")
+    serve.add_argument("--embeddings-key-env", metavar="VAR",
+                       help="environment variable whose value is sent to --embeddings-url as the Bearer token")
     serve.set_defaults(handler=_serve)
 
     models = sub.add_parser("models", help="list the available models and their hyper-parameters")
@@ -293,13 +298,9 @@ def _recommend(args) -> int:
 def _serve(args) -> int:
     import uvicorn
 
-    from fusionrec.errors import FusionrecError
-    from fusionrec.serving.app import create_app
+    from fusionrec.serving.app import create_app, load_recommender
     from fusionrec.serving.settings import ServeSettings
 
-    if not (Path(args.model) / "config.json").is_file():  # fail here with a message, not in the server's startup
-        raise FusionrecError(f"{args.model} is not a fusionrec model directory (no config.json); "
-                             "pass the 'model' folder that 'fusionrec train --out DIR' wrote (DIR/model)")
     if args.index.startswith("faiss-"):  # a missing FAISS is a message here, not a failed server startup
         from fusionrec.serving.topk_index import require_faiss
 
@@ -307,11 +308,13 @@ def _serve(args) -> int:
     settings = ServeSettings(host=args.host, port=args.port, db=Path(args.db) if args.db else None,
                              api_key=args.api_key or os.environ.get("FUSIONREC_API_KEY") or None,
                              keyed_reads=args.keyed_reads, index=args.index, hnsw_m=args.hnsw_m,
-                             hnsw_ef_search=args.hnsw_ef_search, freeze_gc=True)
+                             hnsw_ef_search=args.hnsw_ef_search, freeze_gc=True,
+                             embeddings_url=args.embeddings_url, embeddings_key_env=args.embeddings_key_env)
+    recommender = load_recommender(args.model, settings)  # errors are one line here, not a failed server startup
     # one worker: the model, its fold-in state and the event store live in this process. uvicorn picks uvloop and
     # httptools when installed (the 'serve' extra pulls them in), which cut the HTTP overhead per request by about a third.
-    uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level="info", workers=1,
-                access_log=args.access_log)
+    uvicorn.run(create_app(args.model, settings, recommender), host=args.host, port=args.port, log_level="info",
+                workers=1, access_log=args.access_log)
     return 0
 
 

@@ -5,6 +5,9 @@ Every data error names the file, the line and the field so that a user can fix t
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class FusionrecError(Exception):
     """Base class of every error fusionrec raises on purpose."""
@@ -43,3 +46,25 @@ class UnknownIdError(FusionrecError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]
+
+
+class ArtifactError(FusionrecError):
+    """A model folder that cannot be loaded: one line naming the file and what is wrong with it."""
+
+
+@contextmanager
+def reading_artifact_file(file: Path, what: str):
+    """Turns any failure while reading ``file`` into one :class:`ArtifactError` line "<file>: <what>: <cause>"
+    (a FusionrecError raised inside passes through as it is)."""
+    try:
+        yield
+    except FusionrecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the file holds, the user gets one line naming it
+        if not Path(file).exists():
+            cause = "the file is missing"
+        elif isinstance(exc, KeyError):
+            cause = f"missing key {exc}"
+        else:
+            cause = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ArtifactError(f"{file}: {what}: {cause}") from None

@@ -32,15 +32,24 @@ from fusionrec.serving.strict_json import StrictJSONRoute, validation_error_resp
 log = logging.getLogger("fusionrec.serving")
 
 
-def create_app(model_dir: str | Path, settings: ServeSettings | None = None) -> FastAPI:
-    """The service over the model folder ``model_dir`` (``DIR/model`` from ``fusionrec train``)."""
+def load_recommender(model_dir: str | Path, settings: ServeSettings) -> Recommender:
+    """The Recommender the service runs, built from ``settings`` (store, index, embeddings server)."""
+    options = {k: v for k, v in (("hnsw_m", settings.hnsw_m), ("ef_search", settings.hnsw_ef_search))
+               if v is not None}
+    return Recommender.load(model_dir, db=settings.db, new_users=True, index=settings.index, index_options=options,
+                            embeddings=settings.embedding_endpoint())
+
+
+def create_app(model_dir: str | Path, settings: ServeSettings | None = None,
+               recommender: Recommender | None = None) -> FastAPI:
+    """The service over the model folder ``model_dir`` (``DIR/model`` from ``fusionrec train``); ``recommender``:
+    one already built by :func:`load_recommender` (``fusionrec serve`` builds it first, so a bad model folder or
+    setting is one error line before the server starts), else it is built at startup."""
     settings = settings or ServeSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        options = {k: v for k, v in (("hnsw_m", settings.hnsw_m), ("ef_search", settings.hnsw_ef_search))
-                   if v is not None}
-        rec = Recommender.load(model_dir, db=settings.db, new_users=True, index=settings.index, index_options=options)
+        rec = recommender if recommender is not None else load_recommender(model_dir, settings)
         rec.warm()
         app.state.recommender = rec
         if settings.freeze_gc:  # the model and everything loaded so far are never scanned by the cyclic GC again

@@ -9,14 +9,19 @@ so a new item lands where a cold item with the same text and links would. Nothin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import string
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from fusionrec.errors import DataError, FusionrecError
+from fusionrec.errors import ConfigError, DataError, FusionrecError
+
+if TYPE_CHECKING:
+    from fusionrec.config import TextConfig
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,46 @@ class NewItem:
     entities: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class EmbeddingEndpoint:
+    """The OpenAI-compatible embeddings server this service sends new items' text to, and ``key_env``, the
+    environment variable whose value goes with it as the Bearer token (None: no token). The server operator's
+    setting (``fusionrec serve --embeddings-url URL --embeddings-key-env VAR``): a model folder never chooses where
+    text or a secret goes."""
+
+    url: str
+    key_env: str | None = None
+
+
+def serving_text_config(trained: "TextConfig", endpoint: EmbeddingEndpoint | None) -> "TextConfig":
+    """The run's text settings as the service encodes with them. From the artifact: what shapes the vectors (encoder
+    kind, model, template, normalisation, backend). From the server: where an ``openai`` encoder sends text and which
+    environment variable holds its key (``endpoint``); the artifact's ``base_url`` and ``api_key_env`` are dropped,
+    and so are its ``cache_dir`` / ``onnx_dir`` (the server's defaults are used). Raises ConfigError when the run's
+    encoder is a server and the service has none configured."""
+    server = {"base_url": None, "api_key_env": None}
+    if trained.encoder == "openai":
+        if endpoint is None:
+            raise ConfigError(
+                f"the model was trained with text vectors from an OpenAI-compatible embeddings server (model "
+                f"{trained.model!r}); new items' text is encoded by the server this service is given, never by "
+                "an address in the model folder: start it with --embeddings-url URL (and --embeddings-key-env VAR "
+                "when that server needs a key)", key="embeddings_url")
+        server = {"base_url": endpoint.url, "api_key_env": endpoint.key_env}
+    return dataclasses.replace(trained, cache_dir=None, onnx_dir=None, **server)
+
+
+@dataclass
+class EncodedItems:
+    """New items with their text rendered and encoded (:meth:`ContentPath.encode`), ready to be placed."""
+
+    items: list[NewItem]
+    text: torch.Tensor | None  # (N, text_dim) or None when the model has no text source
+    text_mask: torch.Tensor | None  # (N,) bool: which items have text
+    entity_lists: list[list[int]]
+    notes: list[str]
+
+
 class UnsupportedError(FusionrecError):
     """The model cannot do what was asked (e.g. place a new item without a content path)."""
 
@@ -37,7 +82,9 @@ class ContentPath:
     """Builds content vectors for :class:`NewItem` s from a model artifact. The text encoder is built on first use
     (``make_encoder`` over the run's ``text`` config), so a service that never adds items never loads it."""
 
-    def __init__(self, artifact):
+    def __init__(self, artifact, endpoint: EmbeddingEndpoint | None = None):
+        """``endpoint``: the server's embeddings server, needed (and only used) when the run's text encoder is one;
+        the artifact's own URL and key variable are never used (:func:`serving_text_config`)."""
         model = artifact.model
         sources = getattr(model, "sources", [])
         if not hasattr(model, "content_vectors") or not ({"text", "kg"} & set(sources)):
@@ -49,8 +96,9 @@ class ContentPath:
         from fusionrec.config import TextConfig
         from fusionrec.typed_config import build
 
-        # the run's text settings, built once (the run used the defaults when absent)
-        self.text_config = build(TextConfig, (artifact.meta.get("run_config") or {}).get("text") or {}, key="text")
+        # the run's text settings (the defaults when absent), with the server's endpoint; built once
+        trained = build(TextConfig, (artifact.meta.get("run_config") or {}).get("text") or {}, key="text")
+        self.text_config = serving_text_config(trained, endpoint) if self.uses_text else trained
         self._encoder = None
         graph = getattr(getattr(artifact, "knowledge", None), "graph", None)
         self.entities = graph.entities if graph is not None else None
@@ -77,8 +125,15 @@ class ContentPath:
 
     # -- vectors --------------------------------------------------------------------------------------------------
     def vectors(self, items: list[NewItem]) -> tuple[np.ndarray, list[str]]:
-        """(content vectors (N, d) float32, notes): notes say which fields, entities or sources were ignored. An
-        item left with neither text nor a known entity raises ``DataError`` naming it."""
+        """(content vectors (N, d) float32, notes): :meth:`encode` then :meth:`place`."""
+        encoded = self.encode(items)
+        return self.place(encoded), encoded.notes
+
+    def encode(self, items: list[NewItem]) -> EncodedItems:
+        """Renders and encodes the items' text and resolves their entities: the slow part (the encoder may load a
+        model or ask a server), which reads nothing that serving changes, so it needs no lock. Notes say which
+        fields, entities or sources were ignored; an item left with neither text nor a known entity raises
+        ``DataError`` naming it."""
         notes: list[str] = []
         texts, text_mask, entity_lists = [], [], []
         for row, item in enumerate(items):
@@ -114,15 +169,20 @@ class ContentPath:
                     raise FusionrecError(f"the text encoder gave vectors of shape {encoded.shape}; the model was "
                                          f"trained on {dim}-d text vectors (is it the run's encoder?)")
                 text_emb[rows] = torch.from_numpy(encoded)
+        return EncodedItems(list(items), text_emb, mask, entity_lists, notes)
+
+    def place(self, encoded: EncodedItems) -> np.ndarray:
+        """The content vectors (N, d) float32 of encoded items, from the model and the graph as they are now
+        (knowledge edits included): cheap, done under the serving lock."""
         weights = None
         if self.uses_kg:
             from fusionrec.models.fusionrec import entity_weight_rows
 
-            weights = entity_weight_rows(entity_lists, self.model.n_entities, self.triples,
+            weights = entity_weight_rows(encoded.entity_lists, self.model.n_entities, self.triples,
                                          self.model.params.kg_neighbours)
         with torch.no_grad():
-            vectors = self.model.content_vectors(text_emb, mask, weights)
-        return vectors.numpy().astype(np.float32), notes
+            vectors = self.model.content_vectors(encoded.text, encoded.text_mask, weights)
+        return vectors.numpy().astype(np.float32)
 
     def _entity_indices(self, raw: list[str]) -> tuple[list[int], list[str]]:
         if not raw:

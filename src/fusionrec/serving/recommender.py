@@ -21,7 +21,7 @@ import torch
 from fusionrec.artifacts import ModelArtifact, load_artifact
 from fusionrec.errors import DataError, FusionrecError, UnknownIdError
 from fusionrec.serving.event_store import MAX_WEIGHT, MIN_WEIGHT, Event, EventStore, StoredItem, weight_problem
-from fusionrec.serving.new_items import ContentPath, NewItem, UnsupportedError
+from fusionrec.serving.new_items import ContentPath, EmbeddingEndpoint, NewItem, UnsupportedError
 from fusionrec.serving.topk_index import TopKIndex, make_index
 from fusionrec.serving.knowledge import LiveGraph, RawTriple
 
@@ -69,11 +69,14 @@ class Recommender:
     ``index``: the top-K index over item vectors (:data:`~fusionrec.serving.topk_index.INDEX_KINDS`), used when the
     model is a dot product (``Model.serving_vectors``); other models rank every item by ``score_all`` /
     ``score_histories``. ``index_options``: keyword arguments of a FAISS index (e.g. ``hnsw_m``, ``ef_search``; see
-    :class:`~fusionrec.serving.topk_index.FaissIndex`), ignored by the exact one.
+    :class:`~fusionrec.serving.topk_index.FaissIndex`), ignored by the exact one. ``embeddings``: the embeddings
+    server new items' text goes to when the model was trained on a server's text vectors (required then: a
+    ConfigError says so at once); the model folder's own address and key variable are never used.
     """
 
     def __init__(self, artifact: ModelArtifact, batch_users: int = 1024, store: EventStore | None = None,
-                 new_users: bool = False, index: str = "auto", index_options: dict | None = None):
+                 new_users: bool = False, index: str = "auto", index_options: dict | None = None,
+                 embeddings: EmbeddingEndpoint | None = None):
         self.artifact = artifact
         self.model = artifact.model.eval()
         self.users, self.items = artifact.users, artifact.items
@@ -92,10 +95,16 @@ class Recommender:
         self.index: TopKIndex | None = None  # over item vectors, for dot-product models
         self._user_vecs: np.ndarray | None = None  # (n_users, d); None: the model is not served from vectors
         self._item_vecs: np.ndarray | None = None  # (n_trained_items, d), the model's own item vectors
-        self._content: ContentPath | None = None  # built on the first new item
+        self._embeddings = embeddings
+        self._content: ContentPath | None = None  # the content path for new items (None: the model has none)
         self._new_vectors: list[np.ndarray] = []  # content vectors of the items added while serving, in order
         self.kg = LiveGraph(artifact.knowledge.graph, len(self.items))  # paths for explanations; edited by raw id
         self._load_vectors()
+        if self._user_vecs is not None:
+            try:  # built now, so a missing embeddings server is refused at start-up, not at the first new item
+                self._content = ContentPath(artifact, embeddings)
+            except UnsupportedError:
+                pass  # add_items says why
         if store is not None:  # replayed before the index is built, so start-up builds it once
             self._replay_items(store.items())
             self._remember(self._replayable(store.events()))
@@ -104,9 +113,11 @@ class Recommender:
 
     @classmethod
     def load(cls, path: str | Path, db: str | Path | None = None, new_users: bool = False,
-             index: str = "auto", index_options: dict | None = None) -> "Recommender":
-        return cls(load_artifact(path), store=EventStore(db) if db is not None else None, new_users=new_users,
-                   index=index, index_options=index_options)
+             index: str = "auto", index_options: dict | None = None,
+             embeddings: EmbeddingEndpoint | None = None) -> "Recommender":
+        artifact = load_artifact(path)  # before the store opens: a bad model folder leaves no database behind
+        return cls(artifact, store=EventStore(db) if db is not None else None, new_users=new_users,
+                   index=index, index_options=index_options, embeddings=embeddings)
 
     @property
     def model_name(self) -> str:
@@ -236,24 +247,29 @@ class Recommender:
             if not isinstance(item.item_id, str) or not item.item_id or len(item.item_id) > 256:
                 raise DataError("item_id must be a non-empty string of at most 256 characters", line=row + 1,
                                 field="item_id")
+        ids = [item.item_id for item in items]
         with self._lock:
             content = self._content_path()
-            ids = [item.item_id for item in items]
-            taken = [i for i in ids if i in self.items]
-            if taken:
-                raise DuplicateItemError(f"item id {taken[0]!r} already exists; item ids must be new")
-            if len(set(ids)) < len(ids):
-                twice = next(i for i in ids if ids.count(i) > 1)
-                raise DuplicateItemError(f"item id {twice!r} is given more than once in the request")
-            with torch.no_grad():
-                vectors, notes = content.vectors(items)
+            self._check_new_ids(ids)
+        encoded = content.encode(items)  # outside the lock: loading the encoder or asking a server stalls no read
+        with self._lock:
+            self._check_new_ids(ids)  # again: another request may have added one of them meanwhile
+            vectors = content.place(encoded)
             if self.store is not None:
                 version = self.model_version
                 self.store.add_items([StoredItem(item.item_id, {"fields": item.fields, "entities": item.entities},
                                                  vec, version) for item, vec in zip(items, vectors)])
             self._append_items(ids, vectors)
             self.kg.link_items(self.items, [(item.item_id, item.entities) for item in items])
-            return ItemsAdded(ids, notes)
+            return ItemsAdded(ids, encoded.notes)
+
+    def _check_new_ids(self, ids: list[str]) -> None:
+        taken = [i for i in ids if i in self.items]
+        if taken:
+            raise DuplicateItemError(f"item id {taken[0]!r} already exists; item ids must be new")
+        if len(set(ids)) < len(ids):
+            twice = next(i for i in ids if ids.count(i) > 1)
+            raise DuplicateItemError(f"item id {twice!r} is given more than once in the request")
 
     def refresh_vectors(self) -> None:
         """(Re)builds the user vectors and the top-K index from the model's current vectors (after its item vectors
@@ -427,7 +443,7 @@ class Recommender:
                                    "vectors. New items need a fusionrec model trained with item text and/or a "
                                    "knowledge graph")
         if self._content is None:
-            self._content = ContentPath(self.artifact)
+            self._content = ContentPath(self.artifact, self._embeddings)  # raises UnsupportedError: no content path
         return self._content
 
     def _append_items(self, ids: list[str], vectors: np.ndarray) -> None:

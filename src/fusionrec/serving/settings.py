@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fusionrec.serving.new_items import EmbeddingEndpoint
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -17,7 +19,9 @@ class ServeSettings:
     each request. ``freeze_gc``: once the model is loaded, move
     every object to the garbage collector's permanent generation (``gc.freeze()``), so its full collections no longer
     scan the objects loaded at startup (its effect on the tail was not measured on its own); a process-wide setting,
-    so only ``fusionrec serve``, whose process serves one app, turns it on."""
+    so only ``fusionrec serve``, whose process serves one app, turns it on. ``embeddings_url`` / ``embeddings_key_env``:
+    the OpenAI-compatible embeddings server that encodes new items' text for a model trained on such a server's
+    vectors, and the environment variable whose value is sent to it as the Bearer token (None: none sent)."""
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -34,6 +38,10 @@ class ServeSettings:
     max_id_list: int = 100_000  # ids in candidates / exclude
     max_new_items: int = 1000  # items per POST /items
     freeze_gc: bool = False
+    # where new items' text is encoded when the model was trained on an embeddings server's vectors: the server's
+    # URL and the environment variable holding its key (the model folder's own are never used; docs/serving.md)
+    embeddings_url: str | None = None
+    embeddings_key_env: str | None = None
 
     def k_problem(self, k: int) -> str | None:
         """Why ``k`` is out of bounds (a 422 message), or None when it is fine."""
@@ -45,3 +53,9 @@ class ServeSettings:
             if ids is not None and len(ids) > self.max_id_list:
                 return f"at most {self.max_id_list} ids per list, got {len(ids)}"
         return None
+
+    def embedding_endpoint(self) -> EmbeddingEndpoint | None:
+        """The configured embeddings server (None when no URL is set)."""
+        if self.embeddings_url is None:
+            return None
+        return EmbeddingEndpoint(self.embeddings_url, self.embeddings_key_env)
