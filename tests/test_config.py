@@ -109,11 +109,87 @@ def test_exponent_without_dot_is_a_float():
 ])
 def test_split_ratios_that_do_not_sum_to_one_fail_at_load_naming_file_and_key(tmp_path, ratios, rule):
     path = write(tmp_path, f"split:\n  ratios: {ratios}\n")
-    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: 'split\.ratios': .*{re.escape(rule)}"):
+    # a non-finite share is refused by the float check itself, naming the element ('split.ratios[0]')
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: 'split\.ratios(\[\d\])?': .*{re.escape(rule)}"):
         load_config(path)
-    with pytest.raises(ConfigError, match=r"'split\.ratios'"):
+    with pytest.raises(ConfigError, match=r"^--set split\.ratios=.*'split\.ratios"):
         load_config(None, [f"split.ratios={ratios}"])
 
 
 def test_split_ratios_within_rounding_of_one_load():
     assert load_config(None, ["split.ratios=[0.7, 0.2, 0.1]"]).split.ratios == [0.7, 0.2, 0.1]  # 0.9999999999999999
+
+
+# -- ranges live in the config layer: checked when a config is read, naming the file or the --set override ---------
+@pytest.mark.parametrize("yaml_text, key, rule", [
+    ("training:\n  lr: -0.01\n", "training.lr", "-0.01 is out of range: must be > 0"),
+    ("training:\n  lr: .nan\n", "training.lr", "expected a finite number"),
+    ("training:\n  lr: .inf\n", "training.lr", "expected a finite number"),
+    ("training:\n  batch_size: 0\n", "training.batch_size", "0 is out of range: must be >= 1"),
+    ("training:\n  max_steps_per_epoch: 0\n", "training.max_steps_per_epoch", "must be >= 1"),
+    ("split:\n  cold_share: 1.0\n", "split.cold_share", "must be in (0, 1)"),
+    ("evaluation:\n  ks: [10, 0]\n", "evaluation.ks[1]", "0 is out of range: must be >= 1"),
+    ("text:\n  batch_size: -1\n", "text.batch_size", "must be >= 1"),
+])
+def test_an_out_of_range_value_fails_at_load_naming_file_key_value_and_rule(tmp_path, yaml_text, key, rule):
+    path = write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: '{re.escape(key)}': .*{re.escape(rule)}"):
+        load_config(path)
+
+
+def test_a_bad_override_is_blamed_on_the_override_not_the_file(tmp_path):
+    path = write(tmp_path, "training:\n  lr: 0.01\n")
+    with pytest.raises(ConfigError, match=r"^--set training\.lr=abc: 'training\.lr': expected float, got 'abc'"):
+        load_config(path, ["training.lr=abc"])
+    with pytest.raises(ConfigError, match=r"^--set training=3: 'training': expected a mapping"):
+        load_config(path, ["training=3"])
+    bad_file = write(tmp_path, "training:\n  lr: 0\n")  # the file's own mistake still names the file
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad_file))}: 'training\.lr'"):
+        load_config(bad_file, ["training.epochs=3"])
+
+
+def test_a_config_made_in_python_is_held_to_the_same_ranges():
+    from fusionrec.config import TrainingConfig
+    from fusionrec.models.fusionrec import FusionRecParams
+
+    with pytest.raises(ConfigError, match="'training.lr': 0 is out of range"):
+        TrainingConfig(lr=0)
+    with pytest.raises(ConfigError, match="'model.params.source_dropout': 1.0 is out of range: must be in \\[0, 1\\)"):
+        FusionRecParams(source_dropout=1.0)
+    with pytest.raises(ConfigError, match="'model.params.cold_path': cold_path neighbours .* set use_text true"):
+        FusionRecParams(cold_path="neighbours", use_text=False)
+    assert TrainingConfig(lr=0.5).lr == 0.5
+
+
+def test_every_model_hyper_parameter_with_a_rule_is_checked_when_built():
+    """Each model's Params: a value outside its range (or choices) fails in the config layer, naming the key."""
+    import dataclasses
+    import typing
+
+    from fusionrec.models.registry import get_model_class, model_names
+    from fusionrec.typed_config import Range, build
+
+    checked = 0
+    for name in model_names():
+        params = get_model_class(name).Params
+        for f in dataclasses.fields(params):
+            tp = typing.get_type_hints(params, include_extras=True)[f.name]
+            rules = [m for m in getattr(tp, "__metadata__", ()) if isinstance(m, Range)]
+            if rules:
+                rule = rules[0]
+                bad = rule.low - 1 if rule.low is not None else rule.high + 1
+                with pytest.raises(ConfigError, match=rf"'model\.params\.{f.name}': .* out of range"):
+                    build(params, {f.name: bad}, key="model.params")
+                checked += 1
+    assert checked >= 20
+
+
+def test_choices_are_checked_for_configs_made_in_python_too():
+    from fusionrec.config import SplitConfig
+    from fusionrec.models.lightgcn import LightGCNParams
+
+    with pytest.raises(ConfigError, match="'split.method': expected one of 'random', .* got 'randm'"):
+        SplitConfig(method="randm")
+    with pytest.raises(ConfigError, match="'model.params.similarity': expected one of 'dot', 'cosine', got 'cos'"):
+        LightGCNParams(similarity="cos")
+    assert LightGCNParams(similarity="cosine").similarity == "cosine"

@@ -170,8 +170,8 @@ def test_ease_memory_cap_is_settable():
 
 
 def test_sparse_ease_rejects_bad_params():
-    for params, key in ((SparseEASEParams(k=0), "model.params.k"), (SparseEASEParams(l2=0), "model.params.l2"),
-                        (SparseEASEParams(text_weight=-1), "model.params.text_weight")):
-        with pytest.raises(ConfigError) as caught:
-            SparseEASE(3, 4, params)
+    for params, key in (({"k": 0}, "model.params.k"), ({"l2": 0}, "model.params.l2"),
+                        ({"text_weight": -1}, "model.params.text_weight")):
+        with pytest.raises(ConfigError) as caught:  # refused by the Params themselves, before any model exists
+            SparseEASEParams(**params)
         assert caught.value.key == key

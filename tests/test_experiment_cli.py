@@ -142,8 +142,13 @@ def test_sampled_mode_saves_negatives_and_reports_metrics(config_file, tmp_path)
 
 @pytest.mark.parametrize("override, message", [
     ("model.name=nope", "'model.name': unknown model 'nope'; available: bpr,"),
-    ("model.params.embedding_size=-4", "'model.params.embedding_size': must be >= 1, got -4"),
-    ("model.params.n_layers=-1", "'model.params.n_layers': must be >= 0, got -1"),
+    ("model.params.embedding_size=-4",
+     "--set model.params.embedding_size=-4: 'model.params.embedding_size': -4 is out of range: must be >= 1"),
+    ("model.params.n_layers=-1", "--set model.params.n_layers=-1: 'model.params.n_layers': -1 is out of range"),
+    ("model.params.similarity=cos", "'model.params.similarity': expected one of 'dot', 'cosine', got 'cos'"),
+    ("training.lr=.nan", "--set training.lr=.nan: 'training.lr': expected a finite number"),
+    ("training.lr=-0.01", "'training.lr': -0.01 is out of range: must be > 0"),
+    ("training.batch_size=0", "'training.batch_size': 0 is out of range: must be >= 1"),
 ])
 def test_a_bad_model_fails_with_one_line_before_any_data_are_read(config_file, tmp_path, capsys, override, message):
     # the dataset path does not exist: had the data been read first, the error would be about it

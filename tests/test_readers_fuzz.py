@@ -8,14 +8,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st  # a test dependency: never skipped
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-
-from fusionrec.config import DatasetConfig, InteractionsTable, ItemsTable  # noqa: E402
-from fusionrec.data.atomic import read_atomic  # noqa: E402
-from fusionrec.data.tables import read_tables  # noqa: E402
-from fusionrec.errors import FusionrecError  # noqa: E402
+from fusionrec.config import DatasetConfig, InteractionTable, ItemTable
+from fusionrec.data.atomic import read_atomic
+from fusionrec.data.tables import read_tables
+from fusionrec.errors import FusionrecError
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
@@ -76,15 +74,15 @@ def test_any_atomic_files_load_or_raise_a_fusionrec_error(inter, item, kg, link)
 def test_any_csv_tables_load_or_raise_a_fusionrec_error(header, rows, sep, items):
     folder = _fresh_dir()
     try:
-        (folder / "inter.csv").write_text("\n".join([",".join(header), *(",".join(r) for r in rows)]),
+        (folder / "inter.csv").write_text("\n".join([sep.join(header), *(sep.join(r) for r in rows)]),
                                           encoding="utf-8", errors="surrogatepass")
         items_table = None
         if items is not None:
             (folder / "items.csv").write_text("\n".join(["item,title,genres", *(",".join(r) for r in items)]),
                                               encoding="utf-8", errors="surrogatepass")
-            items_table = ItemsTable(file="items.csv", id="item", text=["title"], categorical=["genres"])
-        cfg = DatasetConfig(format="table", interactions=InteractionsTable(
-            file="inter.csv", user="user", item="item", rating="rating", timestamp="ts", sep=","), items=items_table)
+            items_table = ItemTable(file="items.csv", id="item", text=["title"], categorical=["genres"])
+        cfg = DatasetConfig(format="table", interactions=InteractionTable(
+            file="inter.csv", user="user", item="item", rating="rating", timestamp="ts", sep=sep), items=items_table)
         try:
             dataset = read_tables(cfg, folder)
         except FusionrecError as exc:

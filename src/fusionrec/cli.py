@@ -174,11 +174,19 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _load(args):
-    from fusionrec.config import load_config
+def _load(args, check_model: bool = False):
+    """The run config of ``--config`` and ``--set``; ``check_model``: also the model's name and hyper-parameters
+    (an error naming the file or the override, before any data are read)."""
+    from fusionrec.config import blame_overrides, load_config
 
     overrides = list(args.set) + (["training.progress=false"] if args.quiet else [])
-    return load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides)
+    if check_model:
+        from fusionrec.experiment import model_params
+
+        with blame_overrides(args.config, overrides):
+            model_params(cfg)
+    return cfg
 
 
 def _data_fetch(args) -> int:
@@ -236,7 +244,7 @@ def _data_synth(args) -> int:
 def _train(args) -> int:
     from fusionrec.experiment import run_experiment
 
-    cfg = _load(args)
+    cfg = _load(args, check_model=True)
     results = run_experiment(cfg, args.out, events_db=args.resume_from_store, resume=args.resume)
     print(json.dumps({"out": str(Path(args.out).resolve()), "test": results["metrics"]["test"],
                       **({"interrupted": True} if results["interrupted"] else {})}, indent=2))

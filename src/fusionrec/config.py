@@ -7,14 +7,18 @@ wrong types raise :class:`fusionrec.errors.ConfigError` naming the key path.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
 from fusionrec.errors import ConfigError
-from fusionrec.typed_config import build, to_dict
+from fusionrec.typed_config import (NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, CheckedFields,
+                                    build, to_dict)
+
+Share = Annotated[float, Range(0, 1, low_open=True, high_open=True)]  # (0, 1)
 
 
 @dataclass(frozen=True)
@@ -80,17 +84,20 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(CheckedFields):
+    config_key = "split"
+
     method: Literal["random", "temporal", "leave_one_out", "cold_items", "cold_users", "given"] = "random"
     ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, valid, test
-    cold_share: float = 0.2  # cold_items / cold_users: share of items/users held out of training
+    cold_share: Share = 0.2  # cold_items / cold_users: share of items/users held out of training
     seed: int | None = None  # None: the run's seed
-    keep_share: float = 1.0  # (0, 1]: keep this share of each user's interactions before splitting (sparser data)
+    keep_share: Annotated[float, Range(0, 1, low_open=True)] = 1.0  # (0, 1]: keep this share of each user's interactions before splitting (sparser data)
     # the history the test is scored from: train (RecBole's default), or train + valid (published leave-one-out
     # tables); not on the cold splits. Validation always reads train only.
     test_history: Literal["train", "train_valid"] = "train"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_split_ratios(self.ratios)
 
 
@@ -110,44 +117,48 @@ def check_split_ratios(ratios: list[float]) -> None:
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = 300  # upper bound; early stopping usually ends sooner
-    batch_size: int = 2048
+class TrainingConfig(CheckedFields):
+    config_key = "training"
+
+    epochs: NonNegativeInt = 300  # upper bound; early stopping usually ends sooner
+    batch_size: PositiveInt = 2048
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 0.001
-    weight_decay: float = 0.0  # optimiser's L2 on all parameters
+    lr: PositiveFloat = 0.001
+    weight_decay: NonNegativeFloat = 0.0  # optimiser's L2 on all parameters
     loss: Literal["bpr", "bce", "softmax", "full_softmax", "sampled_softmax"] = "bpr"
-    temperature: float = 1.0  # softmax losses only: scores are divided by it before the cross-entropy
-    neg_samples: int = 1  # negatives per positive, uniform over items the user has not interacted with (unused by
+    temperature: PositiveFloat = 1.0  # softmax losses only: scores are divided by it before the cross-entropy
+    neg_samples: PositiveInt = 1  # negatives per positive, uniform over items the user has not interacted with (unused by
     #                       full_softmax, whose negatives are every item; sampled_softmax: items drawn per step from
     #                       neg_distribution into the batch's shared candidate set)
     neg_pool: Literal["all", "trained"] = "all"  # negatives from every item, or only items with training interactions
-    in_batch_negatives: int = 2048  # sampled_softmax: at most this many of the batch's positives join the shared
+    in_batch_negatives: NonNegativeInt = 2048  # sampled_softmax: at most this many of the batch's positives join the shared
     #                                 candidate set (a random subset when the batch is larger); >= 0
     neg_distribution: Literal["uniform", "popularity"] = "uniform"  # sampled_softmax's proposal for its neg_samples
     #                                 draws: uniform over the pool, or (training count + 1)^0.75
-    full_softmax_max_items: int | None = 20000  # above this many items full_softmax trains as sampled_softmax (None:
+    full_softmax_max_items: Annotated[int | None, Range(1)] = 20000  # above this many items full_softmax trains as sampled_softmax (None:
     #                                 never switch)
-    max_steps_per_epoch: int | None = None  # the batch grows to ceil(train pairs / this) when that exceeds batch_size
-    patience: int = 10  # evaluations without improvement before stopping (0: never stop early)
+    max_steps_per_epoch: Annotated[int | None, Range(1)] = None  # the batch grows to ceil(train pairs / this) when that exceeds batch_size
+    patience: NonNegativeInt = 10  # evaluations without improvement before stopping (0: never stop early)
     valid_metric: str = "ndcg@10"
-    eval_every: int = 1  # epochs between validations
-    time_budget_s: float | None = None  # stop training after this many seconds (best weights restored)
+    eval_every: PositiveInt = 1  # epochs between validations
+    time_budget_s: Annotated[float | None, Range(0, low_open=True)] = None  # stop training after this many seconds (best weights restored)
     term_weights: dict[str, float] = field(default_factory=dict)  # weight per extra loss term, e.g. {reg: 1.0}
-    kg_alpha: float = 0.1  # weight of the knowledge-graph loss: L = L_rec + kg_alpha * L_KG (models with a KG loss)
+    kg_alpha: NonNegativeFloat = 0.1  # weight of the knowledge-graph loss: L = L_rec + kg_alpha * L_KG (models with a KG loss)
     kg_mode: Literal["joint", "alternating"] = "joint"  # one step on L_rec + alpha L_KG, or a KG epoch after each epoch
-    kg_batch_size: int = 4096  # triples per KG step
-    kg_neg_samples: int = 1  # corrupted tails per triple
+    kg_batch_size: PositiveInt = 4096  # triples per KG step
+    kg_neg_samples: PositiveInt = 1  # corrupted tails per triple
     progress: bool = True
 
 
 @dataclass(frozen=True)
-class EvaluationConfig:
-    ks: list[int] = field(default_factory=lambda: [10, 20])
+class EvaluationConfig(CheckedFields):
+    config_key = "evaluation"
+
+    ks: list[PositiveInt] = field(default_factory=lambda: [10, 20])
     metrics: list[str] = field(default_factory=lambda: ["recall", "precision", "ndcg", "hit", "mrr", "map"])
     mode: Literal["full", "sampled"] = "full"
-    sampled_negatives: int = 100  # sampled mode only: negatives per user, drawn once and saved
-    batch_users: int = 1024  # users scored per chunk (memory: batch_users x n_items floats)
+    sampled_negatives: PositiveInt = 100  # sampled mode only: negatives per user, drawn once and saved
+    batch_users: PositiveInt = 1024  # users scored per chunk (memory: batch_users x n_items floats)
 
 
 @dataclass(frozen=True)
@@ -157,18 +168,20 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TextConfig:
+class TextConfig(CheckedFields):
     """How item text is built and read by a language model (``fusionrec encode``)."""
+
+    config_key = "text"
 
     encoder: Literal["sentence-transformers", "openai"] = "sentence-transformers"
     model: str = "all-MiniLM-L6-v2"  # a sentence-transformers name, a local model folder, or (openai) the model name
     template: str | None = None  # e.g. "{movie_title} ({release_year}). Genres: {class}." (None: all text fields)
-    batch_size: int = 64
+    batch_size: PositiveInt = 64
     cache_dir: str | None = None  # default: <data dir>/embeddings
     base_url: str | None = None  # openai: e.g. http://127.0.0.1:8080/v1
     api_key_env: str | None = None  # openai: the environment variable holding the API key
-    timeout_s: float = 30.0  # openai: per request
-    max_retries: int = 5  # openai: retries with exponential backoff on errors and 429/5xx
+    timeout_s: PositiveFloat = 30.0  # openai: per request
+    max_retries: NonNegativeInt = 5  # openai: retries with exponential backoff on errors and 429/5xx
     normalize: bool = True  # L2-normalise embeddings
     # sentence-transformers: run the model in torch, or exported to ONNX Runtime (fp32, or int8 weights)
     backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
@@ -218,14 +231,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError("the top level must be a mapping", file=file)
     for item in overrides or []:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key.path=value")
+            raise ConfigError(f"override {item!r} must look like key.path=value", file="--set")
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        _set_path(data, key.strip(), value)
-    return build(RunConfig, data, file=file)
+        with blame_overrides(None, [item]):
+            _set_path(data, key.strip(), value)
+    with blame_overrides(file, overrides):
+        return build(RunConfig, data, file=file)
+
+
+@contextmanager
+def blame_overrides(file: str | Path | None, overrides: list[str] | None):
+    """Re-raises a ConfigError about a key that a ``--set KEY=VALUE`` override set (that key or one below it) as
+    coming from that override rather than from the config file; others name ``file``."""
+    try:
+        yield
+    except ConfigError as exc:
+        source = str(file) if file is not None else None
+        for item in reversed(overrides or []):
+            key = item.split("=", 1)[0].strip()
+            if exc.key is not None and (exc.key == key or exc.key.startswith((key + ".", key + "["))):
+                source = f"--set {item}"
+                break
+        if source == exc.file or (exc.file is not None and source is None):
+            raise
+        raise ConfigError(exc.message, key=exc.key, file=source) from None
 
 
 def config_from_dict(data: dict) -> RunConfig:

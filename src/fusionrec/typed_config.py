@@ -2,19 +2,96 @@
 
 ``build(Cls, mapping, key="training")`` returns a ``Cls`` or raises :class:`ConfigError` naming the offending key path.
 Supported field types: bool, int, float, str, Literal[...], X | None, list[X], tuple[X, ...], dict[str, X], nested
-frozen dataclasses and ``Any``. No ``eval``: values are checked, never executed.
+frozen dataclasses and ``Any``; ``Annotated[X, Range(...)]`` adds an allowed range to a number (checked when built and,
+for a dataclass deriving from :class:`CheckedFields`, when constructed directly). Floats must be finite. No ``eval``:
+values are checked, never executed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
-from typing import Any, Literal, Union
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
 
 from fusionrec.errors import ConfigError
 
 _MISSING = dataclasses.MISSING
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed range of a number, as field metadata: ``Annotated[float, Range(0, 1, high_open=True)]`` is
+    [0, 1). ``None`` bounds are open-ended; None values (``X | None`` fields) are always allowed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+AtLeast0 = Range(0)
+AtLeast1 = Range(1)
+Positive = Range(0, low_open=True)
+PositiveInt = Annotated[int, AtLeast1]
+NonNegativeInt = Annotated[int, AtLeast0]
+PositiveFloat = Annotated[float, Positive]
+NonNegativeFloat = Annotated[float, AtLeast0]
+
+
+def range_problem(tp: Any, value: Any) -> str | None:
+    """Why ``value`` breaks a :class:`Range` in ``tp``'s Annotated metadata (None when it does not)."""
+    if typing.get_origin(tp) is not Annotated or value is None or isinstance(value, bool):
+        return None
+    for rule in tp.__metadata__:
+        if isinstance(rule, Range) and isinstance(value, (int, float)) and not rule.allows(value):
+            return f"{value!r} is out of range: must be {rule}"
+    return None
+
+
+def choice_problem(tp: Any, value: Any) -> str | None:
+    """Why ``value`` is not one of a ``Literal`` type's choices (also inside ``X | None``); None when it is."""
+    options = [tp] if typing.get_origin(tp) is Literal else \
+        [a for a in typing.get_args(tp) if typing.get_origin(a) is Literal] \
+        if typing.get_origin(tp) in (Union, types.UnionType) and value is not None else []
+    choices = [c for option in options for c in typing.get_args(option)]
+    if options and value not in choices:
+        return f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+    return None
+
+
+class CheckedFields:
+    """Mixin for config dataclasses: ``__post_init__`` checks every ``Annotated[..., Range]`` field and every
+    ``Literal`` field, so an instance made in Python (not through :func:`build`) is held to the same ranges and
+    choices. ``config_key``: where the section sits in
+    a run config (``training``, ``model.params``), so errors name the full key. Subclasses with their own
+    ``__post_init__`` (cross-field rules) call ``super().__post_init__()`` and raise with :meth:`key_of`."""
+
+    config_key: typing.ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for name, tp in typing.get_type_hints(type(self), include_extras=True).items():
+            value = getattr(self, name, None)
+            problem = range_problem(tp, value) or choice_problem(tp, value)
+            if problem is not None:
+                raise ConfigError(problem, key=self.key_of(name))
+
+    def key_of(self, name: str) -> str:
+        return _join(self.config_key, name)
 
 
 def build(cls: type, data: Any, key: str = "", file: str | None = None):
@@ -25,7 +102,7 @@ def build(cls: type, data: Any, key: str = "", file: str | None = None):
         return data
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping, got {type(data).__name__}", key=key or None, file=file)
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -71,6 +148,8 @@ def _type_name(tp: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Annotated:
+        return _type_name(tp.__origin__)
     if origin is not None:
         return f"{origin.__name__}[{', '.join(_type_name(a) for a in typing.get_args(tp) if a is not Ellipsis)}]"
     return getattr(tp, "__name__", str(tp))
@@ -83,6 +162,12 @@ def _coerce(tp: Any, value: Any, path: str, file: str | None) -> Any:
     if tp is Any:
         return value
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        coerced = _coerce(tp.__origin__, value, path, file)
+        problem = range_problem(tp, coerced)
+        if problem is not None:
+            raise ConfigError(problem, key=path, file=file)
+        return coerced
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None:
@@ -127,14 +212,19 @@ def _coerce(tp: Any, value: Any, path: str, file: str | None) -> Any:
             return value
         fail()
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string; take it as the number it spells
+            number = float(value) if not isinstance(value, int) or abs(value) < 2 ** 1023 else math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string; take it as the number it spells
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        fail()
+        if number is None:
+            fail()
+        if not math.isfinite(number):
+            raise ConfigError(f"expected a finite number, got {value!r}", key=path, file=file)
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

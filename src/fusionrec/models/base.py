@@ -20,7 +20,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from fusionrec.errors import ConfigError
+from fusionrec.typed_config import CheckedFields
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,8 +98,16 @@ def dense_scores(scores: "torch.Tensor | ScoreFactors") -> torch.Tensor:
     return scores.dense() if isinstance(scores, ScoreFactors) else scores
 
 
+class HyperParameters(CheckedFields):
+    """Base of every model's ``Params`` dataclass: fields typed with ``Literal`` choices and
+    ``Annotated[..., Range]`` ranges (:mod:`fusionrec.typed_config`), checked when the config is read and when a
+    ``Params`` is made in Python; cross-field rules in ``__post_init__``. Errors name ``model.params.KEY``."""
+
+    config_key = "model.params"
+
+
 @dataclass(frozen=True)
-class NoParams:
+class NoParams(HyperParameters):
     """Hyper-parameters of a model that has none."""
 
 
@@ -261,13 +270,3 @@ class Model(nn.Module):
         sim[torch.outer(std, std) <= 1e-12] = 0.0  # items whose score never varies have no similarity
         sim.fill_diagonal_(0.0)
         return sim.float()
-
-
-def check_at_least(params: Any, minimum: int, *names: str) -> None:
-    """Raises ConfigError (key ``model.params.NAME``) for the first of these integer hyper-parameters of ``params``
-    below ``minimum``: what a Params dataclass's ``__post_init__`` calls, so a bad size fails when the config is
-    read, before any data are loaded."""
-    for name in names:
-        value = getattr(params, name)
-        if value < minimum:
-            raise ConfigError(f"must be >= {minimum}, got {value}", key=f"model.params.{name}")

@@ -7,19 +7,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fusionrec.models.base import Batch, ForwardOut, Model, check_at_least
+from fusionrec.models.base import Batch, ForwardOut, HyperParameters, Model
 from fusionrec.models.graph_ops import check_users
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import catalogue_out, check_similarity, finish
+from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.typed_config import PositiveInt
 
 
 @dataclass(frozen=True)
-class BPRParams:
-    embedding_size: int = 64  # d, width of user and item vectors; 16..256
-    similarity: str = "dot"  # dot | cosine (vectors L2-normalised before the product)
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 1, "embedding_size")
+class BPRParams(HyperParameters):
+    embedding_size: PositiveInt = 64  # d, width of user and item vectors; 16..256
+    similarity: Similarity = "dot"  # dot | cosine (vectors L2-normalised before the product)
 
 
 @register
@@ -31,7 +29,6 @@ class BPR(Model):
 
     def __init__(self, n_users: int, n_items: int, params: BPRParams | None = None):
         super().__init__(n_users, n_items, params)
-        check_similarity(self.params.similarity)
         d = self.params.embedding_size
         self.user_emb = nn.Embedding(self.n_users, d)  # (n_users, d)
         self.item_emb = nn.Embedding(self.n_items, d)  # (n_items, d)

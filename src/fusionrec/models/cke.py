@@ -11,22 +11,25 @@ from torch import nn
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.knowledge.kg.embedding import TransR
-from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs, check_at_least
+from fusionrec.models.base import Batch, ForwardOut, HyperParameters, Model, ModelInputs
 from fusionrec.models.graph_ops import check_users, data_sized_buffers
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import catalogue_out, check_similarity, finish
+from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.typed_config import NonNegativeFloat, PositiveInt
 
 
 @dataclass(frozen=True)
-class CKEParams:
-    embedding_size: int = 64  # d, width of user, item id and entity vectors (and of the text projection); 16..256
-    kg_embedding_size: int = 64  # width of TransR's relation space; 16..256
+class CKEParams(HyperParameters):
+    embedding_size: PositiveInt = 64  # d, width of user, item id and entity vectors (and of the text projection); 16..256
+    kg_embedding_size: PositiveInt = 64  # width of TransR's relation space; 16..256
     use_text: bool = True  # add W x_i, a linear projection of the item's text embedding (needs item text)
-    reg_weights: tuple[float, float] = (1e-5, 1e-5)  # (L2 on the batch's user/item vectors, TransR's L2); 0..1e-1
-    similarity: str = "dot"  # dot | cosine (user and item vectors L2-normalised before the product)
+    reg_weights: tuple[NonNegativeFloat, NonNegativeFloat] = (1e-5, 1e-5)  # (L2 on the batch's user/item vectors, TransR's L2); 0..1e-1
+    similarity: Similarity = "dot"  # dot | cosine (user and item vectors L2-normalised before the product)
 
     def __post_init__(self) -> None:
-        check_at_least(self, 1, "embedding_size", "kg_embedding_size")
+        super().__post_init__()
+        if len(self.reg_weights) != 2 or min(self.reg_weights) < 0:
+            raise ConfigError(f"must be two weights >= 0, got {list(self.reg_weights)}", key=self.key_of("reg_weights"))
 
 
 @register
@@ -54,9 +57,6 @@ class CKE(Model):
                  n_relations: int = 1, text_dim: int = 0):
         super().__init__(n_users, n_items, params)
         p = self.params
-        if len(p.reg_weights) != 2 or min(p.reg_weights) < 0:
-            raise ConfigError(f"must be two weights >= 0, got {list(p.reg_weights)}", key="model.params.reg_weights")
-        check_similarity(p.similarity)
         if p.use_text and text_dim < 1:
             raise ConfigError("use_text needs the width of the item text vectors (text_dim >= 1)",
                               key="model.params.use_text")

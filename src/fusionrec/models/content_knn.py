@@ -18,11 +18,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from fusionrec.errors import ConfigError, DataError, FusionrecError
-from fusionrec.models.base import HistoryReader, Model, ModelInputs, checked_history
+from fusionrec.errors import DataError, FusionrecError
+from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (binary_csr, check_users, data_sized_buffers, history_buffers,
                                         history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register
+from fusionrec.typed_config import PositiveInt
 
 _BLOCK_CELLS = 1 << 24  # item x target-item similarities held at once while selecting neighbours (64 MiB float32)
 
@@ -68,10 +69,6 @@ class SimilarityKNN(Model, HistoryReader):
 
     def __init__(self, n_users: int, n_items: int, params=None):
         super().__init__(n_users, n_items, params)
-        if self.params.k < 1:
-            raise ConfigError(f"must be >= 1, got {self.params.k}", key="model.params.k")
-        if self.params.aggregate not in ("sum", "mean"):
-            raise ConfigError(f"must be sum or mean, got {self.params.aggregate!r}", key="model.params.aggregate")
         self.register_buffer("sim_indices", torch.zeros(2, 0, dtype=torch.long))
         self.register_buffer("sim_values", torch.zeros(0))
         self.register_buffer("hist_indptr", torch.zeros(0, dtype=torch.long))  # empty until prepared
@@ -110,8 +107,8 @@ class SimilarityKNN(Model, HistoryReader):
 
 
 @dataclass(frozen=True)
-class ContentKNNParams:
-    k: int = 100  # neighbours kept per target item (>= 1); k >= n_items - 1 keeps every positive similarity
+class ContentKNNParams(HyperParameters):
+    k: PositiveInt = 100  # neighbours kept per target item (>= 1); k >= n_items - 1 keeps every positive similarity
     aggregate: Literal["sum", "mean"] = "sum"  # over the user's history: sum favours heavy users' taste, mean does not
 
 

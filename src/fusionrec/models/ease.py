@@ -27,28 +27,30 @@ Before fitting, :meth:`EASE.prepare` reports the item count, that memory and a t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
-from fusionrec.models.base import HistoryReader, Model, ModelInputs, checked_history
+from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (binary_csr, check_users, data_sized_buffers, history_buffers,
                                         history_columns)
 from fusionrec.models.kg_knn import item_entity_vectors
 from fusionrec.models.registry import register
+from fusionrec.typed_config import AtLeast1, NonNegativeFloat, PositiveFloat
 
 _BLOCK_CELLS = 1 << 24  # Gram cells built per row block (float64: 128 MB)
 
 
 @dataclass(frozen=True)
-class EASEParams:
-    l2: float = 400.0  # > 0, added to the Gram diagonal; larger shrinks B towards plain co-occurrence
-    text_weight: float = 0.0  # >= 0, weight of the item text cosine-similarity Gram (needs item text); 0: off
-    kg_weight: float = 0.0  # >= 0, weight of the KG neighbourhood cosine-similarity Gram (needs a KG); 0: off
-    max_memory_gb: float = 8.0  # > 0, refuse catalogues whose prepare needs more (12 * n_items^2 bytes: 25,800 items)
-    max_items: int | None = None  # >= 1, an extra cap on the item count; None: the memory cap alone decides
+class EASEParams(HyperParameters):
+    l2: PositiveFloat = 400.0  # > 0, added to the Gram diagonal; larger shrinks B towards plain co-occurrence
+    text_weight: NonNegativeFloat = 0.0  # >= 0, weight of the item text cosine-similarity Gram (needs item text); 0: off
+    kg_weight: NonNegativeFloat = 0.0  # >= 0, weight of the KG neighbourhood cosine-similarity Gram (needs a KG); 0: off
+    max_memory_gb: PositiveFloat = 8.0  # > 0, refuse catalogues whose prepare needs more (12 * n_items^2 bytes: 25,800 items)
+    max_items: Annotated[int | None, AtLeast1] = None  # >= 1, an extra cap on the item count; None: the memory cap alone decides
 
 
 # bytes per item² while preparing: the float64 Gram matrix inverted in place (8) and the float32 weights (4)
@@ -90,15 +92,6 @@ class EASE(Model, HistoryReader):
     def __init__(self, n_users: int, n_items: int, params: EASEParams | None = None):
         super().__init__(n_users, n_items, params)
         p = self.params
-        if not p.l2 > 0:
-            raise ConfigError(f"must be > 0, got {p.l2}", key="model.params.l2")
-        for key in ("text_weight", "kg_weight"):
-            if getattr(p, key) < 0:
-                raise ConfigError(f"must be >= 0, got {getattr(p, key)}", key=f"model.params.{key}")
-        if not p.max_memory_gb > 0:
-            raise ConfigError(f"must be > 0, got {p.max_memory_gb}", key="model.params.max_memory_gb")
-        if p.max_items is not None and p.max_items < 1:
-            raise ConfigError(f"must be >= 1 or null, got {p.max_items}", key="model.params.max_items")
         need, seconds = ease_cost(self.n_items)
         if need > p.max_memory_gb * 1e9:
             raise ConfigError(f"ease on {self.n_items:,} items inverts a dense {self.n_items:,} x {self.n_items:,} "

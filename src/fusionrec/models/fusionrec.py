@@ -26,6 +26,7 @@ far new items reach into the lists (1: like their neighbours). Items without tex
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,42 +37,45 @@ from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.knowledge.kg.aggregate import RowMix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
-from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, Model, ModelInputs, check_at_least,
+from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, HyperParameters, Model, ModelInputs,
                                    checked_history, dense_scores)
 from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy, check_users,
                                         data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency,
                                         optional_buffers)
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import catalogue_out, check_similarity, finish
+from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 
 SOURCES = ("cf", "text", "kg")
 
 
 @dataclass(frozen=True)
-class FusionRecParams:
-    embedding_size: int = 64  # d, width of every source and of the fused vector; 16..256
-    n_layers: int = 2  # LightGCN propagation steps over the user-item graph; 0..4
+class FusionRecParams(HyperParameters):
+    embedding_size: PositiveInt = 64  # d, width of every source and of the fused vector; 16..256
+    n_layers: NonNegativeInt = 2  # LightGCN propagation steps over the user-item graph; 0..4
     use_text: bool = True  # the text source (needs item text embeddings)
     use_kg: bool = True  # the knowledge-graph source and the KG loss (needs a knowledge graph)
-    fusion: str = "attention"  # concat | gate | attention
-    kg_loss: str = "transe"  # transe | transr
-    kg_margin: float = 1.0  # margin of the KG ranking loss; >= 0
+    fusion: Literal["concat", "gate", "attention"] = "attention"  # concat | gate | attention
+    kg_loss: Literal["transe", "transr"] = "transe"  # transe | transr
+    kg_margin: NonNegativeFloat = 1.0  # margin of the KG ranking loss; >= 0
     kg_neighbours: bool = True  # KG source = mean of the entity and its one-hop neighbours (else the entity alone)
-    text_hidden: int = 0  # 0: linear text projection; > 0: an MLP with this hidden width
-    text_components: int = 0  # > 0: the text source reads this many principal components of the items' text
+    text_hidden: NonNegativeInt = 0  # 0: linear text projection; > 0: an MLP with this hidden width
+    text_components: NonNegativeInt = 0  # > 0: the text source reads this many principal components of the items' text
     #                           embeddings (fit in prepare, frozen) instead of every dimension: a cheaper step; 0: all
-    source_dropout: float = 0.2  # share of batch items scored by their content vector in training; 0..1
-    reg_weight: float = 1e-5  # L2 on the batch's layer-0 vectors ('reg' term); 0..1e-2
-    content_align: float = 0.0  # weight of the 'align' term (content scores of warm items -> their full scores); 0..10
-    similarity: str = "dot"  # dot | cosine (final user and item vectors L2-normalised before the product)
-    cold_path: str = "content"  # content | neighbours: how an item without training interactions is scored (above)
-    cold_neighbours: int = 10  # neighbours: warm items (most similar text) a cold item borrows from; >= 1
-    cold_temperature: float = 0.05  # neighbours: softmax temperature over their text cosines; > 0
-    cold_scale: float = 1.0  # neighbours: borrowed norm relative to the neighbours' weighted mean norm; > 0
+    source_dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.2  # share of batch items scored by their content vector in training; 0..1
+    reg_weight: NonNegativeFloat = 1e-5  # L2 on the batch's layer-0 vectors ('reg' term); 0..1e-2
+    content_align: Annotated[float, Range(0, 10)] = 0.0  # weight of the 'align' term (content scores of warm items -> their full scores); 0..10
+    similarity: Similarity = "dot"  # dot | cosine (final user and item vectors L2-normalised before the product)
+    cold_path: Literal["content", "neighbours"] = "content"  # content | neighbours: how an item without training interactions is scored (above)
+    cold_neighbours: PositiveInt = 10  # neighbours: warm items (most similar text) a cold item borrows from; >= 1
+    cold_temperature: PositiveFloat = 0.05  # neighbours: softmax temperature over their text cosines; > 0
+    cold_scale: PositiveFloat = 1.0  # neighbours: borrowed norm relative to the neighbours' weighted mean norm; > 0
 
     def __post_init__(self) -> None:
-        check_at_least(self, 1, "embedding_size")
-        check_at_least(self, 0, "n_layers", "text_hidden", "text_components")
+        super().__post_init__()
+        if self.cold_path == "neighbours" and not self.use_text:
+            raise ConfigError("cold_path neighbours finds a cold item's neighbours by text: set use_text true",
+                              key=self.key_of("cold_path"))
 
 
 @register
@@ -88,25 +92,6 @@ class FusionRec(Model, HistoryReader):
                  n_entities: int = 0, n_relations: int = 0):
         super().__init__(n_users, n_items, params)
         p = self.params
-        if p.fusion not in ("concat", "gate", "attention"):
-            raise ConfigError(f"must be concat, gate or attention, got {p.fusion!r}", key="model.params.fusion")
-        if p.kg_loss not in ("transe", "transr"):
-            raise ConfigError(f"must be transe or transr, got {p.kg_loss!r}", key="model.params.kg_loss")
-        if not 0.0 <= p.source_dropout < 1.0:
-            raise ConfigError(f"must be in [0, 1), got {p.source_dropout}", key="model.params.source_dropout")
-        if not 0.0 <= p.content_align <= 10.0:
-            raise ConfigError(f"must be in [0, 10], got {p.content_align}", key="model.params.content_align")
-        check_similarity(p.similarity)
-        if p.cold_path not in ("content", "neighbours"):
-            raise ConfigError(f"must be content or neighbours, got {p.cold_path!r}", key="model.params.cold_path")
-        if p.cold_neighbours < 1:
-            raise ConfigError(f"must be >= 1, got {p.cold_neighbours}", key="model.params.cold_neighbours")
-        for key in ("cold_temperature", "cold_scale"):
-            if not getattr(p, key) > 0:
-                raise ConfigError(f"must be > 0, got {getattr(p, key)}", key=f"model.params.{key}")
-        if p.cold_path == "neighbours" and not p.use_text:
-            raise ConfigError("cold_path neighbours finds a cold item's neighbours by text: set use_text true",
-                              key="model.params.cold_path")
         d = p.embedding_size
         self.text_dim, self.n_entities, self.n_relations = int(text_dim), int(n_entities), int(n_relations)
         self.user_emb = nn.Embedding(self.n_users, d)

@@ -8,19 +8,20 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.models.base import HistoryReader, Model, ModelInputs, checked_history
+from fusionrec.errors import FusionrecError
+from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (binary_csr, buffers_from_scipy, check_users, data_sized_buffers,
                                         history_buffers, history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register
+from fusionrec.typed_config import NonNegativeFloat, PositiveInt
 
 _BLOCK_CELLS = 1 << 26  # item x target-item cells per block of the similarity computation (bounds its memory)
 
 
 @dataclass(frozen=True)
-class ItemKNNParams:
-    k: int = 100  # neighbours kept per item (>= 1); bigger smooths, smaller sharpens
-    shrink: float = 0.0  # >= 0, added to the cosine denominator; damps similarities built on few co-occurrences
+class ItemKNNParams(HyperParameters):
+    k: PositiveInt = 100  # neighbours kept per item (>= 1); bigger smooths, smaller sharpens
+    shrink: NonNegativeFloat = 0.0  # >= 0, added to the cosine denominator; damps similarities built on few co-occurrences
 
 
 @register
@@ -38,10 +39,6 @@ class ItemKNN(Model, HistoryReader):
 
     def __init__(self, n_users: int, n_items: int, params: ItemKNNParams | None = None):
         super().__init__(n_users, n_items, params)
-        if self.params.k < 1:
-            raise ConfigError(f"must be >= 1, got {self.params.k}", key="model.params.k")
-        if self.params.shrink < 0:
-            raise ConfigError(f"must be >= 0, got {self.params.shrink}", key="model.params.shrink")
         self.register_buffer("sim_indices", torch.zeros(2, 0, dtype=torch.long))
         self.register_buffer("sim_values", torch.zeros(0))
         self.register_buffer("hist_indptr", torch.zeros(self.n_users + 1, dtype=torch.long))

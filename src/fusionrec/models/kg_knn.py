@@ -10,16 +10,17 @@ import scipy.sparse as sp
 import torch
 
 from fusionrec.data.knowledge_graph import KnowledgeGraph
-from fusionrec.errors import ConfigError, DataError
-from fusionrec.models.base import ModelInputs
+from fusionrec.errors import DataError
+from fusionrec.models.base import HyperParameters, ModelInputs
 from fusionrec.models.content_knn import SimilarityBlock, SimilarityKNN
 from fusionrec.models.registry import register
+from fusionrec.typed_config import PositiveInt
 
 
 @dataclass(frozen=True)
-class KGKNNParams:
-    k: int = 100  # neighbours kept per target item (>= 1); k >= n_items - 1 keeps every positive similarity
-    hops: int = 1  # neighbourhood radius around the item's entity: 1 or 2 (2 reaches far more, hubs dominate)
+class KGKNNParams(HyperParameters):
+    k: PositiveInt = 100  # neighbours kept per target item (>= 1); k >= n_items - 1 keeps every positive similarity
+    hops: Literal[1, 2] = 1  # neighbourhood radius around the item's entity: 1 or 2 (2 reaches far more, hubs dominate)
     weighting: Literal["tfidf", "binary"] = "tfidf"  # entity weights in the cosine: idf down-weights hub entities
     aggregate: Literal["sum", "mean"] = "sum"  # over the user's history
 
@@ -37,11 +38,6 @@ class KGKNN(SimilarityKNN):
 
     def __init__(self, n_users: int, n_items: int, params: KGKNNParams | None = None):
         super().__init__(n_users, n_items, params)
-        if self.params.hops not in (1, 2):
-            raise ConfigError(f"must be 1 or 2, got {self.params.hops}", key="model.params.hops")
-        if self.params.weighting not in ("tfidf", "binary"):
-            raise ConfigError(f"must be tfidf or binary, got {self.params.weighting!r}",
-                              key="model.params.weighting")
 
     @classmethod
     def required_inputs(cls, params: KGKNNParams) -> set[str]:

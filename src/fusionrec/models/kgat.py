@@ -5,6 +5,7 @@ relation projections that the attention uses."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -13,25 +14,28 @@ from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.knowledge.kg.attention import KGATAttention, attention_logits, relation_groups, segment_softmax
 from fusionrec.knowledge.kg.collaborative import CKG, INTERACT, collaborative_graph
 from fusionrec.knowledge.kg.embedding import TransR
-from fusionrec.models.base import Batch, ForwardOut, Model, ModelInputs, check_at_least
+from fusionrec.models.base import Batch, ForwardOut, HyperParameters, Model, ModelInputs
 from fusionrec.models.graph_ops import check_users, data_sized_buffers
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import catalogue_out, check_similarity, finish
+from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.typed_config import NonNegativeFloat, PositiveInt, Range
 
 _GRAPH_BUFFERS = ("ckg_heads", "ckg_relations", "ckg_tails", "attention", "item_node")
 
 
 @dataclass(frozen=True)
-class KGATParams:
-    embedding_size: int = 64  # d, width of the layer-0 node vectors (users, items, entities); 16..256
-    kg_embedding_size: int = 64  # width of TransR's relation space, also the attention's; 16..256
-    layers: tuple[int, ...] = (64, 32, 16)  # output width of each bi-interaction layer; 1..4 layers
-    mess_dropout: float = 0.1  # message dropout after each layer in training; 0..0.5
-    reg_weight: float = 1e-5  # L2 on the batch's final vectors ('reg') and on TransR's projections ('kg_reg'); 0..1e-2
-    similarity: str = "dot"  # dot | cosine (final vectors L2-normalised before the product)
+class KGATParams(HyperParameters):
+    embedding_size: PositiveInt = 64  # d, width of the layer-0 node vectors (users, items, entities); 16..256
+    kg_embedding_size: PositiveInt = 64  # width of TransR's relation space, also the attention's; 16..256
+    layers: tuple[PositiveInt, ...] = (64, 32, 16)  # output width of each bi-interaction layer; 1..4 layers
+    mess_dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.1  # message dropout after each layer in training; 0..0.5
+    reg_weight: NonNegativeFloat = 1e-5  # L2 on the batch's final vectors ('reg') and on TransR's projections ('kg_reg'); 0..1e-2
+    similarity: Similarity = "dot"  # dot | cosine (final vectors L2-normalised before the product)
 
     def __post_init__(self) -> None:
-        check_at_least(self, 1, "embedding_size", "kg_embedding_size")
+        super().__post_init__()
+        if not 1 <= len(self.layers) <= 8 or min(self.layers) < 1:
+            raise ConfigError(f"must list 1..8 layer widths >= 1, got {list(self.layers)}", key=self.key_of("layers"))
 
 
 @register
@@ -64,13 +68,6 @@ class KGAT(Model):
                  n_relations: int = 1, n_unlinked: int = 0):
         super().__init__(n_users, n_items, params)
         p = self.params
-        if not 1 <= len(p.layers) <= 8 or min(p.layers) < 1:
-            raise ConfigError(f"must list 1..8 layer widths >= 1, got {list(p.layers)}", key="model.params.layers")
-        if not 0.0 <= p.mess_dropout < 1.0:
-            raise ConfigError(f"must be in [0, 1), got {p.mess_dropout}", key="model.params.mess_dropout")
-        if p.reg_weight < 0:
-            raise ConfigError(f"must be >= 0, got {p.reg_weight}", key="model.params.reg_weight")
-        check_similarity(p.similarity)
         self.n_entities, self.n_relations, self.n_unlinked = int(n_entities), int(n_relations), int(n_unlinked)
         self.user_offset = self.n_entities + self.n_unlinked
         n_nodes = self.user_offset + self.n_users

@@ -8,25 +8,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, Model, ModelInputs, check_at_least,
+from fusionrec.errors import FusionrecError
+from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, HyperParameters, Model, ModelInputs,
                                    checked_history)
 from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy, check_users,
                                         data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency)
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import catalogue_out, check_similarity, finish
+from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveInt
 
 
 @dataclass(frozen=True)
-class LightGCNParams:
-    embedding_size: int = 64  # d, width of the layer-0 user and item vectors; 16..256
-    n_layers: int = 2  # propagation steps over the graph; 1..4 (more over-smooths)
-    reg_weight: float = 1e-5  # L2 on the batch's layer-0 vectors, returned as the 'reg' term; 0..1e-2
-    similarity: str = "dot"  # dot | cosine (final vectors L2-normalised before the product)
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 1, "embedding_size")
-        check_at_least(self, 0, "n_layers")
+class LightGCNParams(HyperParameters):
+    embedding_size: PositiveInt = 64  # d, width of the layer-0 user and item vectors; 16..256
+    n_layers: NonNegativeInt = 2  # propagation steps over the graph; 1..4 (more over-smooths)
+    reg_weight: NonNegativeFloat = 1e-5  # L2 on the batch's layer-0 vectors, returned as the 'reg' term; 0..1e-2
+    similarity: Similarity = "dot"  # dot | cosine (final vectors L2-normalised before the product)
 
 
 @register
@@ -42,9 +39,6 @@ class LightGCN(Model, HistoryReader):
 
     def __init__(self, n_users: int, n_items: int, params: LightGCNParams | None = None):
         super().__init__(n_users, n_items, params)
-        if self.params.n_layers < 0:
-            raise ConfigError(f"must be >= 0, got {self.params.n_layers}", key="model.params.n_layers")
-        check_similarity(self.params.similarity)
         d = self.params.embedding_size
         self.user_emb = nn.Embedding(self.n_users, d)  # (n_users, d), layer 0
         self.item_emb = nn.Embedding(self.n_items, d)  # (n_items, d), layer 0

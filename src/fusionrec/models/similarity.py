@@ -10,15 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fusionrec.errors import ConfigError
+from typing import Literal
+
 from fusionrec.models.base import ForwardOut, ScoreFactors
 
-SIMILARITIES = ("dot", "cosine")
-
-
-def check_similarity(name: str) -> None:
-    if name not in SIMILARITIES:
-        raise ConfigError(f"must be one of {', '.join(SIMILARITIES)}, got {name!r}", key="model.params.similarity")
+Similarity = Literal["dot", "cosine"]  # the type of every model's ``similarity`` hyper-parameter
 
 
 def finish(vectors: torch.Tensor, similarity: str) -> torch.Tensor:

@@ -32,12 +32,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.models.base import HistoryReader, Model, ModelInputs, checked_history
+from fusionrec.errors import FusionrecError
+from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.ease import duration_text, text_rows
 from fusionrec.models.graph_ops import (binary_csr, buffers_from_scipy, check_users, data_sized_buffers,
                                         history_buffers, history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register
+from fusionrec.typed_config import NonNegativeFloat, PositiveFloat, PositiveInt
 
 _BLOCK_NNZ = 1 << 23  # Gram non-zeros ranked per block when choosing neighbourhoods (bounds that step's memory)
 _BATCH_CELLS = 1 << 21  # k x k system cells solved per batch (float64: 16 MB per copy)
@@ -51,11 +52,11 @@ SECONDS_PER_FLOP = 1e-9
 
 
 @dataclass(frozen=True)
-class SparseEASEParams:
-    l2: float = 400.0  # > 0, added to each neighbourhood's Gram diagonal (as EASE's l2)
-    k: int = 200  # >= 1, neighbours each item is regressed on; memory and time grow as n_items x k and x k^3
+class SparseEASEParams(HyperParameters):
+    l2: PositiveFloat = 400.0  # > 0, added to each neighbourhood's Gram diagonal (as EASE's l2)
+    k: PositiveInt = 200  # >= 1, neighbours each item is regressed on; memory and time grow as n_items x k and x k^3
     neighbours: Literal["cooccurrence", "cosine"] = "cooccurrence"  # how N(j) is ranked: raw count or cosine
-    text_weight: float = 0.0  # >= 0, item text similarity added to G inside each neighbourhood (needs item text)
+    text_weight: NonNegativeFloat = 0.0  # >= 0, item text similarity added to G inside each neighbourhood (needs item text)
 
 
 @register
@@ -74,13 +75,6 @@ class SparseEASE(Model, HistoryReader):
 
     def __init__(self, n_users: int, n_items: int, params: SparseEASEParams | None = None):
         super().__init__(n_users, n_items, params)
-        p = self.params
-        if not p.l2 > 0:
-            raise ConfigError(f"must be > 0, got {p.l2}", key="model.params.l2")
-        if p.k < 1:
-            raise ConfigError(f"must be >= 1, got {p.k}", key="model.params.k")
-        if p.text_weight < 0:
-            raise ConfigError(f"must be >= 0, got {p.text_weight}", key="model.params.text_weight")
         self.register_buffer("w_indices", torch.zeros(2, 0, dtype=torch.long))
         self.register_buffer("w_values", torch.zeros(0))
         self.register_buffer("hist_indptr", torch.zeros(0, dtype=torch.long))  # empty until prepared

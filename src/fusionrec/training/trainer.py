@@ -81,19 +81,6 @@ class Trainer:
         """``clock``: seconds for the time budget and the timings (tests pass a fake one). ``stop``: raised by
         SIGINT / SIGTERM during :meth:`fit` (or by the caller): training stops after the current step, the best
         weights come back and ``stopped_by`` is 'interrupted'."""
-        for key, ok in (("epochs", config.epochs >= 0), ("batch_size", config.batch_size >= 1),
-                        ("neg_samples", config.neg_samples >= 1), ("lr", config.lr > 0),
-                        ("weight_decay", config.weight_decay >= 0), ("eval_every", config.eval_every >= 1),
-                        ("patience", config.patience >= 0), ("kg_alpha", config.kg_alpha >= 0),
-                        ("kg_batch_size", config.kg_batch_size >= 1),
-                        ("temperature", config.temperature > 0), ("kg_neg_samples", config.kg_neg_samples >= 1),
-                        ("in_batch_negatives", config.in_batch_negatives >= 0),
-                        ("full_softmax_max_items", config.full_softmax_max_items is None
-                         or config.full_softmax_max_items >= 1),
-                        ("max_steps_per_epoch", config.max_steps_per_epoch is None
-                         or config.max_steps_per_epoch >= 1)):
-            if not ok:
-                raise ConfigError(f"out of range: {getattr(config, key)!r}", key=f"training.{key}")
         self.config, self.seed, self.clock = config, int(seed), clock
         self.stop = stop if stop is not None else StopRequest()
         self._run_cfg = config  # what this fit trains with: the config, its loss and batch size as _plan settles them
