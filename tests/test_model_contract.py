@@ -417,3 +417,127 @@ def test_ease_refuses_a_catalogue_it_cannot_invert():
     cls = get_model_class("ease")
     with pytest.raises(ConfigError, match="max_items"):
         cls(3, 50, cls.Params(max_items=10))
+
+
+# -- declared capabilities: each one's contract, run for every registered model that declares it -------------------
+from fusionrec.models.base import HistoryReader  # noqa: E402
+from fusionrec.models.capabilities import (CAPABILITIES, ContentPlacer, KnowledgeEditable,  # noqa: E402
+                                           SourceReporter)
+
+COLD_ITEM = 11  # the last item of group 0: every training interaction with it is removed in ``cold_inputs``
+
+
+def declaring(capability: type) -> list[str]:
+    return [n for n in MODELS if issubclass(get_model_class(n), capability)]
+
+
+@pytest.fixture(scope="module")
+def cold_inputs(inputs):
+    """The checkerboard without any training interaction of COLD_ITEM (its text and entity link kept)."""
+    coo = inputs.train.tocoo()
+    keep = coo.col != COLD_ITEM
+    train = Interactions(coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64), N_USERS, N_ITEMS)
+    return build_inputs(N_USERS, N_ITEMS, train, item_text=inputs.item_text.numpy(), kg=inputs.kg)
+
+
+def _trained_on(name: str, model_inputs, **params):
+    seed_everything(7)
+    cls = get_model_class(name)
+    model = cls.from_inputs(model_inputs, build(cls.Params, params)) if params else make(name, model_inputs)
+    Trainer(TRAIN_FOR.get(name, TRAIN), seed=7).fit(model, model_inputs)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", declaring(HistoryReader))
+def test_history_reader_scores_from_the_history_it_is_given(name, inputs):
+    """use_history(train) leaves the scores as fitted; a history where user 0 also has group-1 items moves user
+    0's scores (and no one else's row changes in the untrained models)."""
+    model = trained(name, inputs)
+    model.eval()
+    with torch.no_grad():
+        before = model.score_all(ALL_USERS).clone()
+        model.use_history(inputs.train)
+        same = model.score_all(ALL_USERS).clone()
+        longer = inputs.train.tolil()
+        longer[0, GROUP_ITEMS:GROUP_ITEMS + 6] = 1.0
+        model.use_history(longer.tocsr())
+        after = model.score_all(ALL_USERS).clone()
+        model.use_history(inputs.train)  # as fitted again, for the other tests of this module
+    torch.testing.assert_close(same, before, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(after[0], before[0], atol=1e-6), "a longer history left the user's scores unchanged"
+
+
+@pytest.mark.parametrize("name", declaring(ContentPlacer))
+def test_content_placer_places_a_new_item_where_a_cold_item_with_the_same_content_is(name, cold_inputs):
+    model = _trained_on(name, cold_inputs)
+    assert model.content_sources, f"{name} with default hyper-parameters should read some content"
+    kg = cold_inputs.kg
+    entity = int(kg.item_entity[COLD_ITEM])
+    with torch.no_grad():
+        catalogue = model.serving_vectors()[1][COLD_ITEM]
+        new = model.content_vectors(cold_inputs.item_text[COLD_ITEM:COLD_ITEM + 1],
+                                    torch.ones(1, dtype=torch.bool), [[entity]], kg.triples)[0]
+        nothing = model.content_vectors(None, None, [[]], kg.triples)[0]
+    torch.testing.assert_close(new, catalogue, rtol=1e-4, atol=1e-5)
+    assert torch.count_nonzero(nothing) == 0, "an item with no content must get a zero vector"
+
+
+@pytest.mark.parametrize("name", declaring(SourceReporter))
+def test_source_reporter_breaks_down_the_items_own_fused_score(name, inputs):
+    model = trained(name, inputs)
+    model.eval()
+    u = model.serving_vectors()[0][0]
+    with torch.no_grad():
+        out = model.source_breakdown(3, u)
+        fused = model.item_vectors()["full"][3]
+    assert [s["source"] for s in out["sources"]] == model.sources
+    assert out["full"] == pytest.approx(float(fused @ u), rel=1e-4, abs=1e-5)
+    for s in out["sources"]:
+        assert s["present"] is True and s["alone"] is not None  # every checkerboard item has every source
+
+
+# hyper-parameters under which the knowledge graph decides an item's vector: FusionRec without text, so the cold
+# item (no interactions, so no collaborative source either) is placed by its entities alone
+KG_DECIDES = {"fusionrec": {"use_text": False}}
+
+
+@pytest.mark.parametrize("name", declaring(KnowledgeEditable))
+def test_knowledge_edits_take_effect_and_undo_exactly(name, cold_inputs):
+    model = _trained_on(name, cold_inputs, **KG_DECIDES.get(name, {}))
+    triples = cold_inputs.kg.triples
+    entity = int(cold_inputs.kg.item_entity[COLD_ITEM])
+    with torch.no_grad():
+        before = model.serving_vectors()[1].clone()
+        model.set_triples(triples[(triples[:, 0] != entity) & (triples[:, 2] != entity)])
+        edited = model.serving_vectors()[1].clone()
+        model.set_triples(triples)
+        restored = model.serving_vectors()[1].clone()
+    assert not torch.allclose(edited[COLD_ITEM], before[COLD_ITEM], atol=1e-4), \
+        "removing the item's triples left its vector as it was"
+    torch.testing.assert_close(restored, before)
+
+
+CAPABILITY_TESTS = {
+    HistoryReader: test_history_reader_scores_from_the_history_it_is_given,
+    ContentPlacer: test_content_placer_places_a_new_item_where_a_cold_item_with_the_same_content_is,
+    SourceReporter: test_source_reporter_breaks_down_the_items_own_fused_score,
+    KnowledgeEditable: test_knowledge_edits_take_effect_and_undo_exactly,
+}
+
+
+def test_every_capability_a_model_declares_has_a_contract_test():
+    """A capability (an abstract mixin a model inherits, from models/base.py or models/capabilities.py) that no
+    contract test exercises fails here, as does a capability missing from CAPABILITIES."""
+    import abc
+
+    import fusionrec.models.base as base_module
+    import fusionrec.models.capabilities as capabilities_module
+
+    modules = {base_module.__name__, capabilities_module.__name__}
+    assert set(CAPABILITIES) == set(CAPABILITY_TESTS)
+    for name in MODELS:
+        for cls in get_model_class(name).__mro__:
+            if cls.__module__ in modules and isinstance(cls, abc.ABCMeta) and cls.__name__ != "Model":
+                assert cls in CAPABILITY_TESTS, f"{name} declares {cls.__name__}, which no contract test exercises"
+    for capability in CAPABILITIES:
+        assert declaring(capability), f"no registered model declares {capability.__name__}: its test runs nothing"

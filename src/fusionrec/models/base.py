@@ -152,6 +152,8 @@ class Model(nn.Module):
     # Where a model mixes several sources so that no per-source split of a score exists (explanations say so), e.g.
     # "one item vector"; None: one source, or sources kept apart (``source_breakdown``).
     mixed_sources_in: ClassVar[str | None] = None
+    # The one source a single-source model scores from: "cf" (behaviour), "text" or "kg" (explanations say it).
+    score_source: ClassVar[str] = "cf"
 
     @classmethod
     def required_inputs(cls, params: Any) -> set[str]:
@@ -203,8 +205,13 @@ class Model(nn.Module):
         """Called by the trainer after each training epoch (e.g. KGAT recomputes its attention here)."""
 
     def train(self, mode: bool = True):
-        self._cache.clear()  # cached propagations are stale once weights move
+        self.invalidate_cache()  # cached propagations are stale once weights move
         return super().train(mode)
+
+    def invalidate_cache(self) -> None:
+        """Drops everything computed from the weights and buffers (propagated vectors, similarities): a caller that
+        changed them from outside (serving reloading vectors) calls this; the next score recomputes."""
+        self._cache.clear()
 
     # -- scoring --------------------------------------------------------------------------------------------------
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

@@ -34,10 +34,11 @@ import scipy.sparse as sp
 import torch
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
+from fusionrec.knowledge.kg.item_entities import item_entity_vectors
 from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (binary_csr, check_users, data_sized_buffers, history_buffers,
                                         history_columns)
-from fusionrec.models.kg_knn import item_entity_vectors
+from fusionrec.models.ease_shared import duration_text, text_rows
 from fusionrec.models.registry import register
 from fusionrec.typed_config import AtLeast1, NonNegativeFloat, PositiveFloat
 
@@ -65,15 +66,6 @@ def ease_cost(n_items: int) -> tuple[int, float]:
     """(bytes, seconds) EASE's prepare is expected to take for ``n_items`` items: BYTES_PER_ITEM2 n² bytes and
     SECONDS_PER_ITEM3 n³ seconds on one core (the sparse Gram of the interactions and the process come on top)."""
     return BYTES_PER_ITEM2 * n_items ** 2, SECONDS_PER_ITEM3 * n_items ** 3
-
-
-def duration_text(seconds: float) -> str:
-    """A duration for a log line: seconds, minutes or hours."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 @register
@@ -175,20 +167,3 @@ def closed_form_weights(gram: np.ndarray, l2: float) -> np.ndarray:
     p /= -np.diag(p)[None, :].copy()
     np.fill_diagonal(p, 0.0)
     return p
-
-
-def text_rows(inputs: ModelInputs, n_items: int) -> np.ndarray:
-    """(n_items, d_text) item text embeddings centred over the items with text, then L2-normalised; an item without
-    text (mask False) is a zero row, so it gains no side-information similarity."""
-    if inputs.item_text is None:
-        raise DataError("ease with text_weight > 0 needs item text vectors: add a text: section to the run config",
-                        field="item_text")
-    t = inputs.item_text.double().numpy().copy()
-    if t.ndim != 2 or t.shape[0] != n_items:
-        raise DataError(f"item text vectors must have shape ({n_items}, d), got {tuple(t.shape)}", field="item_text")
-    has = np.ones(n_items, dtype=bool) if inputs.item_text_mask is None else inputs.item_text_mask.numpy().astype(bool)
-    if has.any():
-        t -= t[has].mean(0)
-    t[~has] = 0.0
-    norms = np.linalg.norm(t, axis=1, keepdims=True)
-    return np.divide(t, norms, out=np.zeros_like(t), where=norms > 0)

@@ -36,9 +36,11 @@ from torch import nn
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.knowledge.kg.aggregate import RowMix
+from fusionrec.knowledge.kg.item_entities import entity_weight_rows, item_entity_matrix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
 from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, HyperParameters, Model, ModelInputs,
                                    checked_history, dense_scores)
+from fusionrec.models.capabilities import ContentPlacer, KnowledgeEditable, SourceReporter
 from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy, check_users,
                                         data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency,
                                         optional_buffers)
@@ -79,7 +81,7 @@ class FusionRecParams(HyperParameters):
 
 
 @register
-class FusionRec(Model, HistoryReader):
+class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEditable):
     name = "fusionrec"
     Params = FusionRecParams
     uses_kg_loss = True
@@ -169,7 +171,7 @@ class FusionRec(Model, HistoryReader):
                 raise FusionrecError("fusionrec was built for a different knowledge graph than the inputs hold")
             self.item_entity = kg.item_entity.clone()
             self.kg_indices, self.kg_values = buffers_from_scipy(
-                _item_entity_matrix(kg.triples, kg.item_entity.numpy(), kg.n_entities, self.params.kg_neighbours))
+                item_entity_matrix(kg.triples, kg.item_entity.numpy(), kg.n_entities, self.params.kg_neighbours))
         self._cache.clear()
 
     def use_history(self, history) -> None:
@@ -270,17 +272,26 @@ class FusionRec(Model, HistoryReader):
             users, items = mean_over_layers(self._graph(), users, items, self.params.n_layers)
         return users, torch.where(warm, items, ego_items), vecs["content"]
 
+    @property
+    def content_sources(self) -> frozenset[str]:
+        return frozenset({"text", "kg"} & set(self.sources))
+
     def content_vectors(self, text: torch.Tensor | None, text_mask: torch.Tensor | None,
-                        entity_weights: sp.csr_matrix | None) -> torch.Tensor:
+                        entity_lists: list[list[int]] | None = None,
+                        triples: torch.Tensor | None = None) -> torch.Tensor:
         """Content vectors of items the model was not trained on (no training, no id vector): the fusion of their
         text and KG sources alone, as :meth:`item_vectors` computes ``content`` for a cold catalogue item.
 
-        ``text`` (N, text_dim) frozen text embeddings with ``text_mask`` (N,) bool (False: no text); ``entity_weights``
-        (N, n_entities) rows that read the KG source off the entity table (e.g. the mean of linked entities and their
-        neighbours; an empty row: no KG source). Either may be None when absent or when the model lacks that source.
-        Returns (N, d), as scored (unit length under ``cosine``); all zeros for an item with neither source. With
-        ``cold_path: neighbours`` an item with text gets its borrowed vector instead (see the module docstring)."""
-        n = text.shape[0] if text is not None else (entity_weights.shape[0] if entity_weights is not None else 0)
+        ``text`` (N, text_dim) frozen text embeddings with ``text_mask`` (N,) bool (False: no text);
+        ``entity_lists`` each item's linked entity indices, read as the KG source (the mean of those entities and,
+        with ``kg_neighbours``, their one-hop neighbours in ``triples`` (T, 3); no entities: no KG source). Either
+        may be None when absent or when the model lacks that source. Returns (N, d), as scored (unit length under
+        ``cosine``); all zeros for an item with neither source. With ``cold_path: neighbours`` an item with text
+        gets its borrowed vector instead (see the module docstring)."""
+        entity_weights = None
+        if entity_lists is not None and "kg" in self.sources:
+            entity_weights = entity_weight_rows(entity_lists, self.n_entities, triples, self.params.kg_neighbours)
+        n = text.shape[0] if text is not None else (len(entity_lists) if entity_lists is not None else 0)
         d = self.params.embedding_size
         vecs, masks = [torch.zeros(n, d)], [torch.zeros(n, dtype=torch.bool)]  # cf: absent for a new item
         if "text" in self.sources:
@@ -424,7 +435,7 @@ class FusionRec(Model, HistoryReader):
         t = torch.as_tensor(triples, dtype=torch.long).reshape(-1, 3)
         known = (t[:, [0, 2]] >= 0).all(1) & (t[:, [0, 2]] < self.n_entities).all(1)
         self.kg_indices, self.kg_values = buffers_from_scipy(
-            _item_entity_matrix(t[known], self.item_entity.numpy(), self.n_entities, self.params.kg_neighbours))
+            item_entity_matrix(t[known], self.item_entity.numpy(), self.n_entities, self.params.kg_neighbours))
         self._cache.clear()
 
     def source_breakdown(self, item: int, user_vector: torch.Tensor) -> dict:
@@ -463,33 +474,3 @@ class FusionRec(Model, HistoryReader):
         """The propagated (n_users, d) and (n_items, d) vectors that :meth:`score_all` multiplies."""
         user_vecs, item_vecs, _ = self.cached("propagated", self.final_vectors)
         return user_vecs.detach(), item_vecs.detach()
-
-
-def entity_weight_rows(entity_lists: list[list[int]], n_entities: int, triples: torch.Tensor | None,
-                       neighbours: bool) -> sp.csr_matrix:
-    """(N, n_entities) rows for :meth:`FusionRec.content_vectors`: item r's KG source is the mean over the entities
-    in ``entity_lists[r]`` and, with ``neighbours`` and ``triples`` (T, 3), their one-hop neighbours in either
-    direction (each entity counted once), as ``_item_entity_matrix`` does for one linked entity."""
-    rows = np.repeat(np.arange(len(entity_lists)), [len(e) for e in entity_lists])
-    cols = np.fromiter((e for ents in entity_lists for e in ents), dtype=np.int64, count=len(rows))
-    link = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(entity_lists), n_entities))
-    if neighbours and triples is not None and len(triples):
-        t = triples.numpy()
-        t = t[(t[:, [0, 2]] >= 0).all(1) & (t[:, [0, 2]] < n_entities).all(1)]
-        adj = sp.csr_matrix((np.ones(2 * len(t), dtype=np.float32),
-                             (np.concatenate([t[:, 0], t[:, 2]]), np.concatenate([t[:, 2], t[:, 0]]))),
-                            shape=(n_entities, n_entities))
-        link = sp.csr_matrix(link + link @ adj)
-    link.data[:] = 1.0  # an entity reached twice counts once
-    deg = np.asarray(link.sum(axis=1)).ravel()
-    deg[deg == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / deg) @ link, dtype=np.float32)
-
-
-def _item_entity_matrix(triples: torch.Tensor, item_entity: np.ndarray, n_entities: int,
-                        neighbours: bool) -> sp.csr_matrix:
-    """(n_items, n_entities) rows that read an item's KG vector off the entity table: the linked entity alone, or
-    (``neighbours``) the mean of the entity and its one-hop neighbours in either direction. Unlinked items get an
-    empty row. triples (T, 3), item_entity (n_items,) with -1 = unlinked. :func:`entity_weight_rows` with one
-    entity (or none) per item."""
-    return entity_weight_rows([[int(e)] if e >= 0 else [] for e in item_entity], n_entities, triples, neighbours)

@@ -6,14 +6,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-from fusionrec.data.knowledge_graph import KnowledgeGraph
 from fusionrec.errors import DataError
+from fusionrec.knowledge.kg.item_entities import item_entity_vectors
 from fusionrec.models.base import HyperParameters, ModelInputs
-from fusionrec.models.content_knn import SimilarityBlock, SimilarityKNN
 from fusionrec.models.registry import register
+from fusionrec.models.similarity_knn import SimilarityBlock, SimilarityKNN
 from fusionrec.typed_config import PositiveInt
 
 
@@ -31,10 +30,11 @@ class KGKNN(SimilarityKNN):
     directions, relations ignored); empty for an unlinked item. Item i is the vector m_i over entities with
     m_i[e] = w_e for e in N(i), where w_e = 1 (``binary``) or log(1 + n_linked / df_e) (``tfidf``; df_e = number of
     linked items whose N contains e). sim(i, j) = cos(m_i, m_j); score(u, j) = sum_i in H(u) sim_k(i, j)
-    (see :class:`~fusionrec.models.content_knn.SimilarityKNN`)."""
+    (see :class:`~fusionrec.models.similarity_knn.SimilarityKNN`)."""
 
     name = "kg-knn"
     Params = KGKNNParams
+    score_source = "kg"
 
     def __init__(self, n_users: int, n_items: int, params: KGKNNParams | None = None):
         super().__init__(n_users, n_items, params)
@@ -49,31 +49,3 @@ class KGKNN(SimilarityKNN):
                             field="kg")
         m = item_entity_vectors(inputs.kg, self.n_items, self.params.hops, self.params.weighting)
         return lambda lo, hi: torch.from_numpy(np.asarray((m @ m[lo:hi].T).todense(), dtype=np.float32))
-
-
-def item_entity_vectors(kg: KnowledgeGraph, n_items: int, hops: int, weighting: str) -> sp.csr_matrix:
-    """(n_items, n_entities) rows m_i of :class:`KGKNN`, L2-normalised (an unlinked item's row is empty)."""
-    link = kg.item_entity.numpy().astype(np.int64)
-    if len(link) < n_items:
-        link = np.concatenate([link, np.full(n_items - len(link), -1, dtype=np.int64)])
-    elif len(link) > n_items:
-        raise DataError(f"the knowledge graph links {len(link)} items but the model has {n_items}", field="kg")
-    n_ent = kg.n_entities
-    triples = kg.triples.numpy()
-    loops = np.arange(n_ent)
-    heads = np.concatenate([triples[:, 0], triples[:, 2], loops])
-    tails = np.concatenate([triples[:, 2], triples[:, 0], loops])
-    reach = sp.csr_matrix((np.ones(len(heads), dtype=np.float32), (heads, tails)), shape=(n_ent, n_ent))
-    if hops == 2:
-        reach = sp.csr_matrix(reach @ reach)
-    linked = np.flatnonzero(link >= 0)
-    items = sp.csr_matrix((np.ones(len(linked), dtype=np.float32), (linked, link[linked])), shape=(n_items, n_ent))
-    m = sp.csr_matrix(items @ reach)
-    m.data[:] = 1.0  # a set: repeated paths count once
-    if weighting == "tfidf" and m.nnz:
-        df = np.bincount(m.indices, minlength=n_ent).astype(np.float64)
-        idf = np.log1p(len(linked) / np.maximum(df, 1.0))
-        m.data = idf[m.indices].astype(np.float32)
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1), dtype=np.float64).ravel())
-    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ m, dtype=np.float32)

@@ -34,7 +34,7 @@ import torch
 
 from fusionrec.errors import FusionrecError
 from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
-from fusionrec.models.ease import duration_text, text_rows
+from fusionrec.models.ease_shared import duration_text, text_rows
 from fusionrec.models.graph_ops import (binary_csr, buffers_from_scipy, check_users, data_sized_buffers,
                                         history_buffers, history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register

@@ -32,13 +32,13 @@ import torch
 
 from fusionrec.errors import UnknownIdError
 from fusionrec.knowledge.kg.paths import KGPath
+from fusionrec.models.capabilities import SourceReporter
 
 if TYPE_CHECKING:
     from fusionrec.serving.recommender import Recommender
 
 MAX_HOPS = 3
 MAX_DEGREE = None  # no fan-out cap by default: a full 3-hop search of ml-100k's graph takes milliseconds
-_ONE_SOURCE = {"content-knn": "text", "kg-knn": "kg"}  # other single-source models are collaborative
 
 
 def explain(rec: "Recommender", user_id: str, item_id: str, n_history: int = 5, n_paths: int = 3) -> dict:
@@ -111,8 +111,7 @@ def _similarity(rec: "Recommender", history: np.ndarray, item: int, chunk: int =
 def _sources(rec: "Recommender", user: int, history: np.ndarray, weights: np.ndarray,
              item: int) -> tuple[list[dict], str | None]:
     model = rec.model
-    breakdown = getattr(model, "source_breakdown", None)
-    if breakdown is not None:
+    if isinstance(model, SourceReporter):
         vectors = _vectors(rec)
         if vectors is None:  # a model with sources but no dot-product vectors: nothing to decompose against
             return [], f"{model.name} gives no user vector to decompose the score with"
@@ -124,7 +123,7 @@ def _sources(rec: "Recommender", user: int, history: np.ndarray, weights: np.nda
         else:
             w = torch.from_numpy(weights).float()
             u = (w.unsqueeze(1) * items[torch.from_numpy(history)]).sum(0) / w.sum()
-        out = breakdown(item, u)
+        out = model.source_breakdown(item, u)
         note = ("score decomposition on the item's own fused vector: 'alone' = user . fuse(this source only), "
                 f"'drop' = user . fuse(all) - user . fuse(all but this source); full = {out['full']:.4f}")
         if user < 0:
@@ -132,7 +131,7 @@ def _sources(rec: "Recommender", user: int, history: np.ndarray, weights: np.nda
         return out["sources"], note
     if model.mixed_sources_in:
         return [], f"{model.name} mixes its sources inside {model.mixed_sources_in}: no per-source split"
-    source = _ONE_SOURCE.get(model.name, "cf")
+    source = model.score_source
     label = {"cf": "collaborative", "text": "text", "kg": "knowledge graph"}[source]
     return ([{"source": source, "present": True, "weight": 1.0, "alone": None, "drop": None}],
             f"{model.name} scores from one source: all of the score is {label}")

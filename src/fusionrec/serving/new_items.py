@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
+from fusionrec.models.capabilities import ContentPlacer
 
 if TYPE_CHECKING:
     from fusionrec.config import TextConfig
@@ -86,13 +87,12 @@ class ContentPath:
         """``endpoint``: the server's embeddings server, needed (and only used) when the run's text encoder is one;
         the artifact's own URL and key variable are never used (:func:`serving_text_config`)."""
         model = artifact.model
-        sources = getattr(model, "sources", [])
-        if not hasattr(model, "content_vectors") or not ({"text", "kg"} & set(sources)):
+        if not isinstance(model, ContentPlacer) or not model.content_sources:
             raise UnsupportedError(
                 f"model {model.name!r} cannot place new items: it has no content path. New items need a fusionrec "
                 "model trained with item text (model.params.use_text) and/or a knowledge graph (use_kg)")
         self.model = model
-        self.uses_text, self.uses_kg = "text" in sources, "kg" in sources
+        self.uses_text, self.uses_kg = "text" in model.content_sources, "kg" in model.content_sources
         from fusionrec.config import TextConfig
         from fusionrec.typed_config import build
 
@@ -100,7 +100,7 @@ class ContentPath:
         trained = build(TextConfig, (artifact.meta.get("run_config") or {}).get("text") or {}, key="text")
         self.text_config = serving_text_config(trained, endpoint) if self.uses_text else trained
         self._encoder = None
-        graph = getattr(getattr(artifact, "knowledge", None), "graph", None)
+        graph = artifact.knowledge.graph
         self.entities = graph.entities if graph is not None else None
         self.triples = graph.triples if graph is not None else None
 
@@ -174,14 +174,9 @@ class ContentPath:
     def place(self, encoded: EncodedItems) -> np.ndarray:
         """The content vectors (N, d) float32 of encoded items, from the model and the graph as they are now
         (knowledge edits included): cheap, done under the serving lock."""
-        weights = None
-        if self.uses_kg:
-            from fusionrec.models.fusionrec import entity_weight_rows
-
-            weights = entity_weight_rows(encoded.entity_lists, self.model.n_entities, self.triples,
-                                         self.model.params.kg_neighbours)
+        entity_lists = encoded.entity_lists if self.uses_kg else None
         with torch.no_grad():
-            vectors = self.model.content_vectors(encoded.text, encoded.text_mask, weights)
+            vectors = self.model.content_vectors(encoded.text, encoded.text_mask, entity_lists, self.triples)
         return vectors.numpy().astype(np.float32)
 
     def _entity_indices(self, raw: list[str]) -> tuple[list[int], list[str]]:

@@ -20,6 +20,7 @@ import torch
 
 from fusionrec.artifacts import ModelArtifact, load_artifact
 from fusionrec.errors import DataError, FusionrecError, UnknownIdError
+from fusionrec.models.capabilities import KnowledgeEditable
 from fusionrec.serving.event_store import MAX_WEIGHT, MIN_WEIGHT, Event, EventStore, StoredItem, weight_problem
 from fusionrec.serving.new_items import ContentPath, EmbeddingEndpoint, NewItem, UnsupportedError
 from fusionrec.serving.topk_index import TopKIndex, make_index
@@ -282,7 +283,7 @@ class Recommender:
     def _load_vectors(self) -> None:
         """The model's current user and item vectors (cached model state dropped first), or None for a model that
         is not served from vectors."""
-        self.model._cache.clear()
+        self.model.invalidate_cache()
         with torch.no_grad():
             vectors = self.model.serving_vectors()
         if vectors is None:
@@ -358,11 +359,10 @@ class Recommender:
     def _sync_model_kg(self, rebuild_index: bool = True) -> None:
         """Gives a model with a KG source the edited triples (when its entity indices are the artifact graph's),
         then reloads its vectors (dropping cached vectors and similarity) and, unless told not to, the index."""
-        setter = getattr(self.model, "set_triples", None)
-        if setter is None or not self.kg.from_artifact or getattr(self.model, "n_entities", -1) != \
-                self.kg.n_model_entities:
+        if not isinstance(self.model, KnowledgeEditable) or not self.kg.from_artifact \
+                or self.model.n_entities != self.kg.n_model_entities:
             return
-        setter(torch.from_numpy(self.kg.triples))
+        self.model.set_triples(torch.from_numpy(self.kg.triples))
         self._load_vectors()
         if rebuild_index:
             self._build_index()

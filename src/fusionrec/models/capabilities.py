@@ -1,0 +1,63 @@
+"""Declared capabilities: what a caller (serving, the experiment) may rely on beyond the :class:`Model` contract.
+
+Each is a small abstract mixin that a model class inherits when it has the capability; a caller checks
+``isinstance(model, Capability)`` once, never probes attributes. Every capability has a contract test that runs for
+every registered model declaring it (tests/test_model_contract.py, ``CAPABILITY_TESTS``), and a meta-test fails when
+a capability exists that no test exercises. :class:`~fusionrec.models.base.HistoryReader` (scoring from a longer
+history than the one trained on) lives in base.py beside the contract it extends; the others are here.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+
+from fusionrec.models.base import HistoryReader
+
+
+class ContentPlacer(abc.ABC):
+    """A model that places an item it was never trained on from its content alone (its text and the knowledge-graph
+    entities it names), where a cold catalogue item with the same content would land: how serving adds items
+    (``POST /items``)."""
+
+    @property
+    @abc.abstractmethod
+    def content_sources(self) -> frozenset[str]:
+        """Which content the model reads: a subset of {"text", "kg"}; empty when these hyper-parameters use none
+        (then the model cannot place a new item)."""
+
+    @abc.abstractmethod
+    def content_vectors(self, text: torch.Tensor | None, text_mask: torch.Tensor | None,
+                        entity_lists: list[list[int]] | None = None,
+                        triples: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors (N, d), as scored, of N new items. ``text`` (N, text_dim) frozen text embeddings with
+        ``text_mask`` (N,) bool (False: no text); ``entity_lists`` the model's entity indices each item links to;
+        ``triples`` (T, 3) the graph those entities live in now (knowledge edits included). Any may be None when
+        absent; an item with no content gets a zero vector."""
+
+
+class SourceReporter(abc.ABC):
+    """A model that keeps its sources apart and can say what each adds to one item's score (explanations)."""
+
+    sources: list[str]  # the model's sources in fusion order, e.g. ["cf", "text", "kg"]
+
+    @abc.abstractmethod
+    def source_breakdown(self, item: int, user_vector: torch.Tensor) -> dict:
+        """For a user vector (d,): ``{"full": score, "sources": [{"source", "present", "weight", "alone", "drop"},
+        ...]}``, one entry per source in :attr:`sources` order."""
+
+
+class KnowledgeEditable(abc.ABC):
+    """A model whose scores read the knowledge graph's triples at scoring time, so that triples added or removed
+    while serving take effect without retraining (entities keep their trained vectors)."""
+
+    n_entities: int  # the entity indices the model was trained on: 0 .. n_entities - 1
+
+    @abc.abstractmethod
+    def set_triples(self, triples: torch.Tensor) -> None:
+        """Score from now on with ``triples`` (T, 3) over the model's entity indices (entities >= n_entities are
+        ignored); cached vectors are dropped."""
+
+
+CAPABILITIES: tuple[type, ...] = (HistoryReader, ContentPlacer, SourceReporter, KnowledgeEditable)
