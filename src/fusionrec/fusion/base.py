@@ -44,6 +44,38 @@ class Fusion(nn.Module):
         return [self(sources, mask) for mask in masks]
 
 
+@dataclass(frozen=True)
+class SourceShare:
+    """One source's part in one item's fused score (:func:`source_shares`): ``present`` (the item has it),
+    ``weight`` (the fusion's weight for it; None for strategies without weights), ``alone`` = u . fuse(this source
+    only) (None when absent) and ``drop`` = u . fuse(all) - u . fuse(all but this source)."""
+
+    present: bool
+    weight: float | None
+    alone: float | None
+    drop: float
+
+
+def source_shares(fusion: Fusion, sources: torch.Tensor, mask: torch.Tensor,
+                  user_vector: torch.Tensor) -> tuple[float, list[SourceShare]]:
+    """What each source adds to one item's score ``u . fuse(sources)``: sources (S, d), mask (S,) bool, u (d,) ->
+    (the full score, one :class:`SourceShare` per source). Every variant (all, all but s, s alone) is fused in one
+    call; a variant with no source left scores 0."""
+    n = sources.shape[0]
+    masks = [mask]
+    for s in range(n):
+        without, alone = mask.clone(), torch.zeros_like(mask)
+        without[s] = False
+        alone[s] = mask[s]
+        masks += [without, alone]
+    stacked = torch.stack(masks)  # (1 + 2S, S)
+    out = fusion(sources.unsqueeze(0).expand(len(masks), -1, -1), stacked)
+    scores = ((out.vectors * stacked.any(1, keepdim=True)) @ user_vector.float()).tolist()
+    weights = out.weights[0].tolist() if out.weights is not None else [None] * n
+    return scores[0], [SourceShare(bool(mask[s]), weights[s], scores[2 + 2 * s] if bool(mask[s]) else None,
+                                   scores[0] - scores[1 + 2 * s]) for s in range(n)]
+
+
 def register_fusion(cls: type[Fusion]) -> type[Fusion]:
     _FUSIONS[cls.name] = cls
     return cls

@@ -35,12 +35,14 @@ from torch import nn
 
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
+from fusionrec.fusion.base import source_shares
 from fusionrec.knowledge.kg.aggregate import RowMix
 from fusionrec.knowledge.kg.item_entities import entity_weight_rows, item_entity_matrix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
 from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, HyperParameters, Model, ModelInputs,
                                    checked_history, dense_scores)
 from fusionrec.models.capabilities import ContentPlacer, KnowledgeEditable, SourceReporter
+from fusionrec.models.cold_borrowing import borrow, text_neighbours
 from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy, check_users,
                                         data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency,
                                         optional_buffers)
@@ -391,31 +393,14 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
         return users, items, content
 
     def text_neighbours(self, text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For items with ``text`` (N, text_dim) and ``mask`` (N,) bool: the ``cold_neighbours`` warm items (training
-        interactions and text) of most similar text by cosine, index (N, k) (-1 where an item has no text or fewer
-        warm items exist) and softmax(cos / ``cold_temperature``) weights (N, k) (0 where the index is -1)."""
+        """:func:`~fusionrec.models.cold_borrowing.text_neighbours` among this model's warm items with text."""
         warm = torch.nonzero((self.item_degree > 0) & self.text_mask).squeeze(1)
-        k = min(self.params.cold_neighbours, len(warm))
-        n = text.shape[0]
-        if k == 0 or n == 0:
-            return torch.full((n, max(k, 1)), -1, dtype=torch.long), torch.zeros(n, max(k, 1))
-        unit = torch.nn.functional.normalize
-        cos = unit(text.float(), dim=1) @ unit(self.item_text[warm], dim=1).T  # (N, n_warm)
-        top, where = cos.topk(k, dim=1)
-        weight = torch.softmax(top / self.params.cold_temperature, dim=1)
-        index = warm[where]
-        index[~mask.bool()] = -1
-        weight[~mask.bool()] = 0.0
-        return index, weight
+        return text_neighbours(text, mask, self.item_text, warm, self.params.cold_neighbours,
+                               self.params.cold_temperature)
 
     def borrow(self, items: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Borrowed vectors (N, d) from final item vectors ``items`` (n_items, d): the ``weight``-ed mean of the rows
-        ``index`` (N, k), rescaled to the weighted mean of their norms times ``cold_scale``."""
-        nbr = items[index.clamp(min=0)]  # (N, k, d)
-        w = weight.unsqueeze(2)
-        mix = (nbr * w).sum(1)
-        target = (nbr.norm(dim=2, keepdim=True) * w).sum(1) * self.params.cold_scale
-        return mix * (target / mix.norm(dim=1, keepdim=True).clamp(min=1e-12))
+        """:func:`~fusionrec.models.cold_borrowing.borrow` with this model's ``cold_scale``."""
+        return borrow(items, index, weight, self.params.cold_scale)
 
     def kg_terms(self, heads, relations, tails, neg_tails) -> dict[str, torch.Tensor]:
         """TransE/TransR loss on the shared entity table: heads, relations, tails (B,), neg_tails (B, n_neg)."""
@@ -446,22 +431,10 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
         u . fuse(all)."""
         with torch.no_grad():
             vecs, mask = self.source_vectors()
-            x, m = vecs[item:item + 1], mask[item:item + 1]  # (1, S, d), (1, S)
-            n = len(self.sources)
-            masks = [m]
-            for s in range(n):
-                without, alone = m.clone(), torch.zeros_like(m)
-                without[0, s] = False
-                alone[0, s] = m[0, s]
-                masks += [without, alone]
-            out = self.fusion(x.expand(len(masks), -1, -1), torch.cat(masks))
-            present_any = torch.cat(masks).any(1, keepdim=True)
-            scores = ((out.vectors * present_any) @ user_vector.float()).tolist()  # no source left: score 0
-            weights = out.weights[0].tolist() if out.weights is not None else [None] * n
-        return {"full": scores[0], "sources": [
-            {"source": name, "present": bool(m[0, s]), "weight": weights[s],
-             "alone": scores[2 + 2 * s] if bool(m[0, s]) else None, "drop": scores[0] - scores[1 + 2 * s]}
-            for s, name in enumerate(self.sources)]}
+            full, shares = source_shares(self.fusion, vecs[item], mask[item], user_vector)
+        return {"full": full, "sources": [{"source": name, "present": share.present, "weight": share.weight,
+                                           "alone": share.alone, "drop": share.drop}
+                                          for name, share in zip(self.sources, shares)]}
 
     # -- scoring ------------------------------------------------------------------------------------------------------
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fusionrec.serving.recommender import Recommendation, Recommender
+from fusionrec.serving.ranking import Recommendation
+from fusionrec.serving.recommender import Recommender
 
 
 @dataclass(frozen=True)

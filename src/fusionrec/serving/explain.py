@@ -75,7 +75,7 @@ def _history(rec: "Recommender", user_id: str, user: int) -> tuple[np.ndarray, n
         row = rec.artifact.seen[user]
         for i in row.indices:
             weights[int(i)] = 1.0
-    for i, w in rec._added.get(user_id, {}).items():
+    for i, w in rec.added_interactions(user_id).items():
         weights[int(i)] = weights.get(int(i), 0.0) + float(w)
     items = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
     return items, np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
@@ -84,9 +84,10 @@ def _history(rec: "Recommender", user_id: str, user: int) -> tuple[np.ndarray, n
 def _vectors(rec: "Recommender") -> tuple[torch.Tensor, torch.Tensor] | None:
     """(user vectors (n_users, d), item vectors (n_items, d)) of a model served from vectors, or None: the ones the
     Recommender ranks with (its index also holds the items added while serving)."""
-    if rec.index is None:
+    vectors = rec.served_vectors()
+    if vectors is None:
         return None
-    return torch.from_numpy(rec._user_vecs), torch.from_numpy(rec.index.vectors)
+    return torch.from_numpy(vectors[0]), torch.from_numpy(vectors[1])
 
 
 def _similarity(rec: "Recommender", history: np.ndarray, item: int, chunk: int = 256) -> np.ndarray:

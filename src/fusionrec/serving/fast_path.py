@@ -99,7 +99,7 @@ class FastRecommend:
 
 
 def reply_dict(result, version: str) -> dict:
-    """The ``/recommend`` reply for one :class:`~fusionrec.serving.recommender.Recommendation`."""
+    """The ``/recommend`` reply for one :class:`~fusionrec.serving.ranking.Recommendation`."""
     return {"user_id": result.user_id, "items": [{"item_id": i, "score": s} for i, s in result.items],
             "source": result.source, "model_version": version}
 

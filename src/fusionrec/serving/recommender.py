@@ -1,7 +1,10 @@
 """The Python API over a saved model: raw ids in, raw ids with scores out.
 
-It also owns what is added while serving: interactions (kept in an :class:`EventStore` when given a database and
-folded into the scores of their users) and requests to forget a user. The HTTP service calls these same methods."""
+A thin facade: ranking lives in :mod:`fusionrec.serving.ranking`, what is added while serving (interactions, items)
+in :class:`~fusionrec.serving.live_state.LiveState`, knowledge edits in :class:`~fusionrec.serving.knowledge.LiveGraph`
+and new items' content in :mod:`fusionrec.serving.new_items`. Lock discipline, the same for every write: the
+write lock orders writers and is held while the event store is written (readers never wait for the disk); the read
+lock is held only while memory changes, and by every read. The HTTP service calls these same methods."""
 
 from __future__ import annotations
 
@@ -19,30 +22,18 @@ import scipy.sparse as sp
 import torch
 
 from fusionrec.artifacts import ModelArtifact, load_artifact
+from fusionrec.data.ids import IdMap
 from fusionrec.errors import DataError, FusionrecError, UnknownIdError
 from fusionrec.models.capabilities import KnowledgeEditable
-from fusionrec.serving.event_store import MAX_WEIGHT, MIN_WEIGHT, Event, EventStore, StoredItem, weight_problem
-from fusionrec.serving.new_items import ContentPath, EmbeddingEndpoint, NewItem, UnsupportedError
-from fusionrec.serving.topk_index import TopKIndex, make_index
+from fusionrec.serving import ranking
+from fusionrec.serving.event_store import Event, EventStore, StoredItem, weight_problem
 from fusionrec.serving.knowledge import LiveGraph, RawTriple
+from fusionrec.serving.live_state import LiveState
+from fusionrec.serving.new_items import ContentPath, EmbeddingEndpoint, NewItem, UnsupportedError
+from fusionrec.serving.ranking import Ranked, Recommendation
+from fusionrec.serving.topk_index import TopKIndex, make_index
 
-Ranked = list[tuple[str, float]]
 log = logging.getLogger("fusionrec.serving")
-
-MODEL = "model"  # scored by the trained user vector alone
-HISTORY = "history"  # added interactions folded in (with the trained vector for known users)
-POPULARITY = "popularity"  # a new user with no interactions yet: most popular items
-_TIE_BREAK = 1e-3  # weight of normalised popularity added to folded-in scores (breaks ties, never reorders much)
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """One user's ranking: ``items`` best first as ``(item_id, score)``; ``source`` is MODEL, HISTORY or
-    POPULARITY (how it was scored)."""
-
-    user_id: str
-    items: Ranked
-    source: str
 
 
 class DuplicateItemError(FusionrecError):
@@ -80,17 +71,14 @@ class Recommender:
                  embeddings: EmbeddingEndpoint | None = None):
         self.artifact = artifact
         self.model = artifact.model.eval()
-        self.users, self.items = artifact.users, artifact.items
+        self.users = artifact.users
         self.batch_users = batch_users
         self.store = store
         self.new_users = new_users
-        self._lock = threading.RLock()  # guards the in-memory state that reads use
-        self._write_lock = threading.Lock()  # orders durable interaction writes and deletions
+        self._lock = threading.RLock()  # the read lock: held by reads, and by writes while memory changes
+        self._write_lock = threading.Lock()  # orders writers; held while the event store is written
         self._model_version: str | None = None
-        self._added: dict[str, dict[int, float]] = {}  # raw user id -> {item index: summed weight}
-        counts = np.asarray(artifact.seen.sum(axis=0), dtype=np.float32).ravel()
-        self._popularity = torch.from_numpy(counts)  # (n_items,)
-        self._seen = artifact.seen  # (n_users, n_items); widened (no copy of its arrays) when items are added
+        self.state = LiveState(artifact.items, artifact.seen)
         self._index_kind = index
         self._index_options = dict(index_options or {})
         self.index: TopKIndex | None = None  # over item vectors, for dot-product models
@@ -98,7 +86,6 @@ class Recommender:
         self._item_vecs: np.ndarray | None = None  # (n_trained_items, d), the model's own item vectors
         self._embeddings = embeddings
         self._content: ContentPath | None = None  # the content path for new items (None: the model has none)
-        self._new_vectors: list[np.ndarray] = []  # content vectors of the items added while serving, in order
         self.kg = LiveGraph(artifact.knowledge.graph, len(self.items))  # paths for explanations; edited by raw id
         self._load_vectors()
         if self._user_vecs is not None:
@@ -108,7 +95,7 @@ class Recommender:
                 pass  # add_items says why
         if store is not None:  # replayed before the index is built, so start-up builds it once
             self._replay_items(store.items())
-            self._remember(self._replayable(store.events()))
+            self.state.remember(self.state.replayable(store.events()))
             self._replay_triples(store.triple_ops())
         self._build_index()
 
@@ -119,6 +106,11 @@ class Recommender:
         artifact = load_artifact(path)  # before the store opens: a bad model folder leaves no database behind
         return cls(artifact, store=EventStore(db) if db is not None else None, new_users=new_users,
                    index=index, index_options=index_options, embeddings=embeddings)
+
+    @property
+    def items(self) -> IdMap:
+        """The item id map: trained items, then those added while serving."""
+        return self.state.items
 
     @property
     def model_name(self) -> str:
@@ -164,29 +156,17 @@ class Recommender:
         index = self.users.indices(raw_users, missing="minus_one")
         if not self.new_users and (index < 0).any():
             raise UnknownIdError("user", raw_users[int(np.argmax(index < 0))])
-        allowed = self._allowed_items(candidates, exclude)
+        allowed = self.state.allowed_items(candidates, exclude)
         out: list[Recommendation] = []
-        if self.index is not None:
-            with self._lock, torch.no_grad():
-                for start in range(0, len(raw_users), self.batch_users):
-                    out += self._rank_vectors(raw_users[start:start + self.batch_users],
-                                              index[start:start + self.batch_users], k, exclude_seen, allowed)
-            return out
         with self._lock, torch.no_grad():
             for start in range(0, len(raw_users), self.batch_users):
                 chunk_raw, chunk = raw_users[start:start + self.batch_users], index[start:start + self.batch_users]
-                scores, sources, seen = self._score(chunk_raw, chunk)
-                if allowed is not None:
-                    scores[:, ~allowed] = -torch.inf
-                if exclude_seen:
-                    coo = seen.tocoo()
-                    scores[torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))] = \
-                        -torch.inf
-                top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-                for user, source, vals, idx in zip(chunk_raw, sources, top.values.numpy(), top.indices.numpy()):
-                    keep = np.isfinite(vals)
-                    items = list(zip(self.items.raws(idx[keep]), vals[keep].astype(float).tolist()))
-                    out.append(Recommendation(user, items, source))
+                if self.index is not None:
+                    out += ranking.rank_by_index(self.index, self._user_vecs, self.state, chunk_raw, chunk, k,
+                                                 exclude_seen, allowed)
+                else:
+                    out += ranking.rank_every_item(self.model, self.state, chunk_raw, chunk, k, exclude_seen,
+                                                   allowed)
         return out
 
     def similar(self, item_id: str, k: int = 10) -> Ranked:
@@ -194,23 +174,29 @@ class Recommender:
         (added items included), else the model's own item-item similarity (as used for fold-in)."""
         if k < 1:
             raise FusionrecError(f"k must be at least 1, got {k}")
-        with self._lock:
+        with self._lock, torch.no_grad():
             item = self.items.index(item_id)
             if self.index is not None:
-                return self._similar_vectors(item, k)
-        one_hot = sp.csr_matrix(([1.0], ([0], [item])), shape=(1, len(self.items)), dtype=np.float32)
-        with self._lock, torch.no_grad():
-            scores = self.model.score_histories(one_hot)[0].clone()
-        scores[item] = -torch.inf
-        top = torch.topk(scores, min(k, len(scores) - 1))
-        vals, idx = top.values.numpy(), top.indices.numpy()
-        keep = np.isfinite(vals)
-        return list(zip(self.items.raws(idx[keep]), vals[keep].astype(float).tolist()))
+                return ranking.similar_by_vectors(self.index.vectors, item, k, self.items)
+            return ranking.similar_by_model(self.model, item, k, self.items)
 
     def knows_user(self, user_id: str) -> bool:
         """True for users of the training data and users with added interactions."""
         with self._lock:
-            return user_id in self.users or user_id in self._added
+            return user_id in self.users or self.state.has_added(user_id)
+
+    def added_interactions(self, user_id: str) -> dict[int, float]:
+        """The user's interactions added while serving: item index -> summed weight (a copy)."""
+        with self._lock:
+            return self.state.added_items(user_id)
+
+    def served_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(user vectors (n_users, d), item vectors (n_items, d), added items included) of a model served from
+        vectors, else None."""
+        with self._lock:
+            if self.index is None or self._user_vecs is None:
+                return None
+            return self._user_vecs, self.index.vectors
 
     # -- writing ------------------------------------------------------------------------------------------------
     def add_interactions(self, events: Sequence[Event]) -> int:
@@ -232,7 +218,7 @@ class Recommender:
             if self.store is not None:
                 self.store.add(list(events))
             with self._lock:
-                self._remember(events)
+                self.state.remember(events)
         return len(events)
 
     def add_items(self, items: Sequence[NewItem]) -> ItemsAdded:
@@ -249,19 +235,20 @@ class Recommender:
                 raise DataError("item_id must be a non-empty string of at most 256 characters", line=row + 1,
                                 field="item_id")
         ids = [item.item_id for item in items]
-        with self._lock:
-            content = self._content_path()
-            self._check_new_ids(ids)
-        encoded = content.encode(items)  # outside the lock: loading the encoder or asking a server stalls no read
-        with self._lock:
-            self._check_new_ids(ids)  # again: another request may have added one of them meanwhile
-            vectors = content.place(encoded)
+        with self._write_lock:  # writers in order: no other write can take these ids meanwhile
+            with self._lock:
+                content = self._content_path()
+                self._check_new_ids(ids)
+            encoded = content.encode(items)  # no read lock: loading the encoder or asking a server stalls no read
+            with self._lock:
+                vectors = content.place(encoded)  # reads the model's current knowledge: under the read lock
             if self.store is not None:
                 version = self.model_version
                 self.store.add_items([StoredItem(item.item_id, {"fields": item.fields, "entities": item.entities},
                                                  vec, version) for item, vec in zip(items, vectors)])
-            self._append_items(ids, vectors)
-            self.kg.link_items(self.items, [(item.item_id, item.entities) for item in items])
+            with self._lock:
+                self._append_items(ids, vectors)
+                self.kg.link_items(self.items, [(item.item_id, item.entities) for item in items])
             return ItemsAdded(ids, encoded.notes)
 
     def _check_new_ids(self, ids: list[str]) -> None:
@@ -271,14 +258,6 @@ class Recommender:
         if len(set(ids)) < len(ids):
             twice = next(i for i in ids if ids.count(i) > 1)
             raise DuplicateItemError(f"item id {twice!r} is given more than once in the request")
-
-    def refresh_vectors(self) -> None:
-        """(Re)builds the user vectors and the top-K index from the model's current vectors (after its item vectors
-        changed, e.g. knowledge edits), keeping the items added while serving (with the vectors they were added
-        with). Does nothing for a model that is not served from vectors."""
-        with self._lock:
-            self._load_vectors()
-            self._build_index()
 
     def _load_vectors(self) -> None:
         """The model's current user and item vectors (cached model state dropped first), or None for a model that
@@ -296,8 +275,8 @@ class Recommender:
         if self._item_vecs is None:
             return
         index = make_index(self._index_kind, self._item_vecs, **self._index_options)  # exact ignores the options
-        if self._new_vectors:
-            index.add(np.concatenate(self._new_vectors))
+        if self.state.new_vectors:
+            index.add(np.concatenate(self.state.new_vectors))
         self.index = index
 
     def forget_user(self, user_id: str) -> int:
@@ -306,8 +285,8 @@ class Recommender:
         with self._write_lock:
             removed = self.store.delete_user(user_id) if self.store is not None else 0
             with self._lock:
-                in_memory = self._added.pop(user_id, None)
-            return removed if self.store is not None else len(in_memory or {})
+                in_memory = self.state.forget(user_id)
+            return removed if self.store is not None else in_memory
 
     # -- explanations and knowledge edits ------------------------------------------------------------------------
     def explain(self, user_id: str, item_id: str, n_history: int = 5, n_paths: int = 3) -> dict:
@@ -332,13 +311,15 @@ class Recommender:
 
     def _edit_triples(self, op: str, triples: Sequence) -> int:
         raw = [t if isinstance(t, RawTriple) else RawTriple(*t) for t in triples]
-        with self._lock:
-            self.kg.resolve(raw, self.items, create=op == "add")  # validates before anything is stored
+        with self._write_lock:
+            with self._lock:
+                self.kg.resolve(raw, self.items, create=op == "add")  # validates before anything is stored
             if self.store is not None:
                 self.store.add_triples(op, [(t.head, t.relation, t.tail) for t in raw])
-            changed = self.kg.add(raw, self.items) if op == "add" else self.kg.remove(raw, self.items)
-            if changed:
-                self._sync_model_kg()
+            with self._lock:
+                changed = self.kg.add(raw, self.items) if op == "add" else self.kg.remove(raw, self.items)
+                if changed:
+                    self._sync_model_kg()
             return changed
 
     def _replay_triples(self, ops: Sequence[tuple[str, str, str, str]]) -> None:
@@ -368,75 +349,6 @@ class Recommender:
             self._build_index()
 
     # -- internals ----------------------------------------------------------------------------------------------
-    @staticmethod
-    def _replayable(events: list[Event]) -> list[Event]:
-        """The stored events whose weight :meth:`add_interactions` would accept now: rows stored before the bound,
-        or written into the store by hand, are skipped with a warning."""
-        kept = [e for e in events if weight_problem(e.weight) is None]
-        if len(kept) < len(events):
-            log.warning("event store: %d stored interaction(s) with a weight outside [%g, %g] not replayed",
-                        len(events) - len(kept), MIN_WEIGHT, MAX_WEIGHT)
-        return kept
-
-    def _remember(self, events: Sequence[Event]) -> None:
-        index = self.items.indices([e.item_id for e in events], missing="minus_one")
-        for e, item in zip(events, index):
-            if item < 0:  # an item the current model does not know (a store written for another model)
-                continue
-            per_user = self._added.setdefault(e.user_id, {})
-            per_user[int(item)] = per_user.get(int(item), 0.0) + float(e.weight)
-
-    def _added_matrix(self, raw_users: list[str]) -> sp.csr_matrix:
-        """(B, n_items) weights of the added interactions of these users."""
-        rows, cols, vals = [], [], []
-        if not self._added:  # nothing added while serving (the common case): skip the per-user loop
-            return sp.csr_matrix((len(raw_users), len(self.items)), dtype=np.float32)
-        for r, user in enumerate(raw_users):
-            added = self._added.get(user)
-            if added:
-                rows.extend([r] * len(added))
-                cols.extend(added.keys())
-                vals.extend(added.values())
-        return sp.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)),
-                             shape=(len(raw_users), len(self.items)))
-
-    def _histories(self, raw_users: list[str], index: np.ndarray):
-        """What a chunk of users has seen: ``known`` (B,) trained users, ``added`` (B, n_items) weights added while
-        serving, ``has_added`` (B,), ``trained_seen`` (B, n_items) training interactions (empty rows for new users)
-        and ``history`` = trained_seen + added."""
-        known = index >= 0
-        added = self._added_matrix(raw_users)
-        has_added = np.diff(added.indptr) > 0
-        if known.all():  # no new users in this chunk: their rows of the seen matrix as they are
-            trained_seen = self._seen[index]
-        else:
-            trained_seen = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ self._seen[np.where(known, index, 0)])
-        history = sp.csr_matrix(trained_seen + added) if has_added.any() else trained_seen
-        return known, added, has_added, trained_seen, history
-
-    def _score(self, raw_users: list[str], index: np.ndarray) -> tuple[torch.Tensor, list[str], sp.csr_matrix]:
-        """Scores (B, n_items), each user's source, and the (B, n_items) matrix of items each user has seen."""
-        known, added, has_added, trained_seen, history = self._histories(raw_users, index)
-        scores = self._popularity.unsqueeze(0).repeat(len(raw_users), 1)  # (B, n_items); popularity by default
-        sources = [POPULARITY] * len(raw_users)
-        plain = known & ~has_added
-        if plain.any():
-            scores[torch.from_numpy(np.flatnonzero(plain))] = self.model.score_all(torch.from_numpy(index[plain]))
-        if has_added.any():
-            rows = np.flatnonzero(has_added)
-            folded = _standardise(self.model.score_histories(history[rows]))
-            known_rows = known[rows]
-            if known_rows.any():
-                trained = _standardise(self.model.score_all(torch.from_numpy(index[rows[known_rows]])))
-                folded[torch.from_numpy(np.flatnonzero(known_rows))] += trained
-            pop = self._popularity / self._popularity.max().clamp_min(1.0)
-            scores[torch.from_numpy(rows)] = folded + _TIE_BREAK * pop
-        for r in np.flatnonzero(plain):
-            sources[r] = MODEL
-        for r in np.flatnonzero(has_added):
-            sources[r] = HISTORY
-        return scores.float(), sources, history
-
     def _content_path(self) -> ContentPath:
         if self._user_vecs is None:
             raise UnsupportedError(f"model {self.model.name!r} cannot place new items: it is not served from item "
@@ -447,14 +359,10 @@ class Recommender:
         return self._content
 
     def _append_items(self, ids: list[str], vectors: np.ndarray) -> None:
-        """New items join the id map (old indices unchanged), the index, popularity (0) and the seen matrix."""
-        self.items = self.items.extended(ids)
+        """New items join the live state and, once it exists, the index."""
+        self.state.append_items(ids, vectors)
         if self.index is not None:  # None while start-up replays stored items (the index is built after)
             self.index.add(vectors)
-        self._new_vectors.append(np.asarray(vectors, dtype=np.float32))
-        self._popularity = torch.cat([self._popularity, torch.zeros(len(ids))])
-        seen = self._seen
-        self._seen = sp.csr_matrix((seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], len(self.items)))
 
     def _replay_items(self, stored: Sequence[StoredItem]) -> None:
         """Re-adds stored items: with their stored vector when it was computed by this model, else recomputed from
@@ -481,95 +389,3 @@ class Recommender:
             vectors.append(fresh.get(s.item_id, s.vector))
         self._append_items([s.item_id for s in todo], np.stack(vectors))
         self.kg.link_items(self.items, [(s.item_id, s.payload.get("entities") or []) for s in todo])
-
-    def _rank_vectors(self, raw_users: list[str], index: np.ndarray, k: int, exclude_seen: bool,
-                      allowed: torch.Tensor | None) -> list[Recommendation]:
-        """One chunk of users ranked by the top-K index: a trained user by their vector, a user with added
-        interactions by a folded-in vector (:meth:`_fold_in`), a new user without interactions by popularity."""
-        known, added, has_added, trained_seen, history = self._histories(raw_users, index)
-        queries = np.zeros((len(raw_users), self.index.dim), dtype=np.float32)
-        plain = known & ~has_added
-        queries[plain] = self._user_vecs[index[plain]]
-        folded = np.flatnonzero(has_added)
-        if len(folded):
-            queries[folded] = self._fold_in(index[folded], trained_seen[folded], added[folded])
-        allowed_np = None if allowed is None else allowed.numpy()
-        by_vector = np.flatnonzero(known | has_added)
-        scores, items = self.index.search(queries[by_vector], k, history[by_vector] if exclude_seen else None,
-                                          allowed_np)
-        ranked: dict[int, Ranked] = {}
-        for row, vals, idx in zip(by_vector, scores, items):
-            keep = idx >= 0
-            ranked[row] = list(zip(self.items.raws(idx[keep]), vals[keep].astype(float).tolist()))
-        popular = None
-        out = []
-        for row, user in enumerate(raw_users):
-            if row in ranked:
-                out.append(Recommendation(user, ranked[row], HISTORY if has_added[row] else MODEL))
-                continue
-            if popular is None:  # the same for every new user without interactions: computed once per chunk
-                pop = self._popularity.clone()
-                if allowed is not None:
-                    pop[~allowed] = -torch.inf
-                top = torch.topk(pop, min(k, len(pop)))
-                keep = torch.isfinite(top.values).numpy()
-                popular = list(zip(self.items.raws(top.indices.numpy()[keep]),
-                                   top.values.numpy()[keep].astype(float).tolist()))
-            out.append(Recommendation(user, popular, POPULARITY))
-        return out
-
-    def _fold_in(self, users: np.ndarray, trained_seen: sp.csr_matrix, added: sp.csr_matrix) -> np.ndarray:
-        """Query vectors (m, d) for users with added interactions, built from item vectors, never an item-item
-        matrix. ``users`` (m,) their trained index or -1; ``trained_seen`` / ``added`` (m, n_items) weights.
-
-        The added part is the weighted mean of the added items' vectors: its score for item j, ``mean_i v_i . v_j``,
-        is the model's own affinity between the history and j (and one LightGCN step from items to a user is such a
-        weighted sum). A new user is that mean alone. A trained user's vector already summarises their training
-        items, so it is kept and blended with the added mean rescaled to the trained vector's norm, each weighted by
-        how many interactions it stands for: ``(n_train u + n_added s m) / (n_train + n_added)``. A few new events
-        nudge a long history; many new events (or a short training history) move it a lot."""
-        vectors = self.index.vectors
-        weight = np.asarray(added.sum(axis=1), dtype=np.float64).ravel()  # (m,)
-        mean = np.asarray(added @ vectors, dtype=np.float64) / np.maximum(weight, 1e-12)[:, None]  # (m, d)
-        out = mean.copy()
-        known = np.flatnonzero(users >= 0)
-        if len(known):
-            u = self._user_vecs[users[known]].astype(np.float64)
-            n_train = np.diff(trained_seen.indptr)[known].astype(np.float64)
-            m = mean[known]
-            m_norm = np.linalg.norm(m, axis=1, keepdims=True)
-            scale = np.where(m_norm > 1e-12, np.linalg.norm(u, axis=1, keepdims=True) / np.maximum(m_norm, 1e-12),
-                             0.0)
-            w_added = weight[known][:, None]
-            out[known] = (n_train[:, None] * u + w_added * scale * m) / np.maximum(n_train[:, None] + w_added, 1e-12)
-        return out.astype(np.float32)
-
-    def _similar_vectors(self, item: int, k: int) -> Ranked:
-        """Top-k by cosine over item vectors, the item itself left out; one (n_items, d) x (d,) product."""
-        vectors = torch.from_numpy(self.index.vectors)
-        norms = vectors.norm(dim=1)
-        scores = (vectors @ vectors[item]) / (norms * norms[item]).clamp_min(1e-12)
-        scores[item] = -torch.inf
-        top = torch.topk(scores, min(k, len(scores) - 1))
-        vals, idx = top.values.numpy(), top.indices.numpy()
-        keep = np.isfinite(vals)
-        return list(zip(self.items.raws(idx[keep]), vals[keep].astype(float).tolist()))
-
-    def _allowed_items(self, candidates: Sequence[str] | None, exclude: Sequence[str] | None) -> torch.Tensor | None:
-        if candidates is None and not exclude:
-            return None
-        allowed = torch.zeros(len(self.items), dtype=torch.bool)
-        if candidates is None:
-            allowed[:] = True
-        else:
-            allowed[torch.from_numpy(self.items.indices(candidates))] = True
-        if exclude:
-            allowed[torch.from_numpy(self.items.indices(exclude))] = False
-        return allowed
-
-
-def _standardise(scores: torch.Tensor) -> torch.Tensor:
-    """Each row to zero mean and unit standard deviation (constant rows become zeros): (B, n) -> (B, n)."""
-    mean = scores.mean(dim=1, keepdim=True)
-    std = scores.std(dim=1, keepdim=True)
-    return torch.where(std > 1e-12, (scores - mean) / std.clamp_min(1e-12), torch.zeros_like(scores))
