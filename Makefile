@@ -23,7 +23,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 demo: install
-	$(PY) -m fusionrec.demo --out $(DEMO_OUT)
+	$(PY) -m fusionrec.jobs.demo --out $(DEMO_OUT)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -21,18 +21,18 @@ import statistics
 import sys
 from pathlib import Path
 
-from fusionrec.threads import configure_threads
+from fusionrec.util.threads import configure_threads
 
 configure_threads()
 
 import torch  # noqa: E402
 
-from fusionrec import atomic_io  # noqa: E402
+from fusionrec.util import atomic_io  # noqa: E402
 from fusionrec.artifacts import load_artifact  # noqa: E402
 from fusionrec.config import config_from_dict  # noqa: E402
 from fusionrec.evaluation.evaluator import Evaluator  # noqa: E402
-from fusionrec.experiment import prepare_data  # noqa: E402
-from fusionrec.provenance import machine, package_versions  # noqa: E402
+from fusionrec.jobs.experiment import prepare_data  # noqa: E402
+from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

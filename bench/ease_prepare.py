@@ -15,17 +15,17 @@ import sys
 import time
 import tracemalloc
 
-from fusionrec.threads import configure_threads
+from fusionrec.util.threads import configure_threads
 
 configure_threads()
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from fusionrec import atomic_io  # noqa: E402
+from fusionrec.util import atomic_io  # noqa: E402
 from fusionrec.models.base import ModelInputs  # noqa: E402
 from fusionrec.models.ease import EASE, EASEParams  # noqa: E402
-from fusionrec.provenance import machine, package_versions  # noqa: E402
+from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

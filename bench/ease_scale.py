@@ -20,19 +20,19 @@ import sys
 import time
 from pathlib import Path
 
-from fusionrec.threads import configure_threads
+from fusionrec.util.threads import configure_threads
 
 configure_threads()
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from fusionrec import atomic_io  # noqa: E402
+from fusionrec.util import atomic_io  # noqa: E402
 from fusionrec.errors import ConfigError  # noqa: E402
 from fusionrec.models.base import ModelInputs  # noqa: E402
 from fusionrec.models.ease import EASE, ease_cost  # noqa: E402
 from fusionrec.models.sparse_ease import SparseEASE, SparseEASEParams  # noqa: E402
-from fusionrec.provenance import machine, package_versions  # noqa: E402
+from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 
 
 def planted_matrix(n_items: int, n_interactions: int, per_user: int, cluster_items: int, noise: float,
@@ -82,7 +82,7 @@ def scale(args) -> dict:
 
 def ml100k(args) -> dict:
     from fusionrec.config import load_config
-    from fusionrec.experiment import run_experiment
+    from fusionrec.jobs.experiment import run_experiment
 
     out = Path(args.out or "bench/out/ease-vs-sparse-ml100k")
     runs = [("ease", [])] + [(f"sparse-ease-k{k}", ["model.name=sparse-ease", f"model.params.k={k}",

@@ -30,7 +30,7 @@ import torch
 from fusionrec.config import DatasetConfig, TextConfig
 from fusionrec.data.loading import load_dataset
 from fusionrec.knowledge.text import EmbeddingCache, item_texts, make_encoder
-from fusionrec.provenance import machine, package_versions
+from fusionrec.util.provenance import machine, package_versions
 
 TEMPLATE = "{movie_title} ({release_year}). Genres: {class}."
 BACKENDS = ("torch", "onnx", "onnx-int8")

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
             if s.get(a) and s.get(b):
                 ratios[f"{model}: {b} / {a}"] = round(s[b] / s[a], 2)
     from fusionrec.evaluation.report import markdown_table
-    from fusionrec.provenance import machine, package_versions
+    from fusionrec.util.provenance import machine, package_versions
 
     md = (f"# Epoch scaling, one torch thread\n\n{markdown_table(rows)}\n"
           + "\n".join(f"- {k}: {v}x" for k, v in ratios.items())

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from fusionrec.threads import configure_threads
+from fusionrec.util.threads import configure_threads
 
 configure_threads()
 
@@ -36,15 +36,15 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import torch  # noqa: E402
 
-from fusionrec import atomic_io  # noqa: E402
+from fusionrec.util import atomic_io  # noqa: E402
 from fusionrec.artifacts import load_artifact  # noqa: E402
 from fusionrec.config import load_config  # noqa: E402
 from fusionrec.data.atomic import read_atomic_table  # noqa: E402
 from fusionrec.data.fetch import resolve_data_dir  # noqa: E402
 from fusionrec.evaluation.evaluator import Evaluator  # noqa: E402
-from fusionrec.experiment import prepare_data  # noqa: E402
+from fusionrec.jobs.experiment import prepare_data  # noqa: E402
 from fusionrec.models.ease import closed_form_weights  # noqa: E402
-from fusionrec.provenance import machine, package_versions  # noqa: E402
+from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 
 DAY = 86400.0
 

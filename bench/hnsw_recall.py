@@ -16,15 +16,15 @@ import argparse
 import sys
 import time
 
-from fusionrec.threads import configure_threads
+from fusionrec.util.threads import configure_threads
 
 configure_threads()
 
 import numpy as np  # noqa: E402
 
-from fusionrec import atomic_io  # noqa: E402
+from fusionrec.util import atomic_io  # noqa: E402
 from fusionrec.artifacts import load_artifact  # noqa: E402
-from fusionrec.provenance import machine, package_versions  # noqa: E402
+from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 from fusionrec.serving.topk_index import ExactIndex, make_index  # noqa: E402
 
 

@@ -29,7 +29,7 @@ import sys
 import time
 
 os.environ.setdefault("FUSIONREC_THREADS", "1")
-from fusionrec.threads import configure_threads  # noqa: E402
+from fusionrec.util.threads import configure_threads  # noqa: E402
 
 configure_threads()
 
@@ -38,11 +38,11 @@ import dataclasses  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fusionrec import atomic_io  # noqa: E402
+from fusionrec.util import atomic_io  # noqa: E402
 from fusionrec.config import load_config  # noqa: E402
 from fusionrec.data.ids import IdMap  # noqa: E402
 from fusionrec.data.knowledge_graph import KnowledgeGraph  # noqa: E402
-from fusionrec.experiment import model_inputs, model_params, prepare_data  # noqa: E402
+from fusionrec.jobs.experiment import model_inputs, model_params, prepare_data  # noqa: E402
 from fusionrec.models.base import ModelInputs  # noqa: E402
 from fusionrec.training import Trainer, seed_everything  # noqa: E402
 

@@ -66,7 +66,7 @@ def worker(args: argparse.Namespace) -> dict:
     from fusionrec.config import TrainingConfig
     from fusionrec.data import Interactions
     from fusionrec.models import get_model_class
-    from fusionrec.provenance import peak_rss_mb
+    from fusionrec.util.provenance import peak_rss_mb
     from fusionrec.training import Trainer, build_inputs
     from fusionrec.typed_config import build
 
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args)))
         return 0
 
-    from fusionrec import atomic_io
-    from fusionrec.provenance import machine, package_versions
+    from fusionrec.util import atomic_io
+    from fusionrec.util.provenance import machine, package_versions
 
     print("command:", " ".join([sys.executable, *sys.argv]))
     print("machine:", json.dumps(machine()))

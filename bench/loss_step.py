@@ -28,7 +28,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from fusionrec.models.base import ScoreFactors  # noqa: E402
-from fusionrec.provenance import machine, package_versions  # noqa: E402
+from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 import fusionrec.training.sampled_softmax as chunked  # noqa: E402
 from fusionrec.training.sampled_softmax import accidental_hits, sampled_softmax_loss  # noqa: E402
 

@@ -18,13 +18,13 @@ import statistics
 import sys
 from pathlib import Path
 
-from fusionrec.threads import configure_threads
+from fusionrec.util.threads import configure_threads
 
 configure_threads()  # before torch loads: the same thread policy as the fusionrec command
 
 from fusionrec.config import load_config  # noqa: E402
-from fusionrec.experiment import prepare_data, run_experiment  # noqa: E402
-from fusionrec.provenance import machine, package_versions  # noqa: E402
+from fusionrec.jobs.experiment import prepare_data, run_experiment  # noqa: E402
+from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10", "ndcg@20", "recall@20")
 

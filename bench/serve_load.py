@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionrec import atomic_io  # light: no torch
-from fusionrec.provenance import machine, package_versions
+from fusionrec.util import atomic_io  # light: no torch
+from fusionrec.util.provenance import machine, package_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,12 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-from fusionrec.threads import configure_threads
+from fusionrec.util.threads import configure_threads
 
 configure_threads()  # before torch loads: the same thread policy as the fusionrec command
 
 from fusionrec.config import load_config  # noqa: E402
-from fusionrec.experiment import prepare_data, run_experiment  # noqa: E402
+from fusionrec.jobs.experiment import prepare_data, run_experiment  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fusionrec.ablation import ablation_variants
+from fusionrec.jobs.ablation import ablation_variants
 from fusionrec.config import load_config
 
 CONFIG = Path(__file__).parents[1] / "configs" / "ml-100k" / "fusionrec.yaml"
@@ -34,7 +34,7 @@ def test_ablation_needs_a_fusionrec_config():
 
 
 # ------------------------------------------------------------------------ the plan, --variants, --dry-run, estimate
-from fusionrec.ablation import epoch_bounds, plan_ablation, run_ablation  # noqa: E402
+from fusionrec.jobs.ablation import epoch_bounds, plan_ablation, run_ablation  # noqa: E402
 from fusionrec.cli import main  # noqa: E402
 from fusionrec.errors import ConfigError  # noqa: E402
 

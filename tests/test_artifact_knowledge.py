@@ -6,11 +6,11 @@ import json
 import numpy as np
 import torch
 
-from fusionrec.artifact_knowledge import ArtifactKnowledge, item_display_names, without_inverse_relations
+from fusionrec.artifacts.knowledge import ArtifactKnowledge, item_display_names, without_inverse_relations
 from fusionrec.artifacts import load_artifact, save_artifact
 from fusionrec.config import RunConfig
 from fusionrec.data.synthetic import make_synthetic
-from fusionrec.experiment import artifact_knowledge
+from fusionrec.jobs.experiment import artifact_knowledge
 from fusionrec.models.bpr import BPR, BPRParams
 
 

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from fusionrec.artifact_knowledge import ArtifactKnowledge
+from fusionrec.artifacts.knowledge import ArtifactKnowledge
 from fusionrec.artifacts import load_artifact, save_artifact
 from fusionrec.cli import main
 from fusionrec.data.synthetic import make_synthetic

@@ -334,7 +334,7 @@ def test_train_resume_carries_on_to_the_uninterrupted_result(tmp_path, monkeypat
     assert main(["train", "--config", str(config), "--out", str(plain)]) == 0
     assert not (plain / "checkpoint").exists()  # removed once the run finished
 
-    import fusionrec.experiment as experiment
+    import fusionrec.jobs.experiment as experiment
 
     class SigintAfterEpoch3(Checkpoint):  # a real Ctrl-C, sent right after epoch 3's checkpoint
         def save(self, state):

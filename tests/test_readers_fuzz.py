@@ -7,7 +7,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st  # a test dependency: never skipped
 
 from fusionrec.config import DatasetConfig, InteractionTable, ItemTable

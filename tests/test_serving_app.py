@@ -334,7 +334,7 @@ def embedding_server():
 def planted_fusionrec(path, base_url: str):
     """A FusionRec over the planted groups with text (the fake embedding of "<genre> film k") and a KG (item -> its
     group's genre entity), fusion = the plain mean of the present sources, no propagation; saved to ``path``."""
-    from fusionrec.artifact_knowledge import ArtifactKnowledge
+    from fusionrec.artifacts.knowledge import ArtifactKnowledge
     from fusionrec.data import Interactions, KnowledgeGraph
     from fusionrec.models.fusionrec import FusionRec, FusionRecParams
     from fusionrec.training import build_inputs

@@ -13,7 +13,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from fusionrec.artifact_knowledge import ArtifactKnowledge
+from fusionrec.artifacts.knowledge import ArtifactKnowledge
 from fusionrec.artifacts import load_artifact, save_artifact
 from fusionrec.data.ids import IdMap
 from fusionrec.data.knowledge_graph import KnowledgeGraph

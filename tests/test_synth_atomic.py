@@ -80,7 +80,7 @@ def test_interactions_follow_the_planted_clusters(written):
 
 
 def _ndcg(tmp_path, model: str, noise: float) -> float:
-    from fusionrec.experiment import run_experiment
+    from fusionrec.jobs.experiment import run_experiment
 
     data = tmp_path / f"noise{noise}"
     if not data.exists():

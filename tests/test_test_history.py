@@ -21,7 +21,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.data.splits import check_test_history, make_split
 from fusionrec.errors import ConfigError
 from fusionrec.evaluation.evaluator import Evaluator
-from fusionrec.experiment import Prepared, run_experiment, use_test_history
+from fusionrec.jobs.experiment import Prepared, run_experiment, use_test_history
 from fusionrec.models import get_model_class, model_names
 from fusionrec.models.base import HistoryReader
 from fusionrec.training import build_inputs, seed_everything

@@ -4,7 +4,7 @@
 from fusionrec.config import load_config
 from fusionrec.data.splits import make_split
 from fusionrec.data.synthetic import make_synthetic
-from fusionrec.experiment import Prepared, model_inputs
+from fusionrec.jobs.experiment import Prepared, model_inputs
 
 
 def _prepared() -> Prepared:

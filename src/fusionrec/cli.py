@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def quiet_threads() -> None:
-    """The process's thread policy (:mod:`fusionrec.threads`): idle OpenMP threads sleep instead of spinning, and
+    """The process's thread policy (:mod:`fusionrec.util.threads`): idle OpenMP threads sleep instead of spinning, and
     small machines train on one torch thread unless FUSIONREC_THREADS or OMP_NUM_THREADS says otherwise. Must run
     before torch loads."""
-    from fusionrec.threads import configure_threads
+    from fusionrec.util.threads import configure_threads
 
     configure_threads()
 
@@ -182,7 +182,7 @@ def _load(args, check_model: bool = False):
     overrides = list(args.set) + (["training.progress=false"] if args.quiet else [])
     cfg = load_config(args.config, overrides)
     if check_model:
-        from fusionrec.experiment import model_params
+        from fusionrec.jobs.experiment import model_params
 
         with blame_overrides(args.config, overrides):
             model_params(cfg)
@@ -242,7 +242,7 @@ def _data_synth(args) -> int:
 
 
 def _train(args) -> int:
-    from fusionrec.experiment import run_experiment
+    from fusionrec.jobs.experiment import run_experiment
 
     cfg = _load(args, check_model=True)
     results = run_experiment(cfg, args.out, events_db=args.resume_from_store, resume=args.resume)
@@ -252,7 +252,7 @@ def _train(args) -> int:
 
 
 def _compare(args) -> int:
-    from fusionrec.compare import run_comparison
+    from fusionrec.jobs.compare import run_comparison
 
     cfg = _load(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -263,7 +263,7 @@ def _compare(args) -> int:
 
 
 def _ablate(args) -> int:
-    from fusionrec.ablation import run_ablation
+    from fusionrec.jobs.ablation import run_ablation
 
     run_ablation(_load(args), args.out, variants=args.variants, dry_run=args.dry_run,
                  echo=lambda text: print(text, flush=True), estimate=not args.no_estimate)

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from fusionrec.errors import ConfigError
-from fusionrec.typed_config import (NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, CheckedFields,
+from fusionrec.typed_config import (CheckedFields, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range,
                                     build, to_dict)
 
 Share = Annotated[float, Range(0, 1, low_open=True, high_open=True)]  # (0, 1)
@@ -91,7 +91,8 @@ class SplitConfig(CheckedFields):
     ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train, valid, test
     cold_share: Share = 0.2  # cold_items / cold_users: share of items/users held out of training
     seed: int | None = None  # None: the run's seed
-    keep_share: Annotated[float, Range(0, 1, low_open=True)] = 1.0  # (0, 1]: keep this share of each user's interactions before splitting (sparser data)
+    # (0, 1]: keep this share of each user's interactions before splitting (sparser data)
+    keep_share: Annotated[float, Range(0, 1, low_open=True)] = 1.0
     # the history the test is scored from: train (RecBole's default), or train + valid (published leave-one-out
     # tables); not on the cold splits. Validation always reads train only.
     test_history: Literal["train", "train_valid"] = "train"
@@ -127,23 +128,27 @@ class TrainingConfig(CheckedFields):
     weight_decay: NonNegativeFloat = 0.0  # optimiser's L2 on all parameters
     loss: Literal["bpr", "bce", "softmax", "full_softmax", "sampled_softmax"] = "bpr"
     temperature: PositiveFloat = 1.0  # softmax losses only: scores are divided by it before the cross-entropy
-    neg_samples: PositiveInt = 1  # negatives per positive, uniform over items the user has not interacted with (unused by
-    #                       full_softmax, whose negatives are every item; sampled_softmax: items drawn per step from
-    #                       neg_distribution into the batch's shared candidate set)
+    # negatives per positive, uniform over items the user has not interacted with (unused by full_softmax, whose
+    # negatives are every item; sampled_softmax: items drawn per step from neg_distribution into the shared candidates)
+    neg_samples: PositiveInt = 1
     neg_pool: Literal["all", "trained"] = "all"  # negatives from every item, or only items with training interactions
-    in_batch_negatives: NonNegativeInt = 2048  # sampled_softmax: at most this many of the batch's positives join the shared
-    #                                 candidate set (a random subset when the batch is larger); >= 0
+    # sampled_softmax: at most this many of the batch's positives join the shared candidate set (a random subset when
+    # the batch is larger)
+    in_batch_negatives: NonNegativeInt = 2048
     neg_distribution: Literal["uniform", "popularity"] = "uniform"  # sampled_softmax's proposal for its neg_samples
     #                                 draws: uniform over the pool, or (training count + 1)^0.75
-    full_softmax_max_items: Annotated[int | None, Range(1)] = 20000  # above this many items full_softmax trains as sampled_softmax (None:
-    #                                 never switch)
-    max_steps_per_epoch: Annotated[int | None, Range(1)] = None  # the batch grows to ceil(train pairs / this) when that exceeds batch_size
+    # above this many items full_softmax trains as sampled_softmax (None: never switch)
+    full_softmax_max_items: Annotated[int | None, Range(1)] = 20000
+    # the batch grows to ceil(train pairs / this) when that exceeds batch_size
+    max_steps_per_epoch: Annotated[int | None, Range(1)] = None
     patience: NonNegativeInt = 10  # evaluations without improvement before stopping (0: never stop early)
     valid_metric: str = "ndcg@10"
     eval_every: PositiveInt = 1  # epochs between validations
-    time_budget_s: Annotated[float | None, Range(0, low_open=True)] = None  # stop training after this many seconds (best weights restored)
+    # stop training after this many seconds (best weights restored)
+    time_budget_s: Annotated[float | None, Range(0, low_open=True)] = None
     term_weights: dict[str, float] = field(default_factory=dict)  # weight per extra loss term, e.g. {reg: 1.0}
-    kg_alpha: NonNegativeFloat = 0.1  # weight of the knowledge-graph loss: L = L_rec + kg_alpha * L_KG (models with a KG loss)
+    # weight of the knowledge-graph loss: L = L_rec + kg_alpha * L_KG (models with a KG loss)
+    kg_alpha: NonNegativeFloat = 0.1
     kg_mode: Literal["joint", "alternating"] = "joint"  # one step on L_rec + alpha L_KG, or a KG epoch after each epoch
     kg_batch_size: PositiveInt = 4096  # triples per KG step
     kg_neg_samples: PositiveInt = 1  # corrupted tails per triple

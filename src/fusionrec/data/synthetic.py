@@ -49,10 +49,6 @@ class SyntheticData:
     user_cluster: np.ndarray
     user_second_cluster: np.ndarray
 
-    def cluster_words(self, cluster: int) -> tuple[str, ...]:
-        """The words that identify ``cluster`` in the item text."""
-        return topic_words(cluster)
-
 
 def topic_name(cluster: int) -> str:
     names = list(TOPICS)

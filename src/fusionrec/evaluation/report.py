@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fusionrec import atomic_io
+from fusionrec.util import atomic_io
 
 
 def comparison_rows(results: list[dict], metrics: list[str]) -> list[dict]:

@@ -20,10 +20,12 @@ from fusionrec.typed_config import NonNegativeFloat, PositiveInt
 
 @dataclass(frozen=True)
 class CKEParams(HyperParameters):
-    embedding_size: PositiveInt = 64  # d, width of user, item id and entity vectors (and of the text projection); 16..256
+    # d, width of user, item id and entity vectors (and of the text projection); 16..256
+    embedding_size: PositiveInt = 64
     kg_embedding_size: PositiveInt = 64  # width of TransR's relation space; 16..256
     use_text: bool = True  # add W x_i, a linear projection of the item's text embedding (needs item text)
-    reg_weights: tuple[NonNegativeFloat, NonNegativeFloat] = (1e-5, 1e-5)  # (L2 on the batch's user/item vectors, TransR's L2); 0..1e-1
+    # (L2 on the batch's user/item vectors, TransR's L2); 0..1e-1
+    reg_weights: tuple[NonNegativeFloat, NonNegativeFloat] = (1e-5, 1e-5)
     similarity: Similarity = "dot"  # dot | cosine (user and item vectors L2-normalised before the product)
 
     def __post_init__(self) -> None:

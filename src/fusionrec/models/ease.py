@@ -48,10 +48,14 @@ _BLOCK_CELLS = 1 << 24  # Gram cells built per row block (float64: 128 MB)
 @dataclass(frozen=True)
 class EASEParams(HyperParameters):
     l2: PositiveFloat = 400.0  # > 0, added to the Gram diagonal; larger shrinks B towards plain co-occurrence
-    text_weight: NonNegativeFloat = 0.0  # >= 0, weight of the item text cosine-similarity Gram (needs item text); 0: off
-    kg_weight: NonNegativeFloat = 0.0  # >= 0, weight of the KG neighbourhood cosine-similarity Gram (needs a KG); 0: off
-    max_memory_gb: PositiveFloat = 8.0  # > 0, refuse catalogues whose prepare needs more (12 * n_items^2 bytes: 25,800 items)
-    max_items: Annotated[int | None, AtLeast1] = None  # >= 1, an extra cap on the item count; None: the memory cap alone decides
+    # >= 0, weight of the item text cosine-similarity Gram (needs item text); 0: off
+    text_weight: NonNegativeFloat = 0.0
+    # >= 0, weight of the KG neighbourhood cosine-similarity Gram (needs a KG); 0: off
+    kg_weight: NonNegativeFloat = 0.0
+    # > 0, refuse catalogues whose prepare needs more (12 * n_items^2 bytes: 25,800 items)
+    max_memory_gb: PositiveFloat = 8.0
+    # >= 1, an extra cap on the item count; None: the memory cap alone decides
+    max_items: Annotated[int | None, AtLeast1] = None
 
 
 # bytes per item² while preparing: the float64 Gram matrix inverted in place (8) and the float32 weights (4)

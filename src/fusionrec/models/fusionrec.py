@@ -66,11 +66,11 @@ class FusionRecParams(HyperParameters):
     text_hidden: NonNegativeInt = 0  # 0: linear text projection; > 0: an MLP with this hidden width
     text_components: NonNegativeInt = 0  # > 0: the text source reads this many principal components of the items' text
     #                           embeddings (fit in prepare, frozen) instead of every dimension: a cheaper step; 0: all
-    source_dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.2  # share of batch items scored by their content vector in training; 0..1
+    source_dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.2  # share of batch items scored by content
     reg_weight: NonNegativeFloat = 1e-5  # L2 on the batch's layer-0 vectors ('reg' term); 0..1e-2
-    content_align: Annotated[float, Range(0, 10)] = 0.0  # weight of the 'align' term (content scores of warm items -> their full scores); 0..10
+    content_align: Annotated[float, Range(0, 10)] = 0.0  # weight of 'align' (warm items' content -> full scores)
     similarity: Similarity = "dot"  # dot | cosine (final user and item vectors L2-normalised before the product)
-    cold_path: Literal["content", "neighbours"] = "content"  # content | neighbours: how an item without training interactions is scored (above)
+    cold_path: Literal["content", "neighbours"] = "content"  # how an item without interactions is scored (above)
     cold_neighbours: PositiveInt = 10  # neighbours: warm items (most similar text) a cold item borrows from; >= 1
     cold_temperature: PositiveFloat = 0.05  # neighbours: softmax temperature over their text cosines; > 0
     cold_scale: PositiveFloat = 1.0  # neighbours: borrowed norm relative to the neighbours' weighted mean norm; > 0

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from fusionrec.sparse_ops import fixed_spmm
+from fusionrec.util.sparse_ops import fixed_spmm
 
 
 def sparse_from_buffers(indices: torch.Tensor, values: torch.Tensor, shape: tuple[int, int],

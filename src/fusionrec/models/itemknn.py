@@ -21,7 +21,8 @@ _BLOCK_CELLS = 1 << 26  # item x target-item cells per block of the similarity c
 @dataclass(frozen=True)
 class ItemKNNParams(HyperParameters):
     k: PositiveInt = 100  # neighbours kept per item (>= 1); bigger smooths, smaller sharpens
-    shrink: NonNegativeFloat = 0.0  # >= 0, added to the cosine denominator; damps similarities built on few co-occurrences
+    # >= 0, added to the cosine denominator; damps similarities built on few co-occurrences
+    shrink: NonNegativeFloat = 0.0
 
 
 @register

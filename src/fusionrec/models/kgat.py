@@ -28,8 +28,10 @@ class KGATParams(HyperParameters):
     embedding_size: PositiveInt = 64  # d, width of the layer-0 node vectors (users, items, entities); 16..256
     kg_embedding_size: PositiveInt = 64  # width of TransR's relation space, also the attention's; 16..256
     layers: tuple[PositiveInt, ...] = (64, 32, 16)  # output width of each bi-interaction layer; 1..4 layers
-    mess_dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.1  # message dropout after each layer in training; 0..0.5
-    reg_weight: NonNegativeFloat = 1e-5  # L2 on the batch's final vectors ('reg') and on TransR's projections ('kg_reg'); 0..1e-2
+    # message dropout after each layer in training; 0..0.5
+    mess_dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.1
+    # L2 on the batch's final vectors ('reg') and on TransR's projections ('kg_reg'); 0..1e-2
+    reg_weight: NonNegativeFloat = 1e-5
     similarity: Similarity = "dot"  # dot | cosine (final vectors L2-normalised before the product)
 
     def __post_init__(self) -> None:

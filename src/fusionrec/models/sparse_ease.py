@@ -56,7 +56,8 @@ class SparseEASEParams(HyperParameters):
     l2: PositiveFloat = 400.0  # > 0, added to each neighbourhood's Gram diagonal (as EASE's l2)
     k: PositiveInt = 200  # >= 1, neighbours each item is regressed on; memory and time grow as n_items x k and x k^3
     neighbours: Literal["cooccurrence", "cosine"] = "cooccurrence"  # how N(j) is ranked: raw count or cosine
-    text_weight: NonNegativeFloat = 0.0  # >= 0, item text similarity added to G inside each neighbourhood (needs item text)
+    # >= 0, item text similarity added to G inside each neighbourhood (needs item text)
+    text_weight: NonNegativeFloat = 0.0
 
 
 @register

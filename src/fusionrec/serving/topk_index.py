@@ -24,7 +24,7 @@ import scipy.sparse as sp
 import torch
 
 from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.threads import heavy_work_threads
+from fusionrec.util.threads import heavy_work_threads
 
 INDEX_KINDS = ("auto", "exact", "faiss-flat", "faiss-ivf", "faiss-hnsw")
 AUTO_EXACT_MAX_ITEMS = 100_000  # auto: exact up to this many items, HNSW above
@@ -251,7 +251,7 @@ def _as_rows(vectors) -> np.ndarray:
 
 @contextmanager
 def _faiss_threads(faiss):
-    """FAISS's OpenMP threads raised to :func:`~fusionrec.threads.heavy_work_threads` for the block (the process
+    """FAISS's OpenMP threads raised to :func:`~fusionrec.util.threads.heavy_work_threads` for the block (the process
     may run torch on one thread), then back; a user's own thread choice is left alone."""
     n = heavy_work_threads()
     if n is None:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusionrec.knowledge.kg.collaborative import CKG
-from fusionrec.sparse_ops import fixed_spmm
+from fusionrec.util.sparse_ops import fixed_spmm
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,7 +16,8 @@ from fusionrec.errors import DataError
 
 
 def item_entity_vectors(kg: KnowledgeGraph, n_items: int, hops: int, weighting: str) -> sp.csr_matrix:
-    """(n_items, n_entities) rows m_i of kg-knn's item-item similarity (and EASE's kg_weight), L2-normalised (an unlinked item's row is empty)."""
+    """(n_items, n_entities) rows m_i of kg-knn's item-item similarity (and EASE's kg_weight), L2-normalised (an
+    unlinked item's row is empty)."""
     link = kg.item_entity.numpy().astype(np.int64)
     if len(link) < n_items:
         link = np.concatenate([link, np.full(n_items - len(link), -1, dtype=np.int64)])

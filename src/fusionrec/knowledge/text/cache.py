@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionrec import atomic_io
+from fusionrec.util import atomic_io
 from fusionrec.errors import DataError
 from fusionrec.knowledge.text.encoders import TextEncoder
 from fusionrec.knowledge.text.file_lock import exclusive_lock

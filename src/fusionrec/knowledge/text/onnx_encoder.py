@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionrec import atomic_io
+from fusionrec.util import atomic_io
 from fusionrec.data.fetch import sha256_file
 from fusionrec.knowledge.text.cache import safe_name
 from fusionrec.knowledge.text.encoders import EncoderError, l2_normalize
@@ -125,7 +125,7 @@ class OnnxSentenceEncoder:
     def _open_session(self, path: Path):
         import onnxruntime as ort
 
-        from fusionrec.threads import heavy_work_threads
+        from fusionrec.util.threads import heavy_work_threads
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

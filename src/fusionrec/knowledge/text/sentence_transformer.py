@@ -107,7 +107,7 @@ class SentenceTransformerEncoder:
         model = self._load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        from fusionrec.threads import all_cores
+        from fusionrec.util.threads import all_cores
 
         with all_cores():  # large dense products: worth every core even where training uses one thread
             out = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=self.normalize,

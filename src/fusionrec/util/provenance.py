@@ -32,7 +32,7 @@ def machine() -> dict[str, object]:
                     break
     except OSError:
         pass
-    from fusionrec.threads import torch_threads
+    from fusionrec.util.threads import torch_threads
 
     out = {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch_threads(),
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}

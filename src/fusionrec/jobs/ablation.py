@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from fusionrec import atomic_io
+from fusionrec.util import atomic_io
 from fusionrec.config import RunConfig
 from fusionrec.errors import ConfigError
 
@@ -182,7 +182,7 @@ def _cost_rank(p: PlannedVariant) -> tuple:
 
 def time_one_epoch(variant: RunConfig, prepared) -> float:
     """Seconds of one training epoch of ``variant`` on ``prepared`` data (no validation, nothing written)."""
-    from fusionrec.experiment import model_inputs, model_params
+    from fusionrec.jobs.experiment import model_inputs, model_params
     from fusionrec.training.seeding import seed_everything
     from fusionrec.training.trainer import Trainer
 
@@ -205,7 +205,7 @@ def run_ablation(cfg: RunConfig, out_dir: str | Path, log=None, variants: str | 
     if dry_run:
         return []
     from fusionrec.evaluation.report import bar_chart, markdown_table
-    from fusionrec.experiment import prepare_data, run_experiment
+    from fusionrec.jobs.experiment import prepare_data, run_experiment
 
     out_dir = Path(out_dir)
     prepared = prepare_data(cfg, log)

@@ -5,7 +5,7 @@ fused with the MiniLM embedding of each item's text; the text is encoded once an
 split; the comparison and three users' FusionRec
 recommendations are printed.
 
-Run as ``python -m fusionrec.demo --out runs/demo``.
+Run as ``python -m fusionrec.jobs.demo --out runs/demo``.
 """
 
 from __future__ import annotations
@@ -18,22 +18,22 @@ DEMO_MODELS = ["pop", "ease", "lightgcn", "fusionrec"]
 
 
 def _configs_dir() -> Path:
-    here = Path(__file__).resolve().parents[2] / "configs" / "ml-100k"
+    here = Path(__file__).resolve().parents[3] / "configs" / "ml-100k"  # src/fusionrec/jobs/demo.py -> the checkout
     if not here.is_dir():
         raise SystemExit(f"configs not found at {here}: run the demo from a checkout of the fusionrec repository")
     return here
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fusionrec.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m fusionrec.jobs.demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--models", default=",".join(DEMO_MODELS))
     args = p.parse_args(argv)
 
-    from fusionrec.cli import quiet_threads
+    from fusionrec.util.threads import configure_threads
 
-    quiet_threads()
-    from fusionrec.compare import run_comparison
+    configure_threads()  # before torch loads, as the fusionrec command does
+    from fusionrec.jobs.compare import run_comparison
     from fusionrec.config import load_config
     from fusionrec.data.fetch import fetch_dataset
     from fusionrec.serving.recommender import Recommender

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fusionrec import atomic_io
+from fusionrec.util import atomic_io
 from fusionrec.config import RunConfig, load_config
 from fusionrec.evaluation.report import bar_chart, comparison_rows, markdown_table
-from fusionrec.experiment import prepare_data, run_experiment, with_model
+from fusionrec.jobs.experiment import prepare_data, run_experiment, with_model
 
 CHART_METRICS = ["ndcg@10", "recall@10", "ndcg@20", "recall@20"]
 

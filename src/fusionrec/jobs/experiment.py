@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionrec import atomic_io
-from fusionrec.artifact_knowledge import ArtifactKnowledge, item_display_names
+from fusionrec.util import atomic_io
+from fusionrec.artifacts.knowledge import ArtifactKnowledge, item_display_names
 from fusionrec.artifacts import save_artifact
 from fusionrec.config import RunConfig, TextConfig
 from fusionrec.data.dataset import Dataset
@@ -24,7 +24,7 @@ from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.models.base import HistoryReader, Model, ModelInputs
 from fusionrec.models.registry import get_model_class
-from fusionrec.provenance import machine, package_versions, peak_rss_mb
+from fusionrec.util.provenance import machine, package_versions, peak_rss_mb
 from fusionrec.training.checkpoint import Checkpoint, run_fingerprint
 from fusionrec.training.inputs import build_inputs
 from fusionrec.training.seeding import seed_everything

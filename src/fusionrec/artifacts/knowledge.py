@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fusionrec import atomic_io
+from fusionrec.util import atomic_io
 from fusionrec.data.ids import IdMap
 from fusionrec.data.knowledge_graph import INVERSE_SUFFIX, KnowledgeGraph
 from fusionrec.data.side_info import ItemSideInfo

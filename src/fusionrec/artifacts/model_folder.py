@@ -21,16 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from safetensors.torch import load_file, save_file
 
-from fusionrec import atomic_io
-from fusionrec.artifact_knowledge import ArtifactKnowledge, load_knowledge, save_knowledge
+from fusionrec.util import atomic_io
+from fusionrec.artifacts.knowledge import ArtifactKnowledge, load_knowledge, save_knowledge
 from fusionrec.data.ids import IdMap
 from fusionrec.errors import ArtifactError, FusionrecError, reading_artifact_file
 from fusionrec.models.base import Model
 from fusionrec.models.registry import get_model_class
-from fusionrec.provenance import package_versions
+from fusionrec.util.provenance import package_versions
 from fusionrec.typed_config import build
 
 FORMAT = "fusionrec-model"
@@ -125,10 +124,3 @@ def load_artifact(path: str | Path) -> ModelArtifact:
         raise ArtifactError(f"{seen_file}: a {seen.shape[0]} x {seen.shape[1]} matrix, the model has "
                             f"{model.n_users} users x {model.n_items} items")
     return ModelArtifact(model, users, items, seen, meta, load_knowledge(path, len(items)))
-
-
-def seen_mask_rows(seen: sp.csr_matrix, users: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row/column indices (into a (len(users), n_items) block) of the seen items of these users."""
-    block = seen[users]
-    coo = block.tocoo()
-    return torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
