@@ -18,6 +18,7 @@ from fusionrec.errors import ConfigError, DataError
 from fusionrec.evaluation.metrics import (LIST_METRICS, TOPK_METRICS, mae, novelty_per_user, recommended_mask, rmse,
                                           self_information)
 from fusionrec.evaluation.segments import check_mask, restrict_targets
+from fusionrec.util.sparse_ops import binary_csr
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 """users: LongTensor (B,) on the CPU -> scores FloatTensor (B, n_items) (any device), e.g. ``model.score_all``."""
@@ -70,7 +71,7 @@ class Evaluator:
         Returns ``{"ndcg@10": ..., ...}``; with segments, ``{"overall": {...}, name: {...}, ...}`` where a segment's
         metrics use only its targets and users (NaN when no user has a target there)."""
         n_users, n_items = target.shape
-        tgt = _binary_csr(target.to_csr())
+        tgt = binary_csr(target.to_csr())
         excl = _check_exclude(exclude, target.shape)
         info = None
         if "novelty" in self.metrics:
@@ -136,7 +137,7 @@ class Evaluator:
         :func:`sample_negatives` for this target) and averages the accuracy metrics over users with targets.
         List metrics (itemcoverage, novelty) are not defined here and are left out of the result."""
         n_users, n_items = target.shape
-        tgt = _binary_csr(target.to_csr())
+        tgt = binary_csr(target.to_csr())
         neg = np.asarray(negatives)
         if neg.ndim != 2 or neg.shape[0] != n_users or not np.issubdtype(neg.dtype, np.integer):
             raise DataError(f"negatives must be an integer array ({n_users}, n_neg), got {neg.dtype} {neg.shape}",
@@ -199,9 +200,9 @@ def sample_negatives(target: Interactions, exclude: sp.spmatrix | None, n_neg: i
     if int(n_neg) < 1:
         raise ConfigError(f"n_neg must be >= 1, not {n_neg!r}", key="evaluation.sampled_negatives")
     n_neg = int(n_neg)
-    tgt = _binary_csr(target.to_csr())
+    tgt = binary_csr(target.to_csr())
     excl = _check_exclude(exclude, target.shape)
-    forbidden = _binary_csr(tgt if excl is None else (tgt + excl).tocsr())
+    forbidden = binary_csr(tgt if excl is None else (tgt + excl).tocsr())
     allowed = n_items - np.diff(forbidden.indptr)
     users = np.flatnonzero(np.diff(tgt.indptr) > 0)
     short = users[allowed[users] < n_neg]
@@ -286,19 +287,10 @@ class _Accumulator:
         return out
 
 
-def _binary_csr(m: sp.spmatrix) -> sp.csr_matrix:
-    out = sp.csr_matrix(m, copy=True)
-    out.sum_duplicates()
-    out.eliminate_zeros()
-    out.data[:] = 1.0
-    out.sort_indices()
-    return out
-
-
 def _check_exclude(exclude: sp.spmatrix | None, shape: tuple[int, int]) -> sp.csr_matrix | None:
     if exclude is None:
         return None
     if not sp.issparse(exclude) or exclude.shape != shape:
         got = exclude.shape if hasattr(exclude, "shape") else type(exclude).__name__
         raise DataError(f"exclude must be a sparse matrix of shape {shape}, got {got}", field="exclude")
-    return _binary_csr(exclude)
+    return binary_csr(exclude)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from fusionrec.typed_config import CheckedFields
+from fusionrec.util.sparse_ops import binary_csr
 
 
 
@@ -133,12 +134,7 @@ def checked_history(history: sp.spmatrix, n_users: int, n_items: int) -> sp.csr_
     is (n_users, n_items); what :meth:`HistoryReader.use_history` implementations start from."""
     if history.shape != (n_users, n_items):
         raise ValueError(f"history has shape {history.shape}, the model has ({n_users}, {n_items})")
-    out = sp.csr_matrix(history, dtype="float32", copy=True)
-    out.sum_duplicates()
-    out.eliminate_zeros()
-    out.sort_indices()
-    out.data[:] = 1.0
-    return out
+    return binary_csr(history)
 
 
 class Model(nn.Module):

@@ -36,11 +36,11 @@ import torch
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.knowledge.kg.item_entities import item_entity_vectors
 from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
-from fusionrec.models.graph_ops import (binary_csr, check_users, data_sized_buffers, history_buffers,
-                                        history_columns)
+from fusionrec.models.graph_ops import check_users, data_sized_buffers, history_buffers, history_columns
 from fusionrec.models.ease_shared import duration_text, text_rows
 from fusionrec.models.registry import register
 from fusionrec.typed_config import AtLeast1, NonNegativeFloat, PositiveFloat
+from fusionrec.util.sparse_ops import binary_csr
 
 _BLOCK_CELLS = 1 << 24  # Gram cells built per row block (float64: 128 MB)
 

@@ -16,7 +16,6 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from fusionrec.util.sparse_ops import fixed_spmm
 
 
 def sparse_from_buffers(indices: torch.Tensor, values: torch.Tensor, shape: tuple[int, int],
@@ -152,15 +151,6 @@ def optional_buffers(module: nn.Module, names: tuple[str, ...]) -> None:
     module.register_load_state_dict_pre_hook(fill)
 
 
-def binary_csr(matrix: sp.spmatrix, dtype=np.float32) -> sp.csr_matrix:
-    """A canonical 0/1 copy of ``matrix``: CSR, duplicates summed, indices sorted, every stored value 1."""
-    out = sp.csr_matrix(matrix, dtype=dtype, copy=True)
-    out.sum_duplicates()
-    out.sort_indices()
-    out.data[:] = 1
-    return out
-
-
 def history_buffers(train: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
     """``(indptr (n_users + 1,), items (nnz,))`` int64 of the canonical CSR of ``train``: each user's training items,
     the form :func:`history_columns` reads."""
@@ -179,8 +169,3 @@ def history_columns(indptr: torch.Tensor, items: torch.Tensor, users: torch.Tens
     history_t[items.index_select(0, where), column] = 1.0
     return history_t
 
-
-def spmm(a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``a @ x`` for a sparse (M, N) ``a`` with its transpose ``a_t`` (N, M) built once, dense ``x`` (N, d) -> (M, d);
-    the gradient reaches ``x`` only."""
-    return fixed_spmm(a, a_t, x)

@@ -10,10 +10,11 @@ import torch
 
 from fusionrec.errors import FusionrecError
 from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
-from fusionrec.models.graph_ops import (binary_csr, buffers_from_scipy, check_users, data_sized_buffers,
-                                        history_buffers, history_columns, sparse_from_buffers)
+from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers, history_buffers,
+                                        history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register
 from fusionrec.typed_config import NonNegativeFloat, PositiveInt
+from fusionrec.util.sparse_ops import binary_csr
 
 _BLOCK_CELLS = 1 << 26  # item x target-item cells per block of the similarity computation (bounds its memory)
 

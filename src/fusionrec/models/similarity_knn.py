@@ -16,8 +16,9 @@ import torch
 
 from fusionrec.errors import FusionrecError
 from fusionrec.models.base import HistoryReader, Model, ModelInputs, checked_history
-from fusionrec.models.graph_ops import (binary_csr, check_users, data_sized_buffers, history_buffers,
-                                        history_columns, sparse_from_buffers)
+from fusionrec.models.graph_ops import (check_users, data_sized_buffers, history_buffers, history_columns,
+                                        sparse_from_buffers)
+from fusionrec.util.sparse_ops import binary_csr
 
 _BLOCK_CELLS = 1 << 24  # item x target-item similarities held at once while selecting neighbours (64 MiB float32)
 

@@ -35,10 +35,11 @@ import torch
 from fusionrec.errors import FusionrecError
 from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.ease_shared import duration_text, text_rows
-from fusionrec.models.graph_ops import (binary_csr, buffers_from_scipy, check_users, data_sized_buffers,
-                                        history_buffers, history_columns, sparse_from_buffers)
+from fusionrec.models.graph_ops import (buffers_from_scipy, check_users, data_sized_buffers, history_buffers,
+                                        history_columns, sparse_from_buffers)
 from fusionrec.models.registry import register
 from fusionrec.typed_config import NonNegativeFloat, PositiveFloat, PositiveInt
+from fusionrec.util.sparse_ops import binary_csr
 
 _BLOCK_NNZ = 1 << 23  # Gram non-zeros ranked per block when choosing neighbourhoods (bounds that step's memory)
 _BATCH_CELLS = 1 << 21  # k x k system cells solved per batch (float64: 16 MB per copy)
