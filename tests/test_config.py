@@ -193,3 +193,10 @@ def test_choices_are_checked_for_configs_made_in_python_too():
     with pytest.raises(ConfigError, match="'model.params.similarity': expected one of 'dot', 'cosine', got 'cos'"):
         LightGCNParams(similarity="cos")
     assert LightGCNParams(similarity="cosine").similarity == "cosine"
+
+
+def test_a_split_without_a_test_part_fails_at_load_unless_the_split_is_given(tmp_path):
+    path = write(tmp_path, "split:\n  method: random\n  ratios: [0.9, 0.1, 0.0]\n")
+    with pytest.raises(ConfigError, match=r"'split\.ratios': the test share must be above 0 for split.method 'random'"):
+        load_config(path)
+    assert load_config(None, ["split.method=given", "split.ratios=[0.9, 0.1, 0.0]"]).split.method == "given"

@@ -277,6 +277,17 @@ def test_kg_batches_hold_true_triples_and_only_false_negatives(inputs, mode):
         assert losses["kg_loss"] == pytest.approx(0.5 * losses["kg"], rel=1e-5) and "rec" in losses
 
 
+def test_alternating_kg_steps_per_epoch_caps_each_pass_and_the_stream_still_visits_every_triple(inputs):
+    inputs = kg_inputs(inputs)
+    model = WithKG(N_USERS, N_ITEMS, inputs.kg.n_entities)
+    # 14 triples in batches of 5: a full pass is 3 steps; capped at 1 step per epoch, 6 epochs make two passes
+    cfg = dataclasses.replace(CFG, epochs=6, kg_mode="alternating", kg_batch_size=5, kg_steps_per_epoch=1)
+    Trainer(cfg, seed=0).fit(model, inputs)
+    assert len(model.seen_batches) == 6  # one KG step after each epoch, not three
+    drawn = [(int(h), int(r), int(t)) for hs, rs, ts, _ in model.seen_batches for h, r, t in zip(hs, rs, ts)]
+    assert set(drawn) == {tuple(t) for t in inputs.kg.triples.tolist()}  # the stream went on across epochs
+
+
 def test_kg_loss_is_skipped_without_a_graph(inputs):
     model = WithKG(N_USERS, N_ITEMS, 4)
     result = Trainer(dataclasses.replace(CFG, epochs=2), seed=0).fit(model, inputs)  # inputs.kg is None

@@ -100,6 +100,9 @@ class SplitConfig(CheckedFields):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_split_ratios(self.ratios)
+        if self.method != "given" and self.ratios[2] <= 0:  # every split fusionrec makes needs a test part
+            raise ConfigError(f"the test share must be above 0 for split.method {self.method!r}, got "
+                              f"{list(self.ratios)}", key="split.ratios")
 
 
 RATIO_SUM_TOLERANCE = 1e-6
@@ -151,6 +154,9 @@ class TrainingConfig(CheckedFields):
     kg_alpha: NonNegativeFloat = 0.1
     kg_mode: Literal["joint", "alternating"] = "joint"  # one step on L_rec + alpha L_KG, or a KG epoch after each epoch
     kg_batch_size: PositiveInt = 4096  # triples per KG step
+    # alternating: KG steps after each epoch (None: one pass over every triple); a stream that carries on across
+    # epochs, so every triple is still visited
+    kg_steps_per_epoch: Annotated[int | None, Range(1)] = None
     kg_neg_samples: PositiveInt = 1  # corrupted tails per triple
     progress: bool = True
 

@@ -255,9 +255,13 @@ class Trainer:
 
     def _kg_epoch(self, model: Model, optimizer: torch.optim.Optimizer, kg_batches: TripleBatches, epoch: int,
                   started: float) -> tuple[dict[str, float], bool]:
-        """Alternating KG training: one pass over all triples, each step on ``kg_alpha`` x the model's KG terms."""
+        """Alternating KG training: one pass over all triples, each step on ``kg_alpha`` x the model's KG terms; with
+        ``kg_steps_per_epoch``, that many batches of a shuffled stream that carries on across epochs (every triple is
+        still visited, once per ceil(n_triples / kg_batch_size / kg_steps_per_epoch) epochs)."""
         logged: dict[str, tuple[list[torch.Tensor], list[int]]] = {}
-        for batch_no, batch in enumerate(kg_batches.one_pass(), 1):
+        cap = self.config.kg_steps_per_epoch
+        batches = kg_batches.one_pass() if cap is None else (kg_batches.next() for _ in range(cap))
+        for batch_no, batch in enumerate(batches, 1):
             terms: dict[str, torch.Tensor] = {}
             weights: dict[str, float] = {}
             self._add_kg_terms(terms, weights, model.kg_terms(*batch))
@@ -297,7 +301,7 @@ class Trainer:
 
     def _kg_batches(self, model: Model, inputs: ModelInputs, generator: torch.Generator) -> TripleBatches | None:
         kg = inputs.kg
-        if not getattr(model, "uses_kg_loss", False) or kg is None or len(kg.triples) == 0:
+        if not model.uses_kg_loss or kg is None or len(kg.triples) == 0:
             return None
         return TripleBatches(kg.triples, kg.n_entities, self.config.kg_batch_size, self.config.kg_neg_samples,
                              generator)
