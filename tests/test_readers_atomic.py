@@ -198,3 +198,42 @@ def test_link_to_unknown_item_can_be_an_error():
     """unknown_links='error': the link to i9 (line 4 of tiny.link) stops the load, naming file, line and field."""
     with pytest.raises(DataError, match=r"tiny\.link:4, field 'item_id': links item 'i9'"):
         read_atomic(TINY, "tiny", unknown_links="error")
+
+
+# -- the users' social graph (NAME.net) ------------------------------------------------------------------------------
+INTER = HEADER + "u1\ti1\t5\t1\nu2\ti2\t4\t2\nu3\ti1\t3\t3\nu4\ti2\t2\t4\n"
+NET = "source_id:token\ttarget_id:token\n"
+
+
+def test_social_file_is_read_over_the_interaction_users(tmp_path):
+    net = NET + "u1\tu2\nu2\tu1\nu1\tu3\nu1\tghost\nu3\tu3\nu1\tu2\n"  # ghost: no interactions; u3 -> u3: a loop
+    ds = read_atomic(write(tmp_path, {"s.inter": INTER, "s.net": net}), "s")
+    u = ds.users.index
+    assert ds.social.edges.tolist() == [[u("u1"), u("u2")], [u("u2"), u("u1")], [u("u1"), u("u3")]]
+    assert ds.social.n_users == ds.n_users == 4
+    adj = ds.social.adjacency().toarray()
+    assert adj[u("u3"), u("u1")] == 1 and adj.sum() == 4  # symmetric: u1-u2 (given both ways), u1-u3 read both ways
+    assert ds.social.adjacency(symmetric=False).toarray()[u("u3"), u("u1")] == 0
+    notes = " ".join(ds.notes)
+    assert "skipped 1 edge(s) naming a user without interactions (first: 'u1' -> 'ghost' on line 5)" in notes
+    assert "skipped 1 self-loop(s)" in notes and "1 repeated edge(s) kept once" in notes
+    stats = ds.stats()
+    assert stats["social_edges"] == 3 and stats["users_with_friends"] == 3
+
+
+def test_a_dataset_without_a_social_file_has_none_and_the_graph_changes_the_hash(tmp_path):
+    plain = read_atomic(write(tmp_path, {"s.inter": INTER}), "s")
+    assert plain.social is None and plain.stats()["social_edges"] == 0
+    with_net = read_atomic(write(tmp_path, {"s.net": NET + "u1\tu2\n"}), "s")
+    assert with_net.content_hash() != plain.content_hash()
+
+
+@pytest.mark.parametrize("net, line, field", [
+    ("source_id:token\n" + "u1\n", 1, "target_id"),  # no target column
+    (NET + "u1\t\n", 2, "target_id"),  # an empty id
+])
+def test_a_bad_social_file_names_file_line_and_field(tmp_path, net, line, field):
+    write(tmp_path, {"s.inter": INTER, "s.net": net})
+    with pytest.raises(DataError) as err:
+        read_atomic(tmp_path, "s")
+    assert "s.net" in str(err.value) and err.value.field == field and err.value.line == line

@@ -1,5 +1,5 @@
 """Reader for RecBole's atomic files: ``NAME.inter`` (required), ``NAME.item``, ``NAME.user``, ``NAME.kg``,
-``NAME.link``.
+``NAME.link``, ``NAME.net`` (the users' social graph).
 
 Each file is tab-separated text whose first line types every column as ``field:type`` with type ``token``,
 ``token_seq`` (space-separated tokens), ``float`` or ``float_seq``. Needs only the standard library and numpy.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionrec.data.build import (RawInteractions, RawItems, RawLinks, RawTriples, RawUsers, build_dataset,
+from fusionrec.data.build import (RawInteractions, RawItems, RawLinks, RawSocial, RawTriples, RawUsers, build_dataset,
                                   check_ids, parse_floats)
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.sequences import HISTORY_FIELD, SequenceRows, sequence_interactions, sequence_parts
@@ -98,7 +98,7 @@ def read_atomic(directory: str | Path, name: str, *, duplicates: str = "keep", r
         inter = sequence_interactions(_sequence_rows(table)) if sequential else _interactions(table)
     inter, user_order = _apply_index(inter, directory / f"{name}.user2index", "user")
     inter, item_order = _apply_index(inter, directory / f"{name}.item2index", "item")
-    optional = {ext: directory / f"{name}.{ext}" for ext in ("item", "text", "user", "kg", "link")}
+    optional = {ext: directory / f"{name}.{ext}" for ext in ("item", "text", "user", "kg", "link", "net")}
     items = [_items(read_atomic_table(optional[ext]), notes, kinds, ext) for ext in ("item", "text")
              if optional[ext].exists()]
     unknown = sorted(set(kinds) - {f for raw in items for f in (*raw.text, *raw.categorical, *raw.numeric)}
@@ -110,7 +110,8 @@ def read_atomic(directory: str | Path, name: str, *, duplicates: str = "keep", r
     users = _users(read_atomic_table(optional["user"])) if optional["user"].exists() else None
     triples = _triples(read_atomic_table(optional["kg"])) if optional["kg"].exists() else None
     links = _links(read_atomic_table(optional["link"])) if optional["link"].exists() else None
-    return build_dataset(name, inter, items=items, users=users, triples=triples, links=links,
+    social = _social(read_atomic_table(optional["net"])) if optional["net"].exists() else None
+    return build_dataset(name, inter, items=items, users=users, triples=triples, links=links, social=social,
                          duplicates=duplicates, rating_threshold=rating_threshold, unknown_links=unknown_links,
                          source=str(directory), notes=notes, user_order=user_order, item_order=item_order,
                          timestamps_are_positions=sequential)
@@ -325,6 +326,11 @@ def _triples(table: AtomicTable) -> RawTriples:
     relations = table.require("relation_id", ("token",))
     tails = table.require("tail_id", ("token",))
     return RawTriples(table.file, heads, relations, tails, table.lines)
+
+
+def _social(table: AtomicTable) -> RawSocial:
+    return RawSocial(table.file, table.require("source_id", ("token",)), table.require("target_id", ("token",)),
+                     table.lines)
 
 
 def _links(table: AtomicTable) -> RawLinks:

@@ -24,6 +24,7 @@ from fusionrec.data.ids import IdMap
 from fusionrec.data.interactions import Interactions
 from fusionrec.data.knowledge_graph import KnowledgeGraph
 from fusionrec.data.side_info import ItemSideInfo
+from fusionrec.data.social_graph import build_social_graph
 from fusionrec.errors import DataError
 
 DUPLICATE_POLICIES = ("keep", "drop", "error")
@@ -100,6 +101,17 @@ class RawLinks:
     entity_field: str = "entity_id"
 
 
+@dataclass(frozen=True, eq=False)
+class RawSocial:
+    """User -> user edges with raw ids, n of each, and their lines."""
+
+    file: str
+    sources: Sequence[str]
+    targets: Sequence[str]
+    lines: np.ndarray
+    fields: tuple[str, str] = ("source_id", "target_id")
+
+
 def build_dataset(
     name: str,
     interactions: RawInteractions | Mapping[str, RawInteractions],
@@ -116,6 +128,7 @@ def build_dataset(
     user_order: Sequence[str] = (),
     item_order: Sequence[str] = (),
     timestamps_are_positions: bool = False,
+    social: RawSocial | None = None,
 ) -> Dataset:
     """The dataset made of these parts. A mapping ``{"train": ..., "valid": ..., "test": ...}`` of interaction
     parts makes a pre-split dataset whose ``interactions`` are the parts concatenated in that order.
@@ -124,6 +137,7 @@ def build_dataset(
     merged (a field in two files is an error). ``user_order`` / ``item_order``: raw ids numbered first, in this
     order (an id map file such as ``NAME.item2index``); they belong to the catalogue even without interactions.
     ``timestamps_are_positions``: the timestamps are positions in each user's sequence (sequential files).
+    ``social``: user -> user edges (``NAME.net``), kept over the users the interactions know (others skipped, noted).
 
     ``duplicates``: what to do with a repeated (user, item) pair: 'keep' every row, 'drop' all but the first, or
     'error'. ``rating_threshold``: keep only rows whose rating is >= it. ``unknown_links``: links to items outside the catalogue
@@ -181,9 +195,11 @@ def build_dataset(
     if unknown_links not in ("skip", "error"):
         raise ValueError(f"unknown_links must be 'skip' or 'error', not {unknown_links!r}")
     kg = _knowledge_graph(triples, links, item_lookup, notes, unknown_links) if (triples is not None or links is not None) else None
+    graph = None if social is None else build_social_graph(social.file, social.sources, social.targets, social.lines,
+                                                           user_lookup, notes, social.fields)
     return Dataset(name=name, users=IdMap.from_list("user", list(user_lookup)), items=item_map, interactions=inter,
                    item_info=item_info, kg=kg, presplit=presplit, source=source, notes=notes,
-                   timestamps_are_positions=timestamps_are_positions)
+                   timestamps_are_positions=timestamps_are_positions, social=graph)
 
 
 def encode(values: Sequence[str], lookup: dict[str, int]) -> np.ndarray:

@@ -9,6 +9,7 @@ from fusionrec.data.ids import IdMap
 from fusionrec.data.interactions import Interactions
 from fusionrec.data.knowledge_graph import KnowledgeGraph
 from fusionrec.data.side_info import ItemSideInfo
+from fusionrec.data.social_graph import SocialGraph
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,6 +30,7 @@ class Dataset:
     source: str | None = None
     notes: list[str] = field(default_factory=list)
     timestamps_are_positions: bool = False
+    social: SocialGraph | None = None  # who knows whom among the users (NAME.net), when the dataset has it
 
     @property
     def history_order(self) -> str:
@@ -63,6 +65,8 @@ class Dataset:
             "relations": self.kg.n_relations if self.kg else 0,
             "triples": int(len(self.kg.triples)) if self.kg else 0,
             "linked_items": self.kg.n_linked_items if self.kg else 0,
+            "social_edges": self.social.n_edges if self.social else 0,
+            "users_with_friends": self.social.users_with_friends() if self.social else 0,
         }
         if self.presplit:
             out["presplit"] = {k: len(v) for k, v in self.presplit.items()}
@@ -77,6 +81,7 @@ class Dataset:
             self.interactions.fingerprint(),
             self.item_info.fingerprint() if self.item_info else b"-",
             self.kg.fingerprint() if self.kg else b"-",
+            self.social.fingerprint() if self.social else b"-",
             b"".join(k.encode() + v.fingerprint() for k, v in sorted((self.presplit or {}).items())),
         ):
             h.update(hashlib.sha256(part).digest())
