@@ -134,3 +134,28 @@ def test_cli_writes_and_says_how_to_train(tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"--set dataset.name=small --set dataset.path={tmp_path}" in text
     assert (tmp_path / "small.inter").read_text().count("\n") == 501
+
+
+@pytest.mark.parametrize("homophily", [0.9, 0.0])
+def test_the_social_graph_plants_friendships_inside_a_cluster_or_none_in_the_control(tmp_path, homophily):
+    summary = write_synthetic(tmp_path, "d", **SIZES, seed=6, social=8, homophily=homophily)
+    ds = load_dataset(DatasetConfig(name="d", path=str(tmp_path)))
+    assert ds.social is not None and ds.social.n_edges == summary.social_edges > 0
+    edges = ds.social.edges
+    assert len(edges) / ds.n_users == pytest.approx(8, rel=0.15)  # about 8 friends each, both directions written
+    adj = ds.social.adjacency(symmetric=False)
+    assert (adj != adj.T).nnz == 0  # every friendship in both directions
+    main = planted_structure(**SIZES, seed=6).user_clusters[:, 0]
+    raw = np.array([int(r) - 1 for r in ds.users.to_list()])  # raw id str(j + 1) is position j
+    same = (main[raw[edges[:, 0]]] == main[raw[edges[:, 1]]]).mean()
+    chance = np.square(np.bincount(main) / len(main)).sum()  # two random users share a main cluster
+    if homophily:
+        assert same > 0.85
+    else:
+        assert same < chance + 0.1
+
+
+def test_a_rerun_without_social_removes_the_old_graph(tmp_path):
+    write_synthetic(tmp_path, "d", **SIZES, social=3)
+    write_synthetic(tmp_path, "d", **SIZES)
+    assert not (tmp_path / "d.net").exists()

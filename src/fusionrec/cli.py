@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--clusters", type=int, help="hidden item clusters (default: items / 250, in 8..200)")
     synth.add_argument("--noise", type=float, default=0.15,
                        help="share of interactions drawn from the whole catalogue (default 0.15)")
+    synth.add_argument("--social", type=float, default=0.0, metavar="FRIENDS",
+                       help="write a social graph (.net) with about this many friends per user (default 0: none)")
+    synth.add_argument("--homophily", type=float, default=0.8,
+                       help="share of friendships inside a user's main cluster, the planted social signal (0: a "
+                            "control graph of random friends; default 0.8)")
     synth.add_argument("--seed", type=int, default=0, help="random seed: the same arguments give the same files")
     synth.add_argument("--name", default="synth", help="dataset name, the files' stem (default synth)")
     synth.set_defaults(handler=_data_synth)
@@ -234,9 +239,11 @@ def _data_synth(args) -> int:
     from fusionrec.data.synth_atomic import write_synthetic
 
     summary = write_synthetic(args.out, args.name, args.users, args.items, args.interactions, text=args.text,
-                              kg=args.kg, seed=args.seed, n_clusters=args.clusters, noise=args.noise)
+                              kg=args.kg, seed=args.seed, n_clusters=args.clusters, noise=args.noise,
+                              social=args.social, homophily=args.homophily)
     print(f"wrote {', '.join(summary.files)} to {summary.directory}: {summary.users:,} users, {summary.items:,} "
-          f"items, {summary.interactions:,} interactions, {summary.clusters} clusters, {summary.triples:,} triples")
+          f"items, {summary.interactions:,} interactions, {summary.clusters} clusters, {summary.triples:,} triples"
+          + (f", {summary.social_edges:,} social edges" if summary.social_edges else ""))
     print(f"train on it: --set dataset.name={summary.name} --set dataset.path={summary.directory}")
     return 0
 

@@ -16,7 +16,10 @@ to a few million interactions and 100,000+ items, with the same kind of planted 
   topic, sometimes a second one), named as in ml-100k so the shipped configs' text template and attributes work
   unchanged; ``.kg`` / ``.link`` (with ``--kg``): each item's entity ``in_topic`` -> its topic, ``set_in`` -> its
   setting, ``made_by`` -> one of the cluster's creators (20 % from anywhere), ``has_tag`` -> a random tag (noise),
-  and each creator ``works_in`` -> its cluster's topic.
+  and each creator ``works_in`` -> its cluster's topic;
+* ``.net`` (with ``social`` > 0): about ``social`` friends per user, each friendship written in both directions; a
+  share ``homophily`` of them joins two users whose main preferred cluster is the same (the planted social signal),
+  the rest two users drawn at random (``homophily`` 0: a control graph that carries no taste).
 
 Interactions are drawn and written per chunk of users (vectorised, memory bounded by the chunk); every file is
 written into a temporary folder and renamed into place, so a folder never holds half a dataset. The same arguments
@@ -81,6 +84,7 @@ class SynthSummary:
     interactions: int
     clusters: int
     triples: int
+    social_edges: int = 0  # directed edges written to NAME.net (two per friendship)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -208,7 +212,8 @@ def sample_interactions(structure: PlantedStructure, lo: int, hi: int, seed: int
 def write_synthetic(out_dir: str | Path, name: str, n_users: int, n_items: int, n_interactions: int, *,
                     text: bool = False, kg: bool = False, seed: int = 0, n_clusters: int | None = None,
                     noise: float = 0.15, popularity_exponent: float = 0.8,
-                    chunk_interactions: int = CHUNK_INTERACTIONS) -> SynthSummary:
+                    chunk_interactions: int = CHUNK_INTERACTIONS, social: float = 0.0,
+                    homophily: float = 0.8) -> SynthSummary:
     """Writes ``NAME.inter`` and ``NAME.item`` (plus ``NAME.kg`` and ``NAME.link`` with ``kg``) and
     ``NAME.synth.json`` (the arguments) into ``out_dir``; files of an earlier ``NAME`` there are replaced, and an
     earlier ``NAME.kg`` / ``NAME.link`` removed when ``kg`` is off. ``chunk_interactions`` bounds the memory; each
@@ -218,6 +223,10 @@ def write_synthetic(out_dir: str | Path, name: str, n_users: int, n_items: int, 
         raise ConfigError(f"must be a plain file name, got {name!r}", key="--name")
     if not 0.0 <= noise <= 1.0:
         raise ConfigError(f"must be in [0, 1], got {noise}", key="--noise")
+    if not 0.0 <= homophily <= 1.0:
+        raise ConfigError(f"must be in [0, 1], got {homophily}", key="--homophily")
+    if not 0.0 <= social < max(n_users - 1, 1):
+        raise ConfigError(f"must be >= 0 and below the number of users, got {social}", key="--social")
     structure = planted_structure(n_users, n_items, n_interactions, n_clusters, seed, popularity_exponent)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,20 +236,45 @@ def write_synthetic(out_dir: str | Path, name: str, n_users: int, n_items: int, 
         rng = np.random.default_rng([seed, 2])
         _write_items(tmp / f"{name}.item", structure.item_cluster, rng, text)
         triples = _write_kg(tmp / f"{name}.kg", tmp / f"{name}.link", structure.item_cluster, rng) if kg else 0
+        edges = _write_social(tmp / f"{name}.net", structure.user_clusters[:, 0], social, homophily,
+                              np.random.default_rng([seed, 5])) if social > 0 else 0
         meta = {"format": FORMAT_VERSION, "generator": "fusionrec data synth", "seed": seed, "users": n_users,
                 "items": n_items, "interactions": n_interactions, "clusters": structure.n_clusters, "text": text,
-                "kg": kg, "noise": noise, "popularity_exponent": popularity_exponent,
+                "kg": kg, "noise": noise, "popularity_exponent": popularity_exponent, "social": social,
+                "homophily": homophily,
                 "chunk_interactions": chunk_interactions}
         (tmp / f"{name}.synth.json").write_text(json.dumps(meta, indent=2) + "\n")
         files = sorted(p.name for p in tmp.iterdir())
-        for stale in (f"{name}.kg", f"{name}.link"):
+        for stale in (f"{name}.kg", f"{name}.link", f"{name}.net"):
             if stale not in files:
                 (out / stale).unlink(missing_ok=True)
         for file in files:
             os.replace(tmp / file, out / file)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return SynthSummary(str(out), name, files, n_users, n_items, n_interactions, structure.n_clusters, triples)
+    return SynthSummary(str(out), name, files, n_users, n_items, n_interactions, structure.n_clusters, triples,
+                        edges)
+
+
+def _write_social(path: Path, main_cluster: np.ndarray, friends: float, homophily: float,
+                  rng: np.random.Generator) -> int:
+    """``NAME.net``: round(n_users x friends / 2) friendships drawn (self-pairs and repeats dropped), a share
+    ``homophily`` within a main cluster, both directions written; returns the directed edges written."""
+    n = len(main_cluster)
+    m = int(round(n * friends / 2))
+    src = rng.integers(0, n, size=m)
+    order = np.argsort(main_cluster, kind="stable")
+    ranked = main_cluster[order]
+    lo = np.searchsorted(ranked, main_cluster[src], side="left")
+    hi = np.searchsorted(ranked, main_cluster[src], side="right")
+    same = order[lo + np.floor(rng.random(m) * (hi - lo)).astype(np.int64)]
+    dst = np.where(rng.random(m) < homophily, same, rng.integers(0, n, size=m))
+    keep = src != dst
+    pairs = np.unique(np.sort(np.stack([src[keep], dst[keep]], axis=1), axis=1), axis=0)
+    both = np.concatenate([pairs, pairs[:, ::-1]])
+    header = "source_id:token\ttarget_id:token\n"
+    path.write_text(header + _tsv([both[:, 0] + 1, both[:, 1] + 1]), encoding="utf-8")
+    return len(both)
 
 
 def _write_inter(path: Path, s: PlantedStructure, seed: int, noise: float, chunk: int) -> None:
