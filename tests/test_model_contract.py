@@ -50,7 +50,12 @@ def checkerboard(seed: int = 0):
     item_ids = IdMap("item", range(N_ITEMS))
     kg = KnowledgeGraph.from_raw([(f"e{i}", "in_group", f"g{item_group[i]}") for i in range(N_ITEMS)],
                                  {str(i): f"e{i}" for i in range(N_ITEMS)}, item_ids)
-    return build_inputs(N_USERS, N_ITEMS, train, item_text=text.astype(np.float32), kg=kg)
+    # friends within a user group (each user with the next two of their group), for models that read a social graph
+    friends = [(u, g * GROUP_USERS + (u - g * GROUP_USERS + k) % GROUP_USERS)
+               for g in range(2) for u in range(g * GROUP_USERS, (g + 1) * GROUP_USERS) for k in (1, 2)]
+    rows, cols = zip(*friends)
+    social = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(N_USERS, N_USERS))
+    return build_inputs(N_USERS, N_ITEMS, train, item_text=text.astype(np.float32), kg=kg, social=social)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
@@ -158,7 +163,7 @@ def test_forward_shapes_and_finite_terms(name, inputs):
 
 
 # Dot-product models: serving ranks with a top-K index over these vectors, so they must reproduce score_all exactly.
-VECTOR_MODELS = {"bpr", "lightgcn", "fusionrec", "cke", "kgat"}
+VECTOR_MODELS = {"bpr", "lightgcn", "fusionrec", "cke", "kgat", "social-lightgcn"}
 
 
 @pytest.mark.parametrize("name", MODELS)

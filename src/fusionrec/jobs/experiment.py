@@ -21,7 +21,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.data.loading import load_dataset
 from fusionrec.data.splits import Split, check_test_history, make_split, thin_interactions
 from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
-from fusionrec.errors import ConfigError, FusionrecError
+from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import HistoryReader, Model, ModelInputs
 from fusionrec.models.registry import get_model_class
 from fusionrec.util.provenance import machine, package_versions, peak_rss_mb
@@ -107,8 +107,16 @@ def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None)
                               "knowledge.attributes is empty", key="knowledge")
         log(f"kg: {kg.n_entities} entities, {kg.n_relations} relations, {len(kg.triples)} triples, "
             f"{kg.n_linked_items} of {dataset.n_items} items linked")
+    social = None
+    if "social" in needed:
+        if dataset.social is None:
+            raise DataError(f"model {cfg.model.name!r} needs the users' social graph, but dataset "
+                            f"{dataset.name!r} has none (RecBole's NAME.net: source_id, target_id)", field="social")
+        social = dataset.social.adjacency()
+        log(f"social: {dataset.social.n_edges} edges, {dataset.social.users_with_friends()} of {dataset.n_users} "
+            "users with friends")
     return build_inputs(dataset.n_users, dataset.n_items, prepared.split.train, item_text=text, kg=kg,
-                        item_text_mask=mask, log=log, progress=cfg.training.progress)
+                        item_text_mask=mask, social=social, log=log, progress=cfg.training.progress)
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | None = None, log=None,

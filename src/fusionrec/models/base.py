@@ -31,7 +31,8 @@ class ModelInputs:
 
     ``train``: binary user x item CSR matrix of the training interactions, shape (n_users, n_items).
     ``item_text``: frozen text embeddings, shape (n_items, d_text), or None; ``item_text_mask``: bool (n_items,),
-    False where an item has no text. ``kg``: a :class:`fusionrec.data.KnowledgeGraph` or None.
+    False where an item has no text. ``kg``: a :class:`fusionrec.data.KnowledgeGraph` or None. ``social``: the
+    users' social graph as a symmetric 0/1 CSR (n_users, n_users) (a friendship read either way), or None.
     ``log``: where :meth:`Model.prepare` reports a long fit (sizes, memory and time estimates), one line per call;
     None: the ``fusionrec.models`` logger at INFO. ``progress``: whether a long ``prepare`` may show a progress bar
     (tqdm on stderr)."""
@@ -42,6 +43,7 @@ class ModelInputs:
     item_text: torch.Tensor | None = None
     item_text_mask: torch.Tensor | None = None
     kg: Any = None
+    social: sp.csr_matrix | None = None
     log: Callable[[str], None] | None = None
     progress: bool = False
 
@@ -153,8 +155,8 @@ class Model(nn.Module):
 
     @classmethod
     def required_inputs(cls, params: Any) -> set[str]:
-        """Which optional inputs these hyper-parameters need: a subset of {"text", "kg"}. The experiment builds
-        (and, for text, encodes) only what is asked for."""
+        """Which optional inputs these hyper-parameters need: a subset of {"text", "kg", "social"}. The experiment
+        builds (and, for text, encodes) only what is asked for."""
         return set()
 
     def __init__(self, n_users: int, n_items: int, params: Any = None):

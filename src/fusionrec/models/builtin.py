@@ -10,3 +10,4 @@ from fusionrec.models import kg_knn  # noqa: F401
 from fusionrec.models import kgat  # noqa: F401
 from fusionrec.models import ease  # noqa: F401
 from fusionrec.models import sparse_ease  # noqa: F401
+from fusionrec.models import social_lightgcn  # noqa: F401

@@ -12,9 +12,9 @@ from torch import nn
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.knowledge.kg.embedding import TransR
 from fusionrec.models.base import Batch, ForwardOut, HyperParameters, Model, ModelInputs
-from fusionrec.models.graph_ops import check_users, data_sized_buffers
+from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.models.similarity import ScoredByFinalVectors, Similarity, catalogue_out, finish
 from fusionrec.typed_config import NonNegativeFloat, PositiveInt
 
 
@@ -35,7 +35,7 @@ class CKEParams(HyperParameters):
 
 
 @register
-class CKE(Model):
+class CKE(ScoredByFinalVectors, Model):
     """v_i = e_i + [i linked] z_{ent(i)} + [i has text] W x_i;  score(u, i) = <p_u, v_i>.
 
     ``e`` item id vectors (n_items, d); ``z`` entity vectors (n_entities, d), the SAME table TransR trains on the
@@ -159,18 +159,6 @@ class CKE(Model):
         half squared norms of the projected vectors."""
         loss, reg = self.kg_model.loss_and_regularization(heads, relations, tails, neg_tails)
         return {"kg": loss, "kg_reg": self.params.reg_weights[1] * reg}
-
-    # -- scoring ------------------------------------------------------------------------------------------------------
-    def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        """users (B,) -> (B, n_items); item vectors computed once while in eval mode."""
-        check_users(users, self.n_users)
-        user_vecs, item_vecs = self.cached("vectors", self.final_vectors)
-        return user_vecs[users] @ item_vecs.T
-
-    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """p (n_users, d) and v (n_items, d), the vectors :meth:`score_all` multiplies."""
-        user_vecs, item_vecs = self.cached("vectors", self.final_vectors)
-        return user_vecs.detach(), item_vecs.detach()
 
 
 def _require_kg(inputs: ModelInputs):

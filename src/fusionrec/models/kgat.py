@@ -15,9 +15,9 @@ from fusionrec.knowledge.kg.attention import KGATAttention, attention_logits, re
 from fusionrec.knowledge.kg.collaborative import CKG, INTERACT, collaborative_graph
 from fusionrec.knowledge.kg.embedding import TransR
 from fusionrec.models.base import Batch, ForwardOut, HyperParameters, Model, ModelInputs
-from fusionrec.models.graph_ops import check_users, data_sized_buffers
+from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.models.similarity import ScoredByFinalVectors, Similarity, catalogue_out, finish
 from fusionrec.typed_config import NonNegativeFloat, PositiveInt, Range
 
 _GRAPH_BUFFERS = ("ckg_heads", "ckg_relations", "ckg_tails", "attention", "item_node")
@@ -41,7 +41,7 @@ class KGATParams(HyperParameters):
 
 
 @register
-class KGAT(Model):
+class KGAT(ScoredByFinalVectors, Model):
     """Nodes of the collaborative KG (:func:`~fusionrec.knowledge.kg.collaborative_graph`): entities (a linked item is
     its entity), one node per unlinked item, then users; edges: the KG triples (relation r -> r + 1) and
     user <-> item ``interact`` edges (relation 0). Per layer l, with attention A fixed within an epoch::
@@ -213,15 +213,3 @@ class KGAT(Model):
         rel = relations + 1  # CKG relation numbers: 0 is interact
         loss, reg = self.kg_model.loss_and_regularization(heads, rel, tails, neg_tails)
         return {"kg": loss, "kg_reg": self.params.reg_weight * reg}
-
-    # -- scoring ------------------------------------------------------------------------------------------------------
-    def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        """users (B,) -> (B, n_items); the propagation is computed once while in eval mode."""
-        check_users(users, self.n_users)
-        user_vecs, item_vecs = self.cached("propagated", self.final_vectors)
-        return user_vecs[users] @ item_vecs.T
-
-    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The propagated (n_users, D) and (n_items, D) vectors that :meth:`score_all` multiplies."""
-        user_vecs, item_vecs = self.cached("propagated", self.final_vectors)
-        return user_vecs.detach(), item_vecs.detach()

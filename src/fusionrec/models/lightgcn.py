@@ -11,10 +11,10 @@ from torch import nn
 from fusionrec.errors import FusionrecError
 from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, HyperParameters, Model, ModelInputs,
                                    checked_history)
-from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy, check_users,
+from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy,
                                         data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency)
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.models.similarity import ScoredByFinalVectors, Similarity, catalogue_out, finish
 from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveInt
 
 
@@ -27,7 +27,7 @@ class LightGCNParams(HyperParameters):
 
 
 @register
-class LightGCN(Model, HistoryReader):
+class LightGCN(ScoredByFinalVectors, Model, HistoryReader):
     """E^(l+1) = A_hat E^(l) over the nodes [users; items] with A_hat = D^-1/2 [[0, R], [R^T, 0]] D^-1/2;
     final E = mean(E^(0..L)); score(u, i) = <E_u, E_i>.
 
@@ -99,14 +99,3 @@ class LightGCN(Model, HistoryReader):
         """The propagated vectors as scored (unit length under ``cosine``)."""
         users, items = self.propagate()
         return finish(users, self.params.similarity), finish(items, self.params.similarity)
-
-    def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        """users (B,) -> (B, n_items); the propagation is computed once while in eval mode."""
-        check_users(users, self.n_users)
-        user_vecs, item_vecs = self.cached("propagated", self.final_vectors)
-        return user_vecs[users] @ item_vecs.T
-
-    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The propagated (n_users, D) and (n_items, D) vectors that :meth:`score_all` multiplies."""
-        user_vecs, item_vecs = self.cached("propagated", self.final_vectors)
-        return user_vecs.detach(), item_vecs.detach()

@@ -7,12 +7,13 @@ scores (training, ``score_all``, ``serving_vectors``), so serving's dot products
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
-from typing import Literal
-
 from fusionrec.models.base import ForwardOut, ScoreFactors
+from fusionrec.models.graph_ops import check_users
 
 Similarity = Literal["dot", "cosine"]  # the type of every model's ``similarity`` hyper-parameter
 
@@ -35,3 +36,20 @@ def catalogue_out(users: torch.Tensor, items: torch.Tensor, pos: torch.Tensor,
         return ForwardOut(scores.gather(1, pos.unsqueeze(1)).squeeze(1), scores, terms or {})
     neg = ScoreFactors(users, items.index_select(0, candidates))  # (B, C) scores, not formed
     return ForwardOut((users * items.index_select(0, pos)).sum(-1), neg, terms or {})
+
+
+class ScoredByFinalVectors:
+    """``score_all`` and ``serving_vectors`` of a dot-product model from its ``final_vectors()`` -> (users
+    (n_users, d), items (n_items, d)) as scored, computed once while in eval mode (recomputed in training). Listed
+    before :class:`~fusionrec.models.base.Model` among a model's bases, so these override Model's defaults."""
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """users (B,) -> (B, n_items)."""
+        check_users(users, self.n_users)
+        user_vecs, item_vecs = self.cached("final_vectors", self.final_vectors)
+        return user_vecs[users] @ item_vecs.T
+
+    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (n_users, d) and (n_items, d) vectors that :meth:`score_all` multiplies."""
+        user_vecs, item_vecs = self.cached("final_vectors", self.final_vectors)
+        return user_vecs.detach(), item_vecs.detach()

@@ -5,20 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from fusionrec.data.interactions import Interactions
 from fusionrec.data.knowledge_graph import KnowledgeGraph
 from fusionrec.errors import DataError
 from fusionrec.models.base import ModelInputs
+from fusionrec.util.sparse_ops import binary_csr
 
 
 def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: torch.Tensor | np.ndarray | None = None,
                  kg: KnowledgeGraph | None = None, *, item_text_mask: torch.Tensor | np.ndarray | None = None,
+                 social: sp.spmatrix | None = None,
                  log: Callable[[str], None] | None = None, progress: bool = False) -> ModelInputs:
     """``train``: the training interactions (any repeated pair counts once). ``item_text``: (n_items, d_text) frozen
     text vectors; ``item_text_mask``: bool (n_items,), False where an item has no text (default: all True).
     ``kg``: a knowledge graph whose ``item_entity`` covers the ``n_items`` items (grown if it covers fewer).
+    ``social``: a (n_users, n_users) user-user matrix (any stored value is an edge), made symmetric and 0/1.
     ``log``, ``progress``: where a model's ``prepare`` reports a long fit, and whether it may show a progress bar."""
     if train.n_users > n_users or train.n_items > n_items:
         raise DataError(f"training interactions have shape ({train.n_users}, {train.n_items}), larger than the "
@@ -50,5 +54,10 @@ def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: tor
             raise DataError(f"the knowledge graph links {kg.n_items} items but the catalogue has {n_items}", field="kg")
         if kg.n_items < n_items:
             kg = kg.resized(n_items)
+    if social is not None:
+        if social.shape != (n_users, n_users):
+            raise DataError(f"the social graph has shape {social.shape}, the users are {n_users}", field="social")
+        social = binary_csr(social + social.T)
+        social = binary_csr(social - sp.diags(social.diagonal()))  # no self-loops
     return ModelInputs(n_users=n_users, n_items=n_items, train=matrix, item_text=text, item_text_mask=mask, kg=kg,
-                       log=log, progress=progress)
+                       social=social, log=log, progress=progress)
