@@ -141,3 +141,18 @@ def test_parquet_tables_and_row_numbers(tmp_path):
     assert (err.value.line, err.value.field) == (2, "user_id")  # row 2
     with pytest.raises(DataError, match="the file has columns: user_id, item_id"):
         read_tables(inter_only("bad.parquet", rating="stars"), tmp_path)
+
+
+def test_a_social_table_becomes_the_datasets_social_graph(tmp_path):
+    write(tmp_path, "r.tsv", "user_id\titem_id\na\t1\nb\t2\nc\t1\n")
+    write(tmp_path, "friends.csv", "who,whom\na,b\nb,a\nc,ghost\n,a\n")
+    cfg = config_from_dict({"dataset": {"format": "table", "interactions": {"file": "r.tsv"},
+                                        "social": {"file": "friends.csv", "source": "who", "target": "whom"}}}).dataset
+    with pytest.raises(DataError) as err:  # line 5 has an empty source id
+        read_tables(cfg, tmp_path)
+    assert "friends.csv" in str(err.value) and (err.value.line, err.value.field) == (5, "who")
+    write(tmp_path, "friends.csv", "who,whom\na,b\nb,a\nc,ghost\n")
+    ds = read_tables(cfg, tmp_path)
+    assert ds.social.edges.tolist() == [[ds.users.index("a"), ds.users.index("b")],
+                                        [ds.users.index("b"), ds.users.index("a")]]
+    assert any("naming a user without interactions" in n for n in ds.notes)

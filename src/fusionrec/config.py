@@ -63,6 +63,16 @@ class LinkTable:
 
 
 @dataclass(frozen=True)
+class SocialTable:
+    """Who knows whom: one directed user -> user edge a row (a friendship may appear once or both ways)."""
+
+    file: str
+    source: str = "source_id"
+    target: str = "target_id"
+    sep: str | None = None
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     """``name`` is a fetchable dataset (``ml-100k``) or a label; ``path`` a directory of RecBole atomic files
     (``NAME.inter`` ...) or, with ``format: table``, the base directory the table files are relative to."""
@@ -74,6 +84,7 @@ class DatasetConfig:
     items: ItemTable | None = None
     kg: TripleTable | None = None
     links: LinkTable | None = None
+    social: SocialTable | None = None  # format: table; atomic folders read NAME.net
     duplicates: Literal["keep", "drop", "error"] = "keep"  # repeated (user, item) rows
     rating_threshold: float | None = None  # keep only rows with rating >= this as positives (None: all rows)
     unknown_links: Literal["skip", "error"] = "skip"  # links to items not in the catalogue: drop with a note, or fail

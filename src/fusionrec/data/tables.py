@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from fusionrec.config import DatasetConfig
-from fusionrec.data.build import RawInteractions, RawItems, RawLinks, RawTriples, build_dataset, parse_floats
+from fusionrec.data.build import (RawInteractions, RawItems, RawLinks, RawSocial, RawTriples, build_dataset,
+                                  parse_floats)
 from fusionrec.data.dataset import Dataset
 from fusionrec.errors import ConfigError, DataError
 
@@ -110,8 +111,8 @@ class Table:
 
 
 def read_tables(config: DatasetConfig, base_dir: str | Path) -> Dataset:
-    """The dataset described by ``config.interactions`` (required), ``config.items``, ``config.kg`` and
-    ``config.links``; relative file names are taken from ``base_dir``."""
+    """The dataset described by ``config.interactions`` (required), ``config.items``, ``config.kg``,
+    ``config.links`` and ``config.social``; relative file names are taken from ``base_dir``."""
     if config.interactions is None:
         raise ConfigError("format: table needs an interactions table (file and column names)",
                           key="dataset.interactions")
@@ -140,7 +141,12 @@ def read_tables(config: DatasetConfig, base_dir: str | Path) -> Dataset:
         c = config.links
         t = read_table(base / c.file, [c.item, c.entity], sep=c.sep)
         links = RawLinks(t.file, t.ids(c.item), t.ids(c.entity), t.lines, c.item, c.entity)
-    return build_dataset(config.name, inter, items=items, triples=triples, links=links,
+    social = None
+    if config.social is not None:
+        c = config.social
+        t = read_table(base / c.file, [c.source, c.target], sep=c.sep)
+        social = RawSocial(t.file, t.ids(c.source), t.ids(c.target), t.lines, (c.source, c.target))
+    return build_dataset(config.name, inter, items=items, triples=triples, links=links, social=social,
                          duplicates=config.duplicates, rating_threshold=config.rating_threshold,
                          unknown_links=config.unknown_links, source=str(base))
 
