@@ -10,6 +10,7 @@ values are checked, never executed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -74,6 +75,12 @@ def choice_problem(tp: Any, value: Any) -> str | None:
     return None
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """A class's resolved annotations, Annotated metadata kept: resolved once per class, not per instance."""
+    return typing.get_type_hints(cls, include_extras=True)
+
+
 class CheckedFields:
     """Mixin for config dataclasses: ``__post_init__`` checks every ``Annotated[..., Range]`` field and every
     ``Literal`` field, so an instance made in Python (not through :func:`build`) is held to the same ranges and
@@ -84,7 +91,7 @@ class CheckedFields:
     config_key: typing.ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        for name, tp in typing.get_type_hints(type(self), include_extras=True).items():
+        for name, tp in _field_types(type(self)).items():
             value = getattr(self, name, None)
             problem = range_problem(tp, value) or choice_problem(tp, value)
             if problem is not None:
