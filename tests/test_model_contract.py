@@ -456,7 +456,7 @@ def _trained_on(name: str, model_inputs, **params):
 @pytest.mark.parametrize("name", declaring(HistoryReader))
 def test_history_reader_scores_from_the_history_it_is_given(name, inputs):
     """use_history(train) leaves the scores as fitted; a history where user 0 also has group-1 items moves user
-    0's scores (and no one else's row changes in the untrained models)."""
+    0's scores."""
     model = trained(name, inputs)
     model.eval()
     with torch.no_grad():

@@ -272,15 +272,13 @@ def blame_overrides(file: str | Path | None, overrides: list[str] | None):
     try:
         yield
     except ConfigError as exc:
-        source = str(file) if file is not None else None
-        for item in reversed(overrides or []):
+        for item in reversed(overrides or []):  # the last override of a key is the one in force
             key = item.split("=", 1)[0].strip()
             if exc.key is not None and (exc.key == key or exc.key.startswith((key + ".", key + "["))):
-                source = f"--set {item}"
-                break
-        if source == exc.file or (exc.file is not None and source is None):
-            raise
-        raise ConfigError(exc.message, key=exc.key, file=source) from None
+                raise ConfigError(exc.message, key=exc.key, file=f"--set {item}") from None
+        if exc.file is None and file is not None:
+            raise ConfigError(exc.message, key=exc.key, file=str(file)) from None
+        raise
 
 
 def config_from_dict(data: dict) -> RunConfig:

@@ -66,9 +66,12 @@ def range_problem(tp: Any, value: Any) -> str | None:
 
 def choice_problem(tp: Any, value: Any) -> str | None:
     """Why ``value`` is not one of a ``Literal`` type's choices (also inside ``X | None``); None when it is."""
-    options = [tp] if typing.get_origin(tp) is Literal else \
-        [a for a in typing.get_args(tp) if typing.get_origin(a) is Literal] \
-        if typing.get_origin(tp) in (Union, types.UnionType) and value is not None else []
+    if typing.get_origin(tp) is Literal:
+        options = [tp]
+    elif typing.get_origin(tp) in (Union, types.UnionType) and value is not None:  # None is X | None's other arm
+        options = [a for a in typing.get_args(tp) if typing.get_origin(a) is Literal]
+    else:
+        return None
     choices = [c for option in options for c in typing.get_args(option)]
     if options and value not in choices:
         return f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}"

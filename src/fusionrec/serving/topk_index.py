@@ -17,14 +17,13 @@ ones), so an index can grow while serving.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.util.threads import heavy_work_threads
+from fusionrec.util.threads import heavy_work
 
 INDEX_KINDS = ("auto", "exact", "faiss-flat", "faiss-ivf", "faiss-hnsw")
 AUTO_EXACT_MAX_ITEMS = 100_000  # auto: exact up to this many items, HNSW above
@@ -249,17 +248,7 @@ def _as_rows(vectors) -> np.ndarray:
     return a
 
 
-@contextmanager
 def _faiss_threads(faiss):
     """FAISS's OpenMP threads raised to :func:`~fusionrec.util.threads.heavy_work_threads` for the block (the process
     may run torch on one thread), then back; a user's own thread choice is left alone."""
-    n = heavy_work_threads()
-    if n is None:
-        yield
-        return
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
+    return heavy_work(faiss.omp_get_max_threads, faiss.omp_set_num_threads)

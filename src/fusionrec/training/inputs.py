@@ -57,7 +57,7 @@ def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: tor
     if social is not None:
         if social.shape != (n_users, n_users):
             raise DataError(f"the social graph has shape {social.shape}, the users are {n_users}", field="social")
-        social = binary_csr(social + social.T)
-        social = binary_csr(social - sp.diags(social.diagonal()))  # no self-loops
+        either_way = sp.csr_matrix(social + social.T)
+        social = binary_csr(either_way - sp.diags(either_way.diagonal()))  # symmetric 0/1, no self-loops
     return ModelInputs(n_users=n_users, n_items=n_items, train=matrix, item_text=text, item_text_mask=mask, kg=kg,
                        social=social, log=log, progress=progress)

@@ -43,20 +43,28 @@ def heavy_work_threads() -> int | None:
 
 
 @contextmanager
-def all_cores():
-    """torch on :func:`heavy_work_threads` threads for the block, the chosen count again after."""
+def heavy_work(get_threads, set_threads):
+    """A thread pool (read by ``get_threads()``, set by ``set_threads(n)``: torch's, FAISS's OpenMP) raised to
+    :func:`heavy_work_threads` for the block, then set back; left alone when the user chose the count."""
     n = heavy_work_threads()
     if n is None:
         yield
         return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    before = get_threads()
+    set_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        set_threads(before)
+
+
+@contextmanager
+def all_cores():
+    """torch on :func:`heavy_work_threads` threads for the block, the chosen count again after."""
+    import torch
+
+    with heavy_work(torch.get_num_threads, torch.set_num_threads):
+        yield
 
 
 def torch_threads() -> int | None:
