@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from fusionrec.errors import FusionrecError
-from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, HyperParameters, Model, ModelInputs,
-                                   checked_history)
+from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy,
                                         data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency)
+from fusionrec.models.propagated import PropagatedEmbeddings
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import ScoredByFinalVectors, Similarity, catalogue_out, finish
+from fusionrec.models.similarity import Similarity
 from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveInt
 
 
@@ -27,7 +27,7 @@ class LightGCNParams(HyperParameters):
 
 
 @register
-class LightGCN(ScoredByFinalVectors, Model, HistoryReader):
+class LightGCN(PropagatedEmbeddings, Model, HistoryReader):
     """E^(l+1) = A_hat E^(l) over the nodes [users; items] with A_hat = D^-1/2 [[0, R], [R^T, 0]] D^-1/2;
     final E = mean(E^(0..L)); score(u, i) = <E_u, E_i>.
 
@@ -69,33 +69,3 @@ class LightGCN(ScoredByFinalVectors, Model, HistoryReader):
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (n_users, d) and (n_items, d) vectors: the mean over layers 0..n_layers."""
         return mean_over_layers(self._graph(), self.user_emb.weight, self.item_emb.weight, self.params.n_layers)
-
-    def forward(self, batch: Batch) -> ForwardOut:
-        """users, pos (B,), neg (B, n_neg) -> scores (B,), (B, n_neg) and 'reg' =
-        reg_weight * (|e_u|^2 + |e_pos|^2 + |e_neg|^2) / (2 B) over the layer-0 vectors of the batch."""
-        sim = self.params.similarity
-        users, items = self.propagate()
-        u = finish(users.index_select(0, batch.users), sim)  # (B, d)
-        pos = (u * finish(items.index_select(0, batch.pos), sim)).sum(-1)  # (B,)
-        neg_vecs = finish(items.index_select(0, batch.neg.reshape(-1)), sim).view(*batch.neg.shape, -1)
-        neg = (neg_vecs * u.unsqueeze(1)).sum(-1)  # (B, n_neg)
-        ego_items = self.item_emb.weight.index_select(0, torch.cat([batch.pos, batch.neg.reshape(-1)]))
-        ego = self.user_emb.weight.index_select(0, batch.users).square().sum() + ego_items.square().sum()
-        reg = self.params.reg_weight * ego / (2 * len(batch.users))
-        return ForwardOut(pos, neg, {"reg": reg})
-
-    def forward_catalogue(self, batch: Batch) -> ForwardOut:
-        """users, pos (B,) -> pos scores (B,), every item's scores (B, n_items) (or those (B, C) of
-        ``batch.candidates``) and 'reg' on the layer-0 vectors of the batch's users and positives."""
-        sim = self.params.similarity
-        users, items = self.propagate()
-        ego = (self.user_emb.weight.index_select(0, batch.users).square().sum()
-               + self.item_emb.weight.index_select(0, batch.pos).square().sum())
-        reg = self.params.reg_weight * ego / (2 * len(batch.users))
-        return catalogue_out(finish(users.index_select(0, batch.users), sim), finish(items, sim), batch.pos,
-                             {"reg": reg}, batch.candidates)
-
-    def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The propagated vectors as scored (unit length under ``cosine``)."""
-        users, items = self.propagate()
-        return finish(users, self.params.similarity), finish(items, self.params.similarity)

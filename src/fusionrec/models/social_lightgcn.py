@@ -19,12 +19,13 @@ import torch
 from torch import nn
 
 from fusionrec.errors import DataError, FusionrecError
-from fusionrec.models.base import Batch, ForwardOut, HyperParameters, Model, ModelInputs
+from fusionrec.models.base import HyperParameters, Model, ModelInputs
 from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, bipartite_spmm, buffers_from_scipy,
                                         data_sized_buffers, normalized_bipartite_adjacency,
                                         sparse_from_buffers)
+from fusionrec.models.propagated import PropagatedEmbeddings
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import ScoredByFinalVectors, Similarity, catalogue_out, finish
+from fusionrec.models.similarity import Similarity
 from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveInt, Range
 from fusionrec.util.sparse_ops import fixed_spmm
 
@@ -47,7 +48,7 @@ def normalized_social(friends: sp.spmatrix) -> sp.csr_matrix:
 
 
 @register
-class SocialLightGCN(ScoredByFinalVectors, Model):
+class SocialLightGCN(PropagatedEmbeddings, Model):
     """See the module docstring. Buffers (data-sized, restored by ``load_state_dict``): ``adj_indices`` /
     ``adj_values`` the normalised user-item graph, ``social_indices`` / ``social_values`` S, ``has_friends``
     (n_users,) bool."""
@@ -100,27 +101,3 @@ class SocialLightGCN(ScoredByFinalVectors, Model):
             users, items = (1 - b) * from_items + b * fixed_spmm(social, social, users), next_items  # S symmetric
             total_u, total_i = total_u + users, total_i + items
         return total_u / (self.params.n_layers + 1), total_i / (self.params.n_layers + 1)
-
-    def _reg(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        ego = self.user_emb.weight.index_select(0, users).square().sum() + \
-            self.item_emb.weight.index_select(0, items).square().sum()
-        return self.params.reg_weight * ego / (2 * len(users))
-
-    def forward(self, batch: Batch) -> ForwardOut:
-        sim = self.params.similarity
-        users, items = self.propagate()
-        u = finish(users.index_select(0, batch.users), sim)  # (B, d)
-        pos = (u * finish(items.index_select(0, batch.pos), sim)).sum(-1)
-        neg_vecs = finish(items.index_select(0, batch.neg.reshape(-1)), sim).view(*batch.neg.shape, -1)
-        neg = (neg_vecs * u.unsqueeze(1)).sum(-1)
-        return ForwardOut(pos, neg, {"reg": self._reg(batch.users, torch.cat([batch.pos, batch.neg.reshape(-1)]))})
-
-    def forward_catalogue(self, batch: Batch) -> ForwardOut:
-        sim = self.params.similarity
-        users, items = self.propagate()
-        return catalogue_out(finish(users.index_select(0, batch.users), sim), finish(items, sim), batch.pos,
-                             {"reg": self._reg(batch.users, batch.pos)}, batch.candidates)
-
-    def final_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        users, items = self.propagate()
-        return finish(users, self.params.similarity), finish(items, self.params.similarity)
