@@ -55,7 +55,8 @@ def checkerboard(seed: int = 0):
                for g in range(2) for u in range(g * GROUP_USERS, (g + 1) * GROUP_USERS) for k in (1, 2)]
     rows, cols = zip(*friends)
     social = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(N_USERS, N_USERS))
-    return build_inputs(N_USERS, N_ITEMS, train, item_text=text.astype(np.float32), kg=kg, social=social)
+    return build_inputs(N_USERS, N_ITEMS, train, item_text=text.astype(np.float32), kg=kg, social=social,
+                        sequences=True)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
@@ -150,6 +151,8 @@ def test_forward_shapes_and_finite_terms(name, inputs):
     model.prepare(inputs)
     model.train()
     batch = Batch(torch.tensor([0, 21, 5]), torch.tensor([0, 12, 3]), torch.tensor([[13, 14], [1, 2], [20, 22]]))
+    if isinstance(model, SequenceModel):  # its pairs are the window's slots after the first item: 0, 12, 3
+        batch = dataclasses.replace(batch, windows=torch.tensor([[-1, 5, 0, 12, 3]]))
     out = model(batch)
     assert out.pos.shape == (3,) and out.neg.shape == (3, 2)
     assert torch.isfinite(out.pos).all() and torch.isfinite(out.neg).all()
@@ -427,7 +430,8 @@ def test_ease_refuses_a_catalogue_it_cannot_invert():
 # -- declared capabilities: each one's contract, run for every registered model that declares it -------------------
 from fusionrec.models.base import HistoryReader  # noqa: E402
 from fusionrec.models.capabilities import (CAPABILITIES, ContentPlacer, KnowledgeEditable,  # noqa: E402
-                                           SourceReporter)
+                                           SequenceModel, SourceReporter)
+from fusionrec.data.user_sequences import UserSequences  # noqa: E402
 
 COLD_ITEM = 11  # the last item of group 0: every training interaction with it is removed in ``cold_inputs``
 
@@ -442,7 +446,7 @@ def cold_inputs(inputs):
     coo = inputs.train.tocoo()
     keep = coo.col != COLD_ITEM
     train = Interactions(coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64), N_USERS, N_ITEMS)
-    return build_inputs(N_USERS, N_ITEMS, train, item_text=inputs.item_text.numpy(), kg=inputs.kg)
+    return build_inputs(N_USERS, N_ITEMS, train, item_text=inputs.item_text.numpy(), kg=inputs.kg, sequences=True)
 
 
 def _trained_on(name: str, model_inputs, **params):
@@ -522,7 +526,35 @@ def test_knowledge_edits_take_effect_and_undo_exactly(name, cold_inputs):
     torch.testing.assert_close(restored, before)
 
 
+@pytest.mark.parametrize("name", declaring(SequenceModel))
+def test_sequence_model_scores_users_from_their_ordered_sequences(name, inputs):
+    """score_all reads the stored sequences through score_sequences; left padding changes nothing; the order of a
+    history matters; use_sequences with a longer sequence moves that user's scores; an empty history scores 0."""
+    model = trained(name, inputs)
+    model.eval()
+    stored = inputs.sequences
+    with torch.no_grad():
+        windows = torch.from_numpy(stored.last(np.arange(N_USERS), model.max_length))
+        torch.testing.assert_close(model.score_sequences(windows), model.score_all(ALL_USERS))
+        history = torch.from_numpy(stored.of(0))
+        padded = torch.cat([torch.full((3,), -1), history])[None]
+        torch.testing.assert_close(model.score_sequences(padded), model.score_sequences(history[None]))
+        reversed_order = model.score_sequences(history.flip(0)[None])
+        assert not torch.allclose(reversed_order, model.score_sequences(history[None]), atol=1e-5), \
+            "reversing the history left its scores unchanged: the order is not read"
+        assert torch.count_nonzero(model.score_sequences(torch.full((1, 4), -1))) == 0
+        longer = UserSequences(np.r_[0, stored.offsets[1:] + 3], np.r_[stored.of(0), [12, 13, 14],
+                                                                        stored.items[stored.offsets[1]:]], N_ITEMS)
+        before = model.score_all(ALL_USERS).clone()
+        model.use_sequences(longer)
+        after = model.score_all(ALL_USERS).clone()
+        model.use_sequences(stored)  # as fitted again, for the other tests of this module
+    assert not torch.allclose(after[0], before[0], atol=1e-5), "a longer sequence left the user's scores unchanged"
+    torch.testing.assert_close(after[1:], before[1:])
+
+
 CAPABILITY_TESTS = {
+    SequenceModel: test_sequence_model_scores_users_from_their_ordered_sequences,
     HistoryReader: test_history_reader_scores_from_the_history_it_is_given,
     ContentPlacer: test_content_placer_places_a_new_item_where_a_cold_item_with_the_same_content_is,
     SourceReporter: test_source_reporter_breaks_down_the_items_own_fused_score,

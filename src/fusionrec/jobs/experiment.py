@@ -18,11 +18,14 @@ from fusionrec.artifacts.knowledge import ArtifactKnowledge, item_display_names
 from fusionrec.artifacts import save_artifact
 from fusionrec.config import RunConfig, TextConfig
 from fusionrec.data.dataset import Dataset
+from fusionrec.data.interactions import Interactions
 from fusionrec.data.loading import load_dataset
 from fusionrec.data.splits import Split, check_test_history, make_split, thin_interactions
+from fusionrec.data.user_sequences import UserSequences
 from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import HistoryReader, Model, ModelInputs
+from fusionrec.models.capabilities import SequenceModel
 from fusionrec.models.registry import get_model_class
 from fusionrec.util.provenance import machine, package_versions, peak_rss_mb
 from fusionrec.training.checkpoint import Checkpoint, run_fingerprint
@@ -116,7 +119,8 @@ def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None)
         log(f"social: {dataset.social.n_edges} edges, {dataset.social.users_with_friends()} of {dataset.n_users} "
             "users with friends")
     return build_inputs(dataset.n_users, dataset.n_items, prepared.split.train, item_text=text, kg=kg,
-                        item_text_mask=mask, social=social, log=log, progress=cfg.training.progress)
+                        item_text_mask=mask, social=social, sequences="sequences" in needed, log=log,
+                        progress=cfg.training.progress)
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | None = None, log=None,
@@ -261,15 +265,18 @@ def with_model(cfg: RunConfig, name: str, model_cfg: RunConfig | None = None) ->
 
 def use_test_history(model: Model, split: Split, log=None) -> bool:
     """With ``split.test_history: train_valid``, hands a :class:`HistoryReader` model the train + valid histories
-    to score the test (and to keep in its artifact); returns whether the model reads them. Other models keep what
+    (a :class:`SequenceModel` the ordered train + valid sequences) to score the test (and to keep in its artifact); returns whether the model reads them. Other models keep what
     they fitted on train."""
     log = log or _stderr
     if split.test_history != "train_valid":
         return False
-    if not isinstance(model, HistoryReader):
+    if isinstance(model, SequenceModel):
+        model.use_sequences(UserSequences.from_interactions(Interactions.concat([split.train, split.valid])))
+    elif isinstance(model, HistoryReader):
+        model.use_history(split.history("test"))
+    else:
         log(f"test history: {model.name} scores from its trained parameters; train + valid items are excluded")
         return False
-    model.use_history(split.history("test"))
     model.eval()
     log(f"test history: {model.name} scores the test from train + valid ({len(split.valid)} valid interactions)")
     return True

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from fusionrec.data.user_sequences import UserSequences
 from fusionrec.typed_config import CheckedFields
 from fusionrec.util.sparse_ops import binary_csr
 
@@ -33,6 +34,7 @@ class ModelInputs:
     ``item_text``: frozen text embeddings, shape (n_items, d_text), or None; ``item_text_mask``: bool (n_items,),
     False where an item has no text. ``kg``: a :class:`fusionrec.data.KnowledgeGraph` or None. ``social``: the
     users' social graph as a symmetric 0/1 CSR (n_users, n_users) (a friendship read either way), or None.
+    ``sequences``: each user's training items in the order they happened, or None (given to sequence models).
     ``log``: where :meth:`Model.prepare` reports a long fit (sizes, memory and time estimates), one line per call;
     None: the ``fusionrec.models`` logger at INFO. ``progress``: whether a long ``prepare`` may show a progress bar
     (tqdm on stderr)."""
@@ -44,6 +46,7 @@ class ModelInputs:
     item_text_mask: torch.Tensor | None = None
     kg: Any = None
     social: sp.csr_matrix | None = None
+    sequences: UserSequences | None = None
     log: Callable[[str], None] | None = None
     progress: bool = False
 
@@ -59,12 +62,26 @@ class ModelInputs:
 class Batch:
     """One training batch. ``users``, ``pos``: LongTensor (B,); ``neg``: LongTensor (B, n_neg). ``candidates``:
     LongTensor (C,) or None, the items :meth:`Model.forward_catalogue` scores for every user of the batch (the
-    sampled softmax's shared candidate set); None: every item."""
+    sampled softmax's shared candidate set); None: every item.
+
+    ``windows``: for a sequence model (:class:`fusionrec.models.capabilities.SequenceModel`), LongTensor (R, L + 1)
+    of R windows of users' ordered training items, right-aligned, -1 on the left; else None. Its B training pairs
+    are the slots :func:`window_targets` picks, in row-major order: ``pos`` holds their items and ``users`` their
+    users, so a model scores position t's hidden state against ``pos``."""
 
     users: torch.Tensor
     pos: torch.Tensor
     neg: torch.Tensor
     candidates: torch.Tensor | None = None
+    windows: torch.Tensor | None = None
+
+
+def window_targets(windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(inputs (R, L), mask (R, L) bool, targets (B,))`` of windows (R, L + 1): the input at position t is the
+    window's item t, its target item t + 1; a slot is a training pair when both are items (not -1)."""
+    inputs, following = windows[:, :-1], windows[:, 1:]
+    mask = (inputs >= 0) & (following >= 0)
+    return inputs, mask, following[mask]
 
 
 @dataclass(frozen=True)

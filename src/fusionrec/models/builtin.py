@@ -11,3 +11,5 @@ from fusionrec.models import kgat  # noqa: F401
 from fusionrec.models import ease  # noqa: F401
 from fusionrec.models import sparse_ease  # noqa: F401
 from fusionrec.models import social_lightgcn  # noqa: F401
+from fusionrec.models import sasrec  # noqa: F401
+from fusionrec.models import fusionrec_seq  # noqa: F401

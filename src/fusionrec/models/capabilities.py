@@ -13,6 +13,7 @@ import abc
 
 import torch
 
+from fusionrec.data.user_sequences import UserSequences
 from fusionrec.models.base import HistoryReader
 
 
@@ -60,4 +61,30 @@ class KnowledgeEditable(abc.ABC):
         ignored); cached vectors are dropped."""
 
 
-CAPABILITIES: tuple[type, ...] = (HistoryReader, ContentPlacer, SourceReporter, KnowledgeEditable)
+class SequenceModel(abc.ABC):
+    """A model that reads each user's history IN ORDER. The trainer feeds it windows of the users' training sequences
+    (``Batch.windows``, one training pair per item that follows another); it scores a user from the last
+    :attr:`max_length` items they did, kept as buffers (so an artifact holds them) and replaced by
+    :meth:`use_sequences`; :meth:`score_sequences` scores any ordered histories (evaluation and serving)."""
+
+    @property
+    @abc.abstractmethod
+    def max_length(self) -> int:
+        """How many of a user's most recent items the model reads."""
+
+    @abc.abstractmethod
+    def stored_sequences(self) -> UserSequences:
+        """The users' ordered histories the model scores them from now."""
+
+    @abc.abstractmethod
+    def use_sequences(self, sequences: UserSequences) -> None:
+        """Score users from now on from ``sequences`` (the leave-one-out test reads train + valid); nothing is
+        refitted."""
+
+    @abc.abstractmethod
+    def score_sequences(self, windows: torch.Tensor) -> torch.Tensor:
+        """Scores of every item after each ordered history: ``windows`` LongTensor (B, L) of item indices,
+        right-aligned, -1 on the left (any L; the last :attr:`max_length` are read) -> FloatTensor (B, n_items)."""
+
+
+CAPABILITIES: tuple[type, ...] = (HistoryReader, ContentPlacer, SourceReporter, KnowledgeEditable, SequenceModel)

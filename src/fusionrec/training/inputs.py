@@ -10,6 +10,7 @@ import torch
 
 from fusionrec.data.interactions import Interactions
 from fusionrec.data.knowledge_graph import KnowledgeGraph
+from fusionrec.data.user_sequences import UserSequences
 from fusionrec.errors import DataError
 from fusionrec.models.base import ModelInputs
 from fusionrec.util.sparse_ops import binary_csr
@@ -17,12 +18,13 @@ from fusionrec.util.sparse_ops import binary_csr
 
 def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: torch.Tensor | np.ndarray | None = None,
                  kg: KnowledgeGraph | None = None, *, item_text_mask: torch.Tensor | np.ndarray | None = None,
-                 social: sp.spmatrix | None = None,
+                 social: sp.spmatrix | None = None, sequences: bool = False,
                  log: Callable[[str], None] | None = None, progress: bool = False) -> ModelInputs:
     """``train``: the training interactions (any repeated pair counts once). ``item_text``: (n_items, d_text) frozen
     text vectors; ``item_text_mask``: bool (n_items,), False where an item has no text (default: all True).
     ``kg``: a knowledge graph whose ``item_entity`` covers the ``n_items`` items (grown if it covers fewer).
     ``social``: a (n_users, n_users) user-user matrix (any stored value is an edge), made symmetric and 0/1.
+    ``sequences``: also give each user's training items in order (by timestamp; a sequence model's input).
     ``log``, ``progress``: where a model's ``prepare`` reports a long fit, and whether it may show a progress bar."""
     if train.n_users > n_users or train.n_items > n_items:
         raise DataError(f"training interactions have shape ({train.n_users}, {train.n_items}), larger than the "
@@ -59,5 +61,6 @@ def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: tor
             raise DataError(f"the social graph has shape {social.shape}, the users are {n_users}", field="social")
         either_way = sp.csr_matrix(social + social.T)
         social = binary_csr(either_way - sp.diags(either_way.diagonal()))  # symmetric 0/1, no self-loops
+    ordered = UserSequences.from_interactions(train) if sequences else None
     return ModelInputs(n_users=n_users, n_items=n_items, train=matrix, item_text=text, item_text_mask=mask, kg=kg,
-                       social=social, log=log, progress=progress)
+                       social=social, sequences=ordered, log=log, progress=progress)

@@ -19,7 +19,9 @@ import torch
 
 from fusionrec.config import TrainingConfig
 from fusionrec.errors import ConfigError, DataError, FusionrecError
-from fusionrec.models.base import Batch, Model, ModelInputs
+from fusionrec.models.base import Model, ModelInputs
+from fusionrec.models.capabilities import SequenceModel
+from fusionrec.training.batch_sources import PairBatches, WindowBatches, n_pairs
 from fusionrec.training.checkpoint import CheckpointSink, TrainState, resume_training, training_state
 from fusionrec.training.early_stopping import EarlyStopping
 from fusionrec.training.interrupt import StopRequest, stop_on_signals
@@ -117,21 +119,24 @@ class Trainer:
         train = inputs.train.tocsr()
         if train.nnz == 0:
             raise DataError("there are no training interactions to learn from", field="train")
-        cfg = self._plan(model.n_items, train.nnz)
-        users = torch.from_numpy(np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr)))
-        items = torch.from_numpy(train.indices.astype(np.int64))
+        sequential = isinstance(model, SequenceModel)
+        if sequential and inputs.sequences is None:
+            raise DataError(f"{model.name} reads each user's ordered history, but the inputs carry no sequences",
+                            field="sequences")
+        cfg = self._plan(model.n_items, n_pairs(inputs.sequences) if sequential else train.nnz)
         # neg_pool "trained": an item without training interactions (a cold item, unknown at training time) is never
         # drawn as a negative, so training cannot learn that exactly those items are never liked.
         pool = np.flatnonzero(np.bincount(train.indices, minlength=train.shape[1])) if cfg.neg_pool == "trained" \
             else None
         # catalogue losses score every item: nothing to sample; the sampled softmax draws one candidate set per step
-        if cfg.loss in CATALOGUE_LOSSES:
-            sampler = None
-        elif cfg.loss in SHARED_CANDIDATE_LOSSES:
-            sampler = CandidateSampler(train, cfg.in_batch_negatives, cfg.neg_samples, cfg.neg_distribution,
-                                       generator, pool=pool)
-        else:
+        sampler = candidates = None
+        if cfg.loss in SHARED_CANDIDATE_LOSSES:
+            candidates = CandidateSampler(train, cfg.in_batch_negatives, cfg.neg_samples, cfg.neg_distribution,
+                                          generator, pool=pool)
+        elif cfg.loss not in CATALOGUE_LOSSES:
             sampler = NegativeSampler(train, generator, pool=pool)
+        source = WindowBatches(inputs.sequences, model.max_length, cfg.batch_size, sampler, cfg.neg_samples) \
+            if sequential else PairBatches(train, cfg.batch_size, sampler, cfg.neg_samples)
         # the full softmax's candidates outside the pool get a score of -inf: no probability, no gradient
         outside_pool = None
         if pool is not None and cfg.loss in CATALOGUE_LOSSES:
@@ -157,7 +162,7 @@ class Trainer:
                 break
             t0 = self.clock()
             joint = kg_batches if cfg.kg_mode == "joint" else None
-            losses, out_of_time = self._epoch(model, optimizer, sampler, users, items, generator, epoch, started,
+            losses, out_of_time = self._epoch(model, optimizer, source, candidates, generator, epoch, started,
                                               joint, outside_pool)
             if kg_batches is not None and cfg.kg_mode == "alternating" and not out_of_time:
                 kg_losses, out_of_time = self._kg_epoch(model, optimizer, kg_batches, epoch, started)
@@ -198,40 +203,34 @@ class Trainer:
             epochs_run=len(history), stopped_by=stopped_by, history=history,
             epoch_seconds=[h.train_s for h in history], fit_seconds=self.clock() - started, **self._plan_record())
 
-    def _epoch(self, model: Model, optimizer: torch.optim.Optimizer,
-               sampler: NegativeSampler | CandidateSampler | None,
-               users: torch.Tensor, items: torch.Tensor, generator: torch.Generator, epoch: int, started: float,
+    def _epoch(self, model: Model, optimizer: torch.optim.Optimizer, source: PairBatches | WindowBatches,
+               candidates: CandidateSampler | None, generator: torch.Generator, epoch: int, started: float,
                kg_batches: TripleBatches | None = None,
                outside_pool: torch.Tensor | None = None) -> tuple[dict[str, float], bool]:
-        """One pass over the shuffled training pairs; returns the mean of each loss and whether time ran out.
-        ``sampler`` None: a catalogue loss, scored on every item through ``model.forward_catalogue``; a
-        :class:`CandidateSampler`: the sampled softmax, each batch scored on its shared candidate set (also through
-        ``forward_catalogue``, with ``Batch.candidates``). With ``kg_batches`` (joint KG training) each step also
-        adds ``kg_alpha`` x the model's KG terms on the next batch of triples."""
+        """One pass over the shuffled training pairs of ``source``; returns the mean of each loss and whether time ran
+        out. Batches without negatives are scored through ``model.forward_catalogue``: on every item (a catalogue
+        loss) or, with ``candidates`` (the sampled softmax), on each batch's shared candidate set
+        (``Batch.candidates``). With ``kg_batches`` (joint KG training) each step also adds ``kg_alpha`` x the
+        model's KG terms on the next batch of triples."""
         cfg = self._run_cfg
-        order = torch.randperm(len(users), generator=generator)
-        ep_users, ep_items = users.index_select(0, order), items.index_select(0, order)
-        catalogue = sampler is None  # every item is a negative
-        shared = isinstance(sampler, CandidateSampler)  # one sampled candidate set per batch
-        ep_neg = torch.zeros(len(ep_users), 0, dtype=torch.long) if catalogue or shared \
-            else sampler.sample(ep_users, cfg.neg_samples)  # (n, neg_samples), the whole epoch at once
+        catalogue = cfg.loss in CATALOGUE_LOSSES  # every item is a negative
+        shared = candidates is not None  # one sampled candidate set per batch
         n_scores = model.n_items if catalogue else cfg.neg_samples
         logged: dict[str, tuple[list[torch.Tensor], list[int]]] = {}  # per-batch values and sizes, reduced at the end
         out_of_time = False
-        for batch_no, lo in enumerate(range(0, len(ep_users), cfg.batch_size), 1):
-            hi = lo + cfg.batch_size
-            candidates = log_count = None
+        for batch_no, batch in enumerate(source.epoch(generator), 1):
+            log_count = None
             if shared:
-                candidates, log_count = sampler.draw(ep_items[lo:hi])  # (C,), (C,)
-                n_scores = len(candidates)
-            batch = Batch(ep_users[lo:hi], ep_items[lo:hi], ep_neg[lo:hi], candidates)
+                drawn, log_count = candidates.draw(batch.pos)  # (C,), (C,)
+                batch = dataclasses.replace(batch, candidates=drawn)
+                n_scores = len(drawn)
             size = len(batch.users)
             out = model.forward_catalogue(batch) if catalogue or shared else model(batch)
             if out.pos.shape != (size,) or out.neg.shape != (size, n_scores):
                 raise FusionrecError(f"{model.name}.forward returned scores of shapes {tuple(out.pos.shape)} and "
                                      f"{tuple(out.neg.shape)}; expected ({size},) and ({size}, {n_scores})")
             if shared:  # accidental hits: a candidate that is the row's own positive is left out of its softmax
-                hits = accidental_hits(candidates, batch.pos)
+                hits = accidental_hits(batch.candidates, batch.pos)
                 rec = sampled_softmax_loss(out.pos, out.neg, log_count, hits, cfg.temperature)
             else:
                 neg = out.neg if outside_pool is None else out.neg.masked_fill(outside_pool, float("-inf"))

@@ -1,0 +1,143 @@
+"""FusionRec-Seq: SASRec's causal encoder over the user's ordered items, each item a fusion of the sources FusionRec
+reads: its id vector (``cf``), its frozen language-model text through UniSRec's mixture-of-experts adapter
+(``text``) and its linked knowledge-graph entity (``kg``).
+
+The same fused item vectors are the encoder's input and what it scores against. A source an item lacks is masked in
+the fusion (an item without training interactions has no id source; one without text no text source). With
+``use_id: false`` every item vector comes from content alone, so the model recommends (and reads in a history) items
+never seen in training: the inductive setting of UniSRec's text-only model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from fusionrec.errors import ConfigError, FusionrecError
+from fusionrec.fusion import make_fusion
+from fusionrec.models.base import HyperParameters, Model, ModelInputs
+from fusionrec.models.capabilities import SequenceModel
+from fusionrec.models.graph_ops import data_sized_buffers
+from fusionrec.models.registry import register
+from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring
+from fusionrec.models.similarity import Similarity
+from fusionrec.models.text_adapter import MoEAdapter
+from fusionrec.typed_config import PositiveInt, Range
+
+
+@dataclass(frozen=True)
+class FusionRecSeqParams(HyperParameters):
+    embedding_size: PositiveInt = 64  # d, item and hidden width; 32..256, a multiple of n_heads
+    n_layers: PositiveInt = 2  # self-attention blocks; 1..4
+    n_heads: PositiveInt = 2  # attention heads per block; 1..8
+    max_length: PositiveInt = 50  # most recent items read; 20..200
+    dropout: Annotated[float, Range(0.0, 0.9)] = 0.3  # on inputs, attention and blocks; 0.1..0.5
+    use_id: bool = True  # the id source (false: content only, inductive)
+    use_text: bool = True  # the text source (needs a text: section)
+    use_kg: bool = False  # the linked entity's vector (needs a knowledge graph)
+    fusion: Literal["concat", "gate", "attention"] = "gate"  # how the sources become one item vector
+    n_experts: PositiveInt = 8  # the text adapter's whitening experts; 1..16
+    adapter_dropout: Annotated[float, Range(0.0, 0.9)] = 0.2  # on the frozen text vectors; 0..0.5
+    similarity: Similarity = "dot"  # cosine: with training.temperature, UniSRec's set-up (0.07)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.embedding_size % self.n_heads:
+            raise ConfigError(f"embedding_size {self.embedding_size} must be a multiple of n_heads {self.n_heads}",
+                              key=self.key_of("embedding_size"))
+        if not (self.use_id or self.use_text or self.use_kg):
+            raise ConfigError("at least one of use_id, use_text, use_kg must be true", key=self.key_of("use_id"))
+
+
+@register
+class FusionRecSeq(SequenceScoring, Model, SequenceModel):
+    """score(history, i) = <h_t, v_i>, v_i = fuse(id_i, adapter(text_i), entity_i) over the sources item i has."""
+
+    name = "fusionrec-seq"
+    Params = FusionRecSeqParams
+    mixed_sources_in = "one item vector that the history's encoder also reads"
+
+    @classmethod
+    def required_inputs(cls, params) -> set[str]:
+        params = params or FusionRecSeqParams()
+        return {"sequences"} | ({"text"} if params.use_text else set()) | ({"kg"} if params.use_kg else set())
+
+    @classmethod
+    def from_inputs(cls, inputs: ModelInputs, params: FusionRecSeqParams | None = None) -> "FusionRecSeq":
+        params = params or FusionRecSeqParams()
+        text_dim = int(inputs.item_text.shape[1]) if params.use_text and inputs.item_text is not None else 0
+        n_entities = inputs.kg.n_entities if params.use_kg and inputs.kg is not None else 0
+        return cls(inputs.n_users, inputs.n_items, params, text_dim=text_dim, n_entities=n_entities)
+
+    def __init__(self, n_users: int, n_items: int, params: FusionRecSeqParams | None = None, text_dim: int = 0,
+                 n_entities: int = 0):
+        super().__init__(n_users, n_items, params)
+        p = self.params
+        d = p.embedding_size
+        self.text_dim, self.n_entities, self.similarity = int(text_dim), int(n_entities), p.similarity
+        self.sources = [s for s, on in (("cf", p.use_id), ("text", p.use_text), ("kg", p.use_kg)) if on]
+        if p.use_text and not self.text_dim:
+            raise FusionrecError("fusionrec-seq with use_text needs item text vectors (a text: section)")
+        if p.use_kg and not self.n_entities:
+            raise FusionrecError("fusionrec-seq with use_kg needs a knowledge graph")
+        self.item_emb = nn.Embedding(self.n_items, d) if p.use_id else None
+        self.adapter = MoEAdapter(self.text_dim, d, p.n_experts, p.adapter_dropout) if p.use_text else None
+        self.entity_emb = nn.Embedding(self.n_entities, d) if p.use_kg else None
+        for table in (self.item_emb, self.entity_emb):
+            if table is not None:
+                nn.init.normal_(table.weight, std=0.02)
+        self.fusion = make_fusion(p.fusion, len(self.sources), d)
+        self.encoder = CausalEncoder(d, p.max_length, p.n_layers, p.n_heads, p.dropout)
+        self.register_buffer("item_text", torch.zeros(0, self.text_dim))
+        self.register_buffer("text_mask", torch.zeros(0, dtype=torch.bool))
+        self.register_buffer("trained_items", torch.zeros(0, dtype=torch.bool))
+        self.register_buffer("item_entity", torch.zeros(0, dtype=torch.long))
+        data_sized_buffers(self, ("item_text", "text_mask", "trained_items", "item_entity"))
+        self.init_sequences()
+
+    def init_args(self) -> dict:
+        return {**super().init_args(), "text_dim": self.text_dim, "n_entities": self.n_entities}
+
+    def prepare(self, inputs: ModelInputs) -> None:
+        super().prepare(inputs)
+        self.trained_items = torch.from_numpy(np.asarray(inputs.train.sum(axis=0)).ravel() > 0)
+        if self.adapter is not None:
+            if inputs.item_text is None or inputs.item_text.shape[1] != self.text_dim:
+                raise FusionrecError(f"fusionrec-seq was built for {self.text_dim}-d item text; the inputs have "
+                                     f"{None if inputs.item_text is None else inputs.item_text.shape[1]}")
+            self.item_text, self.text_mask = inputs.item_text.float(), inputs.item_text_mask.bool()
+        if self.entity_emb is not None:
+            if inputs.kg is None:
+                raise FusionrecError("fusionrec-seq with use_kg needs a knowledge graph in its inputs")
+            self.item_entity = inputs.kg.item_entity.long()
+        self._cache.clear()
+
+    def item_table(self) -> torch.Tensor:
+        if self.trained_items.numel() != self.n_items:
+            raise FusionrecError("fusionrec-seq has no item sources yet: call prepare(inputs) or load a state dict")
+        cf = self.item_emb.weight if self.item_emb is not None else None
+        entities = self.item_entity if self.entity_emb is not None else None
+        return self._fuse(cf, self.trained_items, self.item_text, self.text_mask, entities)
+
+    def _fuse(self, cf: torch.Tensor | None, cf_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+              entities: torch.Tensor | None) -> torch.Tensor:
+        """(N, d) fused vectors from each present source: id vectors (N, d) or None, text (N, text_dim), the linked
+        entity (N,) (-1: none)."""
+        vectors, masks = [], []
+        if self.item_emb is not None:
+            vectors.append(cf)
+            masks.append(cf_mask)
+        if self.adapter is not None:
+            vectors.append(self.adapter(text))
+            masks.append(text_mask)
+        if self.entity_emb is not None:
+            linked = entities >= 0
+            vectors.append(self.entity_emb(entities.clamp_min(0)) * linked.unsqueeze(-1))
+            masks.append(linked)
+        mask = torch.stack(masks, 1)
+        fused = self.fusion(torch.stack(vectors, 1), mask).vectors
+        return fused * mask.any(1, keepdim=True)  # an item with no source scores 0

@@ -1,0 +1,179 @@
+"""What every sequence model shares: a causal self-attention encoder over a user's ordered items (SASRec's, Kang and
+McAuley, ICDM 2018, with pre-layer-norm blocks), and the scoring that reads a user's last items.
+
+A model built on :class:`SequenceScoring` supplies only its item vectors (:meth:`SequenceScoring.item_table`): the
+same vectors are the encoder's input and the output it scores against (tied), so where they come from (an id
+table, text through an adapter, a fusion of sources) is the one thing two sequence models differ in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusionrec.data.user_sequences import UserSequences
+from fusionrec.errors import FusionrecError
+from fusionrec.models.base import Batch, ForwardOut, ModelInputs, window_targets
+from fusionrec.models.graph_ops import check_users, data_sized_buffers
+from fusionrec.models.similarity import catalogue_out, finish
+
+
+class _Block(nn.Module):
+    """x + attention(LN(x)), then x + feed-forward(LN(x)); attention restricted by a boolean mask."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.norm_attention, self.norm_ff = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """x (R, L, d), allowed (R, 1, L, L) bool: query i may read key j -> (R, L, d)."""
+        r, length, d = x.shape
+        q, k, v = self.qkv(self.norm_attention(x)).view(r, length, 3, self.n_heads, d // self.n_heads) \
+            .permute(2, 0, 3, 1, 4)  # each (R, heads, L, d / heads)
+        read = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                              dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.out(read.transpose(1, 2).reshape(r, length, d)))
+        return x + self.drop(self.ff(self.norm_ff(x)))
+
+
+class CausalEncoder(nn.Module):
+    """Hidden state of every position of right-aligned item sequences: position t reads items 0..t only.
+
+    Positions are counted back from the newest item (its position embedding is ``max_length - 1``), so a window cut
+    to a batch's longest history and a full ``max_length`` window get the same states."""
+
+    def __init__(self, d: int, max_length: int, n_layers: int, n_heads: int, dropout: float):
+        super().__init__()
+        if d % n_heads:
+            raise ValueError(f"embedding_size {d} must be a multiple of n_heads {n_heads}")
+        self.max_length = max_length
+        self.positions = nn.Embedding(max_length, d)
+        self.blocks = nn.ModuleList(_Block(d, n_heads, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        nn.init.normal_(self.positions.weight, std=0.02)
+
+    def forward(self, vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """vectors (R, L, d) of the items, present (R, L) bool (False: an empty slot), L <= max_length ->
+        hidden states (R, L, d)."""
+        length = vectors.shape[1]
+        x = self.drop(vectors + self.positions.weight[self.max_length - length:])
+        causal = torch.ones(length, length, dtype=torch.bool).tril()
+        # a query reads earlier items that are present, and always itself (so an empty slot's row is never empty)
+        allowed = (causal & present[:, None, :]) | torch.eye(length, dtype=torch.bool)
+        allowed = allowed[:, None]  # (R, 1, L, L), the same for every head
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.norm(x)
+
+
+class SequenceScoring:
+    """The :class:`~fusionrec.models.capabilities.SequenceModel` half of a sequence model: training on
+    ``Batch.windows``, scoring from stored sequences (buffers ``seq_offsets``, ``seq_items``) and from any ordered
+    histories. Listed before :class:`~fusionrec.models.base.Model` among the bases; the subclass builds
+    ``self.encoder`` (a :class:`CausalEncoder`), calls :meth:`init_sequences` in its constructor and implements
+    :meth:`item_table`."""
+
+    encoder: CausalEncoder
+    similarity: str = "dot"  # or "cosine": states and item vectors L2-normalised wherever they are scored
+
+    def init_sequences(self) -> None:
+        self.register_buffer("seq_offsets", torch.zeros(1, dtype=torch.long))
+        self.register_buffer("seq_items", torch.zeros(0, dtype=torch.long))
+        data_sized_buffers(self, ("seq_offsets", "seq_items"))
+
+    def item_table(self) -> torch.Tensor:
+        """Every item's vector (n_items, d), as read and as scored."""
+        raise NotImplementedError
+
+    def extra_terms(self) -> dict[str, torch.Tensor]:
+        """Loss terms beside the recommendation loss (none by default)."""
+        return {}
+
+    @property
+    def max_length(self) -> int:
+        return self.encoder.max_length
+
+    # -- data -----------------------------------------------------------------------------------------------------
+    def prepare(self, inputs: ModelInputs) -> None:
+        if inputs.sequences is None:
+            raise FusionrecError(f"{self.name} reads each user's ordered history: the inputs carry no sequences")
+        self.use_sequences(inputs.sequences)
+
+    def use_sequences(self, sequences: UserSequences) -> None:
+        if sequences.n_users != self.n_users or sequences.n_items > self.n_items:
+            raise ValueError(f"sequences cover {sequences.n_users} users and {sequences.n_items} items; the model "
+                             f"has {self.n_users} and {self.n_items}")
+        self.seq_offsets = torch.from_numpy(np.ascontiguousarray(sequences.offsets, dtype=np.int64))
+        self.seq_items = torch.from_numpy(np.ascontiguousarray(sequences.items, dtype=np.int64))
+        self._cache.clear()
+
+    def stored_sequences(self) -> UserSequences:
+        if "sequences" not in self._cache:  # the buffers never change with the weights: kept in train mode too
+            self._cache["sequences"] = UserSequences(self.seq_offsets.numpy(), self.seq_items.numpy(), self.n_items)
+        return self._cache["sequences"]
+
+    # -- encoding -------------------------------------------------------------------------------------------------
+    def _encode(self, inputs: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Hidden states (R, L', d) of right-aligned inputs (R, L) (-1: empty), cut to the last
+        min(L, max_length) columns and then to the longest history among the rows."""
+        inputs = inputs[:, -self.max_length:]
+        present = inputs >= 0
+        longest = int(present.sum(1).max()) if len(inputs) else 0
+        inputs, present = inputs[:, inputs.shape[1] - max(longest, 1):], present[:, present.shape[1] - max(longest, 1):]
+        vectors = items.index_select(0, inputs.clamp_min(0).reshape(-1)).view(*inputs.shape, -1)
+        vectors = vectors * present.unsqueeze(-1)
+        return self.encoder(vectors, present)
+
+    def _training_states(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
+        """(B, d): the hidden state before each of the batch's training pairs."""
+        if batch.windows is None:
+            raise FusionrecError(f"{self.name} is trained on windows of ordered histories (Batch.windows)")
+        inputs, mask, _ = window_targets(batch.windows)
+        hidden = self._encode(inputs, items)
+        return hidden[mask[:, mask.shape[1] - hidden.shape[1]:]]
+
+    # -- training -------------------------------------------------------------------------------------------------
+    def _scored_items(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the item table as read, the item table as scored)."""
+        items = self.item_table()
+        return items, finish(items, self.similarity)
+
+    def forward(self, batch: Batch) -> ForwardOut:
+        read, items = self._scored_items()
+        states = finish(self._training_states(batch, read), self.similarity)  # (B, d)
+        pos = (states * items.index_select(0, batch.pos)).sum(-1)
+        neg = torch.einsum("bd,bkd->bk", states, items[batch.neg])
+        return ForwardOut(pos, neg, self.extra_terms())
+
+    def forward_catalogue(self, batch: Batch) -> ForwardOut:
+        read, items = self._scored_items()
+        return catalogue_out(finish(self._training_states(batch, read), self.similarity), items, batch.pos,
+                             self.extra_terms(), batch.candidates)
+
+    # -- scoring --------------------------------------------------------------------------------------------------
+    def score_sequences(self, windows: torch.Tensor) -> torch.Tensor:
+        windows = torch.as_tensor(windows, dtype=torch.long)
+        if windows.dim() != 2:
+            raise ValueError(f"windows must have shape (B, L), got {tuple(windows.shape)}")
+        if windows.numel() and int(windows.max()) >= self.n_items:
+            raise IndexError(f"item index {int(windows.max())} is out of range: the model knows items "
+                             f"0..{self.n_items - 1}")
+        read, items = self.cached("item_table", self._scored_items)
+        empty = ~(windows[:, -self.max_length:] >= 0).any(1)
+        if len(windows) == 0 or windows.shape[1] == 0:
+            return torch.zeros(len(windows), self.n_items)
+        states = finish(self._encode(windows, read)[:, -1], self.similarity)  # (B, d): after the newest item
+        scores = states @ items.T
+        return scores.masked_fill(empty[:, None], 0.0)  # nothing done yet: no preference (popularity breaks ties)
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        check_users(users, self.n_users)
+        windows = self.stored_sequences().last(users.numpy(), self.max_length)
+        return self.score_sequences(torch.from_numpy(windows))

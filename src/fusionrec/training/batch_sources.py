@@ -1,0 +1,78 @@
+"""Where the trainer's batches come from: shuffled (user, item) training pairs for most models, shuffled windows of
+the users' ordered training sequences for a sequence model. Either way a batch's ``users`` and ``pos`` are its
+training pairs, so the losses, the negative samplers and the shape checks are the same for both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from fusionrec.data.user_sequences import UserSequences
+from fusionrec.models.base import Batch, window_targets
+from fusionrec.training.sampling import NegativeSampler
+
+
+class PairBatches:
+    """Every training interaction once per epoch, shuffled, ``batch_size`` at a time; with a
+    :class:`NegativeSampler`, ``neg_samples`` negatives per pair drawn for the whole epoch at once."""
+
+    def __init__(self, train: sp.csr_matrix, batch_size: int, sampler: NegativeSampler | None, neg_samples: int):
+        self.users = torch.from_numpy(np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr)))
+        self.items = torch.from_numpy(train.indices.astype(np.int64))
+        self.batch_size, self.sampler, self.neg_samples = batch_size, sampler, neg_samples
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        order = torch.randperm(len(self.users), generator=generator)
+        users, items = self.users.index_select(0, order), self.items.index_select(0, order)
+        neg = self.sampler.sample(users, self.neg_samples) if self.sampler is not None \
+            else torch.zeros(len(users), 0, dtype=torch.long)  # (n, neg_samples)
+        for lo in range(0, len(users), self.batch_size):
+            hi = lo + self.batch_size
+            yield Batch(users[lo:hi], items[lo:hi], neg[lo:hi])
+
+
+class WindowBatches:
+    """Every user's training sequence cut into windows of ``max_length + 1`` items
+    (:meth:`UserSequences.windows`); a batch holds windows of about the same length carrying about ``batch_size``
+    training pairs (each item that follows another is one), with ``neg_samples`` negatives per pair when a
+    :class:`NegativeSampler` is given.
+
+    Each epoch shuffles the windows, orders them by length (a stable sort, so equal lengths stay shuffled), cuts
+    that order into batches and shuffles the batches: a batch is padded to its own longest window, not to
+    ``max_length`` (on sparse data most histories are a few items long; one long window would otherwise make every
+    batch it lands in ~10x as costly)."""
+
+    def __init__(self, sequences: UserSequences, max_length: int, batch_size: int,
+                 sampler: NegativeSampler | None, neg_samples: int):
+        windows, users = sequences.windows(max_length)
+        self.windows, self.window_users = torch.from_numpy(windows), torch.from_numpy(users)
+        self.pairs = window_targets(self.windows)[1].sum(1)  # (W,) training pairs per window
+        self.n_pairs = n_pairs(sequences)
+        self.batch_size, self.sampler, self.neg_samples = batch_size, sampler, neg_samples
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        shuffled = torch.randperm(len(self.windows), generator=generator)
+        order = shuffled[torch.sort(self.pairs[shuffled], stable=True).indices]
+        ends = torch.cumsum(self.pairs[order], 0)
+        # batch k holds the windows whose running pair count falls in [k * batch_size, (k + 1) * batch_size)
+        batch_of = torch.div(ends - 1, self.batch_size, rounding_mode="floor")
+        bounds = torch.searchsorted(batch_of, torch.arange(int(batch_of[-1]) + 2)) if len(order) else []
+        chunks = [order[lo:hi] for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()) if hi > lo] \
+            if len(order) else []
+        for k in torch.randperm(len(chunks), generator=generator).tolist():
+            windows = self.windows.index_select(0, chunks[k])
+            present = int((windows >= 0).sum(1).max())
+            windows = windows[:, windows.shape[1] - present:]  # cut to this batch's longest window
+            _, mask, pos = window_targets(windows)
+            users = self.window_users.index_select(0, chunks[k]).repeat_interleave(mask.sum(1))
+            neg = self.sampler.sample(users, self.neg_samples) if self.sampler is not None \
+                else torch.zeros(len(users), 0, dtype=torch.long)
+            yield Batch(users, pos, neg, windows=windows)
+
+
+def n_pairs(sequences: UserSequences) -> int:
+    """Training pairs of a sequence model: every item that follows another in its user's sequence."""
+    return int(np.maximum(sequences.lengths - 1, 0).sum())
