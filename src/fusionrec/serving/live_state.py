@@ -43,6 +43,7 @@ class LiveState:
         self.popularity = torch.from_numpy(np.asarray(seen.sum(axis=0), dtype=np.float32).ravel())
         self.new_vectors: list[np.ndarray] = []
         self._added: dict[str, dict[int, float]] = {}  # raw user id -> {item index: summed weight}
+        self._order: dict[str, list[int]] = {}  # raw user id -> the items of their added events, in event order
 
     # -- interactions -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -62,9 +63,11 @@ class LiveState:
                 continue
             per_user = self._added.setdefault(e.user_id, {})
             per_user[int(item)] = per_user.get(int(item), 0.0) + float(e.weight)
+            self._order.setdefault(e.user_id, []).append(int(item))
 
     def forget(self, user_id: str) -> int:
         """Drops a user's added interactions; returns how many distinct items they had added."""
+        self._order.pop(user_id, None)
         return len(self._added.pop(user_id, None) or {})
 
     def has_added(self, user_id: str) -> bool:
@@ -73,6 +76,10 @@ class LiveState:
     def added_items(self, user_id: str) -> dict[int, float]:
         """A copy of the user's added interactions: item index -> summed weight."""
         return dict(self._added.get(user_id, {}))
+
+    def added_sequence(self, user_id: str) -> list[int]:
+        """The items of the user's added events in the order they were added (an item repeats if added again)."""
+        return list(self._order.get(user_id, ()))
 
     def added_matrix(self, raw_users: list[str]) -> sp.csr_matrix:
         """(B, n_items) weights of the added interactions of these users."""

@@ -14,7 +14,9 @@ import scipy.sparse as sp
 import torch
 
 from fusionrec.data.ids import IdMap
+from fusionrec.data.user_sequences import PAD
 from fusionrec.models.base import Model
+from fusionrec.models.capabilities import SequenceModel
 from fusionrec.serving.live_state import LiveState
 from fusionrec.serving.topk_index import TopKIndex
 
@@ -61,6 +63,8 @@ def score_every_item(model: Model, state: LiveState, raw_users: list[str],
     """For a model not served from vectors: scores (B, n_items), each user's source, and the (B, n_items) matrix
     of what each user has seen. A user with added interactions is scored by ``score_histories`` (standardised,
     plus their trained scores when they have a vector); a new user without any by popularity."""
+    if isinstance(model, SequenceModel):
+        return score_sequences_of(model, state, raw_users, index)
     known, _, has_added, _, history = state.histories(raw_users, index)
     scores = state.popularity.unsqueeze(0).repeat(len(raw_users), 1)  # (B, n_items); popularity by default
     sources = [POPULARITY] * len(raw_users)
@@ -80,6 +84,33 @@ def score_every_item(model: Model, state: LiveState, raw_users: list[str],
         sources[r] = MODEL
     for r in np.flatnonzero(has_added):
         sources[r] = HISTORY
+    return scores.float(), sources, history
+
+
+def score_sequences_of(model: SequenceModel, state: LiveState, raw_users: list[str],
+                       index: np.ndarray) -> tuple[torch.Tensor, list[str], sp.csr_matrix]:
+    """:func:`score_every_item` for a sequence model: each user's ordered history is their stored sequence (none
+    for a new user) followed by the items of the events added while serving, in the order they came, so the next
+    list follows the last clicks at once. A user with no history at all gets popularity. Items added while serving
+    have no vector in the model: they are neither read in a history nor recommended to a user scored by it."""
+    known, _, has_added, _, history = state.histories(raw_users, index)
+    stored = model.stored_sequences()
+    length = model.max_length
+    windows = np.full((len(raw_users), length), PAD, dtype=np.int64)
+    for r, user in enumerate(raw_users):
+        items = stored.of(int(index[r])) if known[r] else np.zeros(0, dtype=np.int64)
+        if has_added[r]:
+            added = np.asarray(state.added_sequence(user), dtype=np.int64)
+            items = np.concatenate([items, added[added < model.n_items]])
+        items = items[-length:]
+        windows[r, length - len(items):] = items
+    scores = state.popularity.unsqueeze(0).repeat(len(raw_users), 1)  # (B, n_items); popularity by default
+    read = np.flatnonzero((windows != PAD).any(1))
+    if len(read):
+        scores[torch.from_numpy(read), :model.n_items] = model.score_sequences(torch.from_numpy(windows[read]))
+        scores[torch.from_numpy(read), model.n_items:] = -torch.inf
+    sources = [HISTORY if has_added[r] else MODEL if (windows[r] != PAD).any() else POPULARITY
+               for r in range(len(raw_users))]
     return scores.float(), sources, history
 
 
