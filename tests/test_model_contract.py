@@ -129,7 +129,9 @@ def test_save_load_round_trip(name, inputs, tmp_path):
     loaded = cls(**args)  # a fresh model: no prepare(), everything comes from the state dict
     loaded.load_state_dict(load_file(str(tmp_path / "weights.safetensors")), assign=True)
     loaded.eval()
-    assert torch.equal(loaded.score_all(ALL_USERS), before)
+    # equal up to float rounding: tensors loaded from the file sit at other memory alignments, and the attention
+    # models' matrix products then sum in another order (~1e-7 relative seen); a lost buffer moves scores far more
+    torch.testing.assert_close(loaded.score_all(ALL_USERS), before, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -430,7 +432,7 @@ def test_ease_refuses_a_catalogue_it_cannot_invert():
 # -- declared capabilities: each one's contract, run for every registered model that declares it -------------------
 from fusionrec.models.base import HistoryReader  # noqa: E402
 from fusionrec.models.capabilities import (CAPABILITIES, ContentPlacer, KnowledgeEditable,  # noqa: E402
-                                           SequenceModel, SourceReporter)
+                                           SequenceModel, SourceReporter, Transferable)
 from fusionrec.data.user_sequences import UserSequences  # noqa: E402
 
 COLD_ITEM = 11  # the last item of group 0: every training interaction with it is removed in ``cold_inputs``
@@ -553,7 +555,32 @@ def test_sequence_model_scores_users_from_their_ordered_sequences(name, inputs):
     torch.testing.assert_close(after[1:], before[1:])
 
 
+@pytest.mark.parametrize("name", declaring(Transferable))
+def test_transferable_parameters_carry_over_to_another_catalogue(name, inputs):
+    """A model for a catalogue of other size and users takes the trained model's catalogue-free parameters as they
+    are and scores with them; one of another width refuses them, naming the parameter."""
+    source = trained(name, inputs)
+    state = source.transferable_state()
+    assert state, f"{name} with default hyper-parameters should have catalogue-free parameters"
+    cls = get_model_class(name)
+    other = checkerboard(seed=1)
+    smaller = build_inputs(N_USERS // 2, N_ITEMS, Interactions(np.array([0, 1]), np.array([0, 13]), N_USERS // 2,
+                                                              N_ITEMS), item_text=other.item_text.numpy(),
+                           kg=other.kg, sequences=True)
+    target = cls.from_inputs(smaller, source.params)
+    target.prepare(smaller)
+    copied = target.load_transferable(state)
+    assert copied == sorted(state)
+    for key, value in target.transferable_state().items():
+        torch.testing.assert_close(value, state[key])
+    assert torch.isfinite(target.eval().score_all(torch.arange(N_USERS // 2))).all()
+    wider = cls.from_inputs(smaller, dataclasses.replace(source.params, embedding_size=2 * source.params.embedding_size))
+    with pytest.raises(ValueError, match="shape"):
+        wider.load_transferable(state)
+
+
 CAPABILITY_TESTS = {
+    Transferable: test_transferable_parameters_carry_over_to_another_catalogue,
     SequenceModel: test_sequence_model_scores_users_from_their_ordered_sequences,
     HistoryReader: test_history_reader_scores_from_the_history_it_is_given,
     ContentPlacer: test_content_placer_places_a_new_item_where_a_cold_item_with_the_same_content_is,

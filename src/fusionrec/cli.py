@@ -106,6 +106,17 @@ def _parser() -> argparse.ArgumentParser:
                             "by Ctrl-C / SIGTERM); refused when the config or the data differ from the checkpoint's")
     train.set_defaults(handler=_train)
 
+    pretrain = sub.add_parser("pretrain", help="train the text-side sequential model (fusionrec-seq, text only) on "
+                              "one or more source datasets in turn and save it for model.init_from")
+    pretrain.add_argument("--config", required=True, action="append", metavar="FILE",
+                          help="a run config per source dataset, trained in the order given (repeatable); its "
+                               "fusionrec-seq hyper-parameters are kept, made text only")
+    pretrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a config key in every config (repeatable)")
+    pretrain.add_argument("--out", required=True, help="output folder: OUT/model is what model.init_from names")
+    pretrain.add_argument("--quiet", action="store_true", help="no progress bars")
+    pretrain.set_defaults(handler=_pretrain)
+
     compare = sub.add_parser("compare", help="train several models on the same split and compare them")
     _run_args(compare)
     compare.add_argument("--models", required=True,
@@ -256,6 +267,21 @@ def _train(args) -> int:
     print(json.dumps({"out": str(Path(args.out).resolve()), "test": results["metrics"]["test"],
                       **({"interrupted": True} if results["interrupted"] else {})}, indent=2))
     return 130 if results["interrupted"] else 0  # stopped early: scripts that chain runs should not go on
+
+
+def _pretrain(args) -> int:
+    from fusionrec.config import load_config
+    from fusionrec.jobs.experiment import model_params
+    from fusionrec.jobs.pretrain import run_pretraining, text_only
+
+    overrides = list(args.set) + (["training.progress=false"] if args.quiet else [])
+    configs = [load_config(path, overrides) for path in args.config]
+    for cfg in configs:  # every stage's hyper-parameters checked before any data are read
+        model_params(text_only(cfg, None))
+    summary = run_pretraining(configs, args.out, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({"model": summary["model"], "stages": [{k: s[k] for k in ("dataset", "test")}
+                                                            for s in summary["stages"]]}, indent=2))
+    return 0
 
 
 def _compare(args) -> int:

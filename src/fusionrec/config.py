@@ -187,6 +187,10 @@ class EvaluationConfig(CheckedFields):
 class ModelConfig:
     name: str = "bpr"
     params: dict[str, Any] = field(default_factory=dict)
+    # a model folder (DIR/model of 'fusionrec train' or 'fusionrec pretrain') to start from: the model's
+    # catalogue-free parameters are copied before training (models with the Transferable capability);
+    # training.epochs 0 then uses them as they are (zero-shot)
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from fusionrec.data.user_sequences import UserSequences
 from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import HistoryReader, Model, ModelInputs
-from fusionrec.models.capabilities import SequenceModel
+from fusionrec.models.capabilities import SequenceModel, Transferable
 from fusionrec.models.registry import get_model_class
 from fusionrec.util.provenance import machine, package_versions, peak_rss_mb
 from fusionrec.training.checkpoint import Checkpoint, run_fingerprint
@@ -141,6 +141,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     inputs = model_inputs(cfg, prepared, cls.required_inputs(params), log)
     seed_everything(cfg.seed)
     model = cls.from_inputs(inputs, params)
+    transferred = start_from(model, cfg.model.init_from, log) if cfg.model.init_from else None
     train_csr = split.train.to_csr()
     known_before_test = (train_csr + split.valid.to_csr()).tocsr()
     evaluator = Evaluator(ks=tuple(cfg.evaluation.ks), metrics=tuple(cfg.evaluation.metrics),
@@ -214,6 +215,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         "stopped_by": result.stopped_by,
         "interrupted": result.stopped_by == "interrupted",  # SIGINT / SIGTERM: the best weights so far
         "resumed_from_epoch": resumed.epoch if resumed is not None else None,
+        "init_from": transferred,
         # the loss and batch size training actually used, and why when not the configured ones (None: untrained)
         "training_loss": {"loss": result.loss, "reason": result.loss_reason, "batch_size": result.batch_size,
                           "batch_size_reason": result.batch_size_reason},
@@ -261,6 +263,28 @@ def with_model(cfg: RunConfig, name: str, model_cfg: RunConfig | None = None) ->
     if model_cfg is not None:
         return replace(cfg, model=model_cfg.model, training=model_cfg.training)
     return replace(cfg, model=replace(cfg.model, name=name, params={} if cfg.model.name != name else cfg.model.params))
+
+
+def start_from(model: Model, folder: str, log=None) -> dict:
+    """Copies the catalogue-free parameters of the model saved in ``folder`` into ``model``
+    (:class:`Transferable`); returns what was copied, for results.json. Raises ConfigError (key
+    ``model.init_from``) for a model without the capability or parameters that do not fit."""
+    from fusionrec.artifacts import load_artifact
+
+    log = log or _stderr
+    if not isinstance(model, Transferable):
+        raise ConfigError(f"{model.name} has no catalogue-free parameters to start from", key="model.init_from")
+    source = load_artifact(folder).model
+    if not isinstance(source, Transferable):
+        raise ConfigError(f"{folder} holds a {source.name} model, which has no catalogue-free parameters",
+                          key="model.init_from")
+    try:
+        copied = model.load_transferable(source.transferable_state())
+    except ValueError as exc:
+        raise ConfigError(f"{folder}: {exc}", key="model.init_from") from None
+    log(f"init from {folder}: {len(copied)} parameter tensors ({source.name}, "
+        f"{sum(int(source.transferable_state()[n].numel()) for n in copied)} values)")
+    return {"folder": str(folder), "model": source.name, "parameters": copied}
 
 
 def use_test_history(model: Model, split: Split, log=None) -> bool:

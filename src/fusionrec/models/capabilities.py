@@ -87,4 +87,35 @@ class SequenceModel(abc.ABC):
         right-aligned, -1 on the left (any L; the last :attr:`max_length` are read) -> FloatTensor (B, n_items)."""
 
 
-CAPABILITIES: tuple[type, ...] = (HistoryReader, ContentPlacer, SourceReporter, KnowledgeEditable, SequenceModel)
+class Transferable(abc.ABC):
+    """A model some of whose learned parameters do not depend on the catalogue (they read item content, never item
+    ids), so they carry over to a model of another dataset: ``model.init_from`` starts a run from them (then
+    fine-tunes, or with ``training.epochs: 0`` uses them as they are) and ``fusionrec pretrain`` makes them."""
+
+    @abc.abstractmethod
+    def transferable_state(self) -> dict[str, torch.Tensor]:
+        """The catalogue-free learned parameters under these hyper-parameters, by state-dict name (empty when the
+        model reads item ids only)."""
+
+    def load_transferable(self, state: dict[str, torch.Tensor]) -> list[str]:
+        """Copies the entries of ``state`` (another model's :meth:`transferable_state`) that this model's
+        :meth:`transferable_state` also has; returns their names. Raises ValueError when none is shared, or naming
+        the first shared one whose shape differs (another text width, width or number of layers)."""
+        own = self.transferable_state()
+        shared = sorted(set(state) & set(own))
+        if not shared:
+            raise ValueError(f"nothing to carry over: the source has {', '.join(sorted(state)) or 'nothing'}, "
+                             f"this model takes {', '.join(sorted(own)) or 'nothing'}")
+        for name in shared:
+            if tuple(own[name].shape) != tuple(state[name].shape):
+                raise ValueError(f"{name}: shape {tuple(state[name].shape)} in the source, {tuple(own[name].shape)} "
+                                 "here")
+        with torch.no_grad():
+            for name in shared:
+                own[name].copy_(state[name])
+        self.invalidate_cache()
+        return shared
+
+
+CAPABILITIES: tuple[type, ...] = (HistoryReader, ContentPlacer, SourceReporter, KnowledgeEditable, SequenceModel,
+                                  Transferable)

@@ -48,6 +48,7 @@ from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers
                                         optional_buffers)
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.models.text_adapter import text_pca
 from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 
 SOURCES = ("cf", "text", "kg")
@@ -185,17 +186,8 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
         self._cache.clear()
 
     def _fit_text_components(self) -> None:
-        """PCA of the text embeddings of the items that have text: the mean and the top ``text_components``
-        right singular vectors (fewer items than components: the rest of the basis stays zero)."""
-        x = self.item_text[self.text_mask]
-        if len(x) == 0:
-            return
-        mean = x.mean(0)
-        _, _, vh = torch.linalg.svd((x - mean).double(), full_matrices=False)
-        k = min(self.params.text_components, vh.shape[0])
-        basis = torch.zeros_like(self.text_basis)
-        basis[:, :k] = vh[:k].T.float()
-        self.text_mean, self.text_basis = mean, basis
+        """PCA of the text embeddings of the items that have text (:func:`text_pca`)."""
+        self.text_mean, self.text_basis = text_pca(self.item_text, self.text_mask, self.params.text_components)
 
     def text_features(self, text: torch.Tensor) -> torch.Tensor:
         """What the text projection reads: text (N, text_dim) -> (N, text_components), or the text itself."""

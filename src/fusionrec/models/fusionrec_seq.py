@@ -20,13 +20,13 @@ from torch import nn
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.models.base import HyperParameters, Model, ModelInputs
-from fusionrec.models.capabilities import SequenceModel
+from fusionrec.models.capabilities import SequenceModel, Transferable
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
 from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring
 from fusionrec.models.similarity import Similarity
-from fusionrec.models.text_adapter import MoEAdapter
-from fusionrec.typed_config import PositiveInt, Range
+from fusionrec.models.text_adapter import MoEAdapter, text_pca
+from fusionrec.typed_config import NonNegativeInt, PositiveInt, Range
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class FusionRecSeqParams(HyperParameters):
     use_kg: bool = False  # the linked entity's vector (needs a knowledge graph)
     fusion: Literal["concat", "gate", "attention"] = "gate"  # how the sources become one item vector
     n_experts: PositiveInt = 8  # the text adapter's whitening experts; 1..16
+    text_components: NonNegativeInt = 0  # > 0: the adapter reads this many principal components of the text
     adapter_dropout: Annotated[float, Range(0.0, 0.9)] = 0.2  # on the frozen text vectors; 0..0.5
     similarity: Similarity = "dot"  # cosine: with training.temperature, UniSRec's set-up (0.07)
 
@@ -49,12 +50,14 @@ class FusionRecSeqParams(HyperParameters):
         if self.embedding_size % self.n_heads:
             raise ConfigError(f"embedding_size {self.embedding_size} must be a multiple of n_heads {self.n_heads}",
                               key=self.key_of("embedding_size"))
+        if self.text_components and not self.use_text:
+            raise ConfigError("text_components needs use_text", key=self.key_of("text_components"))
         if not (self.use_id or self.use_text or self.use_kg):
             raise ConfigError("at least one of use_id, use_text, use_kg must be true", key=self.key_of("use_id"))
 
 
 @register
-class FusionRecSeq(SequenceScoring, Model, SequenceModel):
+class FusionRecSeq(SequenceScoring, Model, SequenceModel, Transferable):
     """score(history, i) = <h_t, v_i>, v_i = fuse(id_i, adapter(text_i), entity_i) over the sources item i has."""
 
     name = "fusionrec-seq"
@@ -85,7 +88,11 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel):
         if p.use_kg and not self.n_entities:
             raise FusionrecError("fusionrec-seq with use_kg needs a knowledge graph")
         self.item_emb = nn.Embedding(self.n_items, d) if p.use_id else None
-        self.adapter = MoEAdapter(self.text_dim, d, p.n_experts, p.adapter_dropout) if p.use_text else None
+        if p.text_components > self.text_dim:
+            raise ConfigError(f"must be at most the text width {self.text_dim}, got {p.text_components}",
+                              key="model.params.text_components")
+        self.adapter = MoEAdapter(p.text_components or self.text_dim, d, p.n_experts, p.adapter_dropout) \
+            if p.use_text else None
         self.entity_emb = nn.Embedding(self.n_entities, d) if p.use_kg else None
         for table in (self.item_emb, self.entity_emb):
             if table is not None:
@@ -94,6 +101,8 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel):
         self.encoder = CausalEncoder(d, p.max_length, p.n_layers, p.n_heads, p.dropout)
         self.register_buffer("item_text", torch.zeros(0, self.text_dim))
         self.register_buffer("text_mask", torch.zeros(0, dtype=torch.bool))
+        self.register_buffer("text_mean", torch.zeros(self.text_dim))  # the frozen PCA (text_components > 0)
+        self.register_buffer("text_basis", torch.zeros(self.text_dim, p.text_components))
         self.register_buffer("trained_items", torch.zeros(0, dtype=torch.bool))
         self.register_buffer("item_entity", torch.zeros(0, dtype=torch.long))
         data_sized_buffers(self, ("item_text", "text_mask", "trained_items", "item_entity"))
@@ -110,6 +119,9 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel):
                 raise FusionrecError(f"fusionrec-seq was built for {self.text_dim}-d item text; the inputs have "
                                      f"{None if inputs.item_text is None else inputs.item_text.shape[1]}")
             self.item_text, self.text_mask = inputs.item_text.float(), inputs.item_text_mask.bool()
+            if self.params.text_components:
+                self.text_mean, self.text_basis = text_pca(self.item_text, self.text_mask,
+                                                           self.params.text_components)
         if self.entity_emb is not None:
             if inputs.kg is None:
                 raise FusionrecError("fusionrec-seq with use_kg needs a knowledge graph in its inputs")
@@ -132,7 +144,8 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel):
             vectors.append(cf)
             masks.append(cf_mask)
         if self.adapter is not None:
-            vectors.append(self.adapter(text))
+            features = (text - self.text_mean) @ self.text_basis if self.params.text_components else text
+            vectors.append(self.adapter(features))
             masks.append(text_mask)
         if self.entity_emb is not None:
             linked = entities >= 0
@@ -141,3 +154,13 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel):
         mask = torch.stack(masks, 1)
         fused = self.fusion(torch.stack(vectors, 1), mask).vectors
         return fused * mask.any(1, keepdim=True)  # an item with no source scores 0
+
+    # -- Transferable ---------------------------------------------------------------------------------------------
+    def transferable_state(self) -> dict[str, torch.Tensor]:
+        """The text adapter and the encoder read no item id, so they carry over to any catalogue whose text the
+        same language model encoded (the PCA of ``text_components`` belongs to one catalogue: it stays behind); the
+        fusion too when text is the only source. The id and entity tables never do."""
+        keep = ("encoder",) + (("adapter",) if not self.params.text_components else ()) \
+            + (("fusion",) if self.sources == ["text"] else ())
+        return {name: value for name, value in self.named_parameters() if name.split(".")[0] in keep} \
+            if self.adapter is not None else {}

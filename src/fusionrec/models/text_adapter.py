@@ -26,3 +26,18 @@ class MoEAdapter(nn.Module):
         experts = torch.einsum("nd,kde->nke", x, self.proj) - torch.einsum("kd,kde->ke", self.shift, self.proj)
         weights = torch.softmax(self.gate(x), dim=-1)  # (N, K)
         return (weights.unsqueeze(-1) * experts).sum(1)
+
+
+def text_pca(text: torch.Tensor, mask: torch.Tensor, components: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A frozen PCA of the text vectors of the items that have text: ``(mean (d_text,), basis (d_text,
+    components))``, the top right singular vectors as columns; with fewer items than components the rest of the
+    basis stays zero, with no item with text both are zeros. Features are ``(text - mean) @ basis``."""
+    mean, basis = torch.zeros(text.shape[1]), torch.zeros(text.shape[1], components)
+    x = text[mask].float()
+    if len(x) == 0:
+        return mean, basis
+    mean = x.mean(0)
+    _, _, vh = torch.linalg.svd((x - mean).double(), full_matrices=False)
+    k = min(components, vh.shape[0])
+    basis[:, :k] = vh[:k].T.float()
+    return mean, basis
