@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import fusionrec.models.builtin as builtin
@@ -497,10 +498,14 @@ def test_content_placer_places_a_new_item_where_a_cold_item_with_the_same_conten
 def test_source_reporter_breaks_down_the_items_own_fused_score(name, inputs):
     model = trained(name, inputs)
     model.eval()
-    u = model.serving_vectors()[0][0]
     with torch.no_grad():
+        if isinstance(model, SequenceModel):  # scored with the state after the user's history
+            u = model.state_after(torch.from_numpy(inputs.sequences.of(0)))
+            fused = model.item_table()[3]
+        else:
+            u = model.serving_vectors()[0][0]
+            fused = model.item_vectors()["full"][3]
         out = model.source_breakdown(3, u)
-        fused = model.item_vectors()["full"][3]
     assert [s["source"] for s in out["sources"]] == model.sources
     assert out["full"] == pytest.approx(float(fused @ u), rel=1e-4, abs=1e-5)
     for s in out["sources"]:
@@ -545,6 +550,11 @@ def test_sequence_model_scores_users_from_their_ordered_sequences(name, inputs):
         assert not torch.allclose(reversed_order, model.score_sequences(history[None]), atol=1e-5), \
             "reversing the history left its scores unchanged: the order is not read"
         assert torch.count_nonzero(model.score_sequences(torch.full((1, 4), -1))) == 0
+        state = model.state_after(history)  # what explanations decompose: the same scores
+        torch.testing.assert_close(state @ F.normalize(model.item_table(), dim=-1).T if model.similarity == "cosine"
+                                   else state @ model.item_table().T, model.score_sequences(history[None])[0])
+        attention = model.history_attention(torch.cat([history, history]))
+        assert attention.shape == (2 * len(history),) and float(attention.sum()) == pytest.approx(1.0, abs=1e-5)
         longer = UserSequences(np.r_[0, stored.offsets[1:] + 3], np.r_[stored.of(0), [12, 13, 14],
                                                                         stored.items[stored.offsets[1]:]], N_ITEMS)
         before = model.score_all(ALL_USERS).clone()

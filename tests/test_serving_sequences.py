@@ -72,3 +72,23 @@ def test_the_http_service_serves_it(served, tmp_path):
         body = client.post("/recommend", json={"user_id": "cy", "k": 3}).json()
     assert body["items"][0]["item_id"] == f"i{successor[11]}"
     assert body["source"] == "history"
+
+
+def test_explain_names_the_history_items_the_model_attends_to(served, tmp_path):
+    path, successor = served
+    rec = Recommender.load(path, new_users=True)
+    rec.add_interactions([Event("dee", "i3", 1.0), Event("dee", "i30", 2.0), Event("dee", "i50", 3.0)])
+    target = f"i{successor[50]}"
+    out = rec.explain("dee", target)
+    assert out["model"] == "sasrec" and out["score_source"] == "history"
+    steps = {h["item_id"]: h for h in out["history"]}
+    assert set(steps) == {"i3", "i30", "i50"}
+    assert steps["i50"]["steps_back"] == 1 and steps["i3"]["steps_back"] == 3
+    assert sum(h["attention"] for h in out["history"]) == pytest.approx(1.0, abs=1e-5)
+    app = create_app(path, ServeSettings(db=tmp_path / "events.sqlite", api_key=KEY))
+    with TestClient(app) as client:
+        client.post("/interactions", headers={"Authorization": f"Bearer {KEY}"},
+                    json=[{"user_id": "dee", "item_id": "i50", "timestamp": 1.0}])
+        r = client.post("/explain", json={"user_id": "dee", "item_id": target})
+    assert r.status_code == 200, r.text
+    assert r.json()["history"][0]["item_id"] == "i50" and r.json()["history"][0]["steps_back"] == 1

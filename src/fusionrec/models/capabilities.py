@@ -86,6 +86,15 @@ class SequenceModel(abc.ABC):
         """Scores of every item after each ordered history: ``windows`` LongTensor (B, L) of item indices,
         right-aligned, -1 on the left (any L; the last :attr:`max_length` are read) -> FloatTensor (B, n_items)."""
 
+    @abc.abstractmethod
+    def state_after(self, history: torch.Tensor) -> torch.Tensor:
+        """The vector (d,) that scores the items after ``history`` (L,) item indices, oldest first."""
+
+    @abc.abstractmethod
+    def history_attention(self, history: torch.Tensor) -> torch.Tensor:
+        """(L,) the weight the model gives each item of ``history`` (L,) when scoring what comes next
+        (explanations); sums to 1 over the items it reads."""
+
 
 class Transferable(abc.ABC):
     """A model some of whose learned parameters do not depend on the catalogue (they read item content, never item

@@ -10,6 +10,7 @@ never seen in training: the inductive setting of UniSRec's text-only model.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -19,8 +20,9 @@ from torch import nn
 
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
+from fusionrec.fusion.base import source_shares
 from fusionrec.models.base import HyperParameters, Model, ModelInputs
-from fusionrec.models.capabilities import SequenceModel, Transferable
+from fusionrec.models.capabilities import SequenceModel, SourceReporter, Transferable
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
 from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring
@@ -57,12 +59,11 @@ class FusionRecSeqParams(HyperParameters):
 
 
 @register
-class FusionRecSeq(SequenceScoring, Model, SequenceModel, Transferable):
+class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transferable):
     """score(history, i) = <h_t, v_i>, v_i = fuse(id_i, adapter(text_i), entity_i) over the sources item i has."""
 
     name = "fusionrec-seq"
     Params = FusionRecSeqParams
-    mixed_sources_in = "one item vector that the history's encoder also reads"
 
     @classmethod
     def required_inputs(cls, params) -> set[str]:
@@ -139,6 +140,13 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, Transferable):
               entities: torch.Tensor | None) -> torch.Tensor:
         """(N, d) fused vectors from each present source: id vectors (N, d) or None, text (N, text_dim), the linked
         entity (N,) (-1: none)."""
+        vectors, mask = self._source_vectors(cf, cf_mask, text, text_mask, entities)
+        fused = self.fusion(vectors, mask).vectors
+        return fused * mask.any(1, keepdim=True)  # an item with no source scores 0
+
+    def _source_vectors(self, cf: torch.Tensor | None, cf_mask: torch.Tensor, text: torch.Tensor,
+                        text_mask: torch.Tensor, entities: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, S, d) each source's vector and (N, S) bool whether the item has it, in :attr:`sources` order."""
         vectors, masks = [], []
         if self.item_emb is not None:
             vectors.append(cf)
@@ -151,9 +159,20 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, Transferable):
             linked = entities >= 0
             vectors.append(self.entity_emb(entities.clamp_min(0)) * linked.unsqueeze(-1))
             masks.append(linked)
-        mask = torch.stack(masks, 1)
-        fused = self.fusion(torch.stack(vectors, 1), mask).vectors
-        return fused * mask.any(1, keepdim=True)  # an item with no source scores 0
+        return torch.stack(vectors, 1), torch.stack(masks, 1)
+
+    # -- SourceReporter -------------------------------------------------------------------------------------------
+    def source_breakdown(self, item: int, user_vector: torch.Tensor) -> dict:
+        """What each source adds to ``user_vector . v_item`` (``user_vector``: :meth:`state_after` a history),
+        on the item's fused vector before any ``cosine`` normalisation."""
+        one = slice(item, item + 1)
+        cf = self.item_emb.weight[one] if self.item_emb is not None else None
+        entities = self.item_entity[one] if self.entity_emb is not None else None
+        vectors, mask = self._source_vectors(cf, self.trained_items[one], self.item_text[one], self.text_mask[one],
+                                             entities)
+        full, shares = source_shares(self.fusion, vectors[0], mask[0], user_vector)
+        return {"full": full, "sources": [{"source": name, **dataclasses.asdict(share)}
+                                          for name, share in zip(self.sources, shares)]}
 
     # -- Transferable ---------------------------------------------------------------------------------------------
     def transferable_state(self) -> dict[str, torch.Tensor]:

@@ -8,6 +8,8 @@ table, text through an adapter, a fusion of sources) is the one thing two sequen
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,11 +33,23 @@ class _Block(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
         self.drop = nn.Dropout(dropout)
 
+    def _qkv(self, x: torch.Tensor) -> torch.Tensor:
+        r, length, d = x.shape
+        return self.qkv(self.norm_attention(x)).view(r, length, 3, self.n_heads, d // self.n_heads) \
+            .permute(2, 0, 3, 1, 4)  # q, k, v: each (R, heads, L, d / heads)
+
+    def attention_of_last(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """(R, L): how the newest position's query weighs each key (softmax over the keys it may read), the mean
+        over heads; what explanations show as the weight of each history item."""
+        q, k, _ = self._qkv(x)
+        logits = (q[:, :, -1:] @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])  # (R, heads, 1, L)
+        logits = logits.masked_fill(~allowed[:, :, -1:], float("-inf"))
+        return torch.softmax(logits, dim=-1).mean(1)[:, 0]
+
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         """x (R, L, d), allowed (R, 1, L, L) bool: query i may read key j -> (R, L, d)."""
         r, length, d = x.shape
-        q, k, v = self.qkv(self.norm_attention(x)).view(r, length, 3, self.n_heads, d // self.n_heads) \
-            .permute(2, 0, 3, 1, 4)  # each (R, heads, L, d / heads)
+        q, k, v = self._qkv(x)
         read = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
                                               dropout_p=self.dropout if self.training else 0.0)
         x = x + self.drop(self.out(read.transpose(1, 2).reshape(r, length, d)))
@@ -62,15 +76,25 @@ class CausalEncoder(nn.Module):
     def forward(self, vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """vectors (R, L, d) of the items, present (R, L) bool (False: an empty slot), L <= max_length ->
         hidden states (R, L, d)."""
+        x, allowed = self._start(vectors, present)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.norm(x)
+
+    def last_attention(self, vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """(R, L): the last block's attention of the newest position over the positions (mean over heads)."""
+        x, allowed = self._start(vectors, present)
+        for block in self.blocks[:-1]:
+            x = block(x, allowed)
+        return self.blocks[-1].attention_of_last(x, allowed)
+
+    def _start(self, vectors: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         length = vectors.shape[1]
         x = self.drop(vectors + self.positions.weight[self.max_length - length:])
         causal = torch.ones(length, length, dtype=torch.bool).tril()
         # a query reads earlier items that are present, and always itself (so an empty slot's row is never empty)
         allowed = (causal & present[:, None, :]) | torch.eye(length, dtype=torch.bool)
-        allowed = allowed[:, None]  # (R, 1, L, L), the same for every head
-        for block in self.blocks:
-            x = block(x, allowed)
-        return self.norm(x)
+        return x, allowed[:, None]  # (R, 1, L, L), the same for every head
 
 
 class SequenceScoring:
@@ -172,6 +196,22 @@ class SequenceScoring:
         states = finish(self._encode(windows, read)[:, -1], self.similarity)  # (B, d): after the newest item
         scores = states @ items.T
         return scores.masked_fill(empty[:, None], 0.0)  # nothing done yet: no preference (popularity breaks ties)
+
+    def state_after(self, history: torch.Tensor) -> torch.Tensor:
+        """The vector (d,) a history of item indices (L,) (oldest first) is scored with: ``score(i) = state .
+        item_vector(i)`` (both as scored)."""
+        read, _ = self.cached("item_table", self._scored_items)
+        return finish(self._encode(history[None].long(), read)[0, -1], self.similarity)
+
+    def history_attention(self, history: torch.Tensor) -> torch.Tensor:
+        """(L,) how much the newest position attends to each item of ``history`` (L,) (oldest first) in the last
+        block, mean over heads; the weights of the last ``max_length`` items sum to 1, older items get 0."""
+        history = history.long()
+        read, _ = self.cached("item_table", self._scored_items)
+        window = history[-self.max_length:][None]
+        vectors = read.index_select(0, window.reshape(-1)).view(*window.shape, -1)
+        weights = self.encoder.last_attention(vectors, torch.ones_like(window, dtype=torch.bool))[0]
+        return torch.cat([torch.zeros(len(history) - window.shape[1]), weights])
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         check_users(users, self.n_users)

@@ -32,7 +32,7 @@ import torch
 
 from fusionrec.errors import UnknownIdError
 from fusionrec.knowledge.kg.paths import KGPath
-from fusionrec.models.capabilities import SourceReporter
+from fusionrec.models.capabilities import SequenceModel, SourceReporter
 
 if TYPE_CHECKING:
     from fusionrec.serving.recommender import Recommender
@@ -46,6 +46,8 @@ def explain(rec: "Recommender", user_id: str, item_id: str, n_history: int = 5, 
     :class:`UnknownIdError`; a user needs training interactions or added ones."""
     item = rec.items.index(item_id)
     user = rec.users.get(user_id)
+    if isinstance(rec.model, SequenceModel):
+        return _explain_sequence(rec, user_id, user, item_id, item, n_history, n_paths)
     items, weights = _history(rec, user_id, user)
     if user < 0 and not len(items):
         raise UnknownIdError("user", user_id)
@@ -62,6 +64,48 @@ def explain(rec: "Recommender", user_id: str, item_id: str, n_history: int = 5, 
     sources, source_note = _sources(rec, user, items, weights, item)
     paths, path_note = _paths(rec, items[order], item, n_paths)
     notes = [n for n in (source_note, path_note) if n]
+    return {"user_id": user_id, "item_id": item_id, "name": _name(rec, item), "score": score,
+            "score_source": ranked.source, "model": rec.model_name, "sources": sources, "history": history,
+            "paths": paths, "notes": notes}
+
+
+def _explain_sequence(rec: "Recommender", user_id: str, user: int, item_id: str, item: int, n_history: int,
+                      n_paths: int) -> dict:
+    """A sequence model reads the user's ordered history: ``history`` lists the items its newest position attends
+    to most (``attention`` = ``contribution``, the last block's, mean over heads; ``steps_back`` 1 is the newest
+    item) with the cosine ``similarity`` of their item vectors to the target; ``sources`` decompose ``state . v_item`` (the state after
+    the history) for a model that keeps its sources apart."""
+    model = rec.model
+    sequence = rec.ordered_history(user_id)
+    if user < 0 and not len(sequence):
+        raise UnknownIdError("user", user_id)
+    (ranked,) = rec.recommend_detailed([user_id], k=1, exclude_seen=False, candidates=[item_id])
+    score = ranked.items[0][1] if ranked.items else None
+    history: list[dict] = []
+    sources: list[dict] = []
+    notes: list[str] = []
+    if len(sequence):
+        seq = torch.from_numpy(sequence)
+        attention = model.history_attention(seq).double().numpy()
+        vectors = torch.nn.functional.normalize(model.item_table().float(), dim=1)
+        target = vectors[item] if item < model.n_items else None
+        order = np.argsort(-attention, kind="stable")
+        for i in order[:max(n_history, 0)]:
+            if attention[i] <= 0:
+                break
+            history.append({"item_id": rec.items.raw(int(sequence[i])), "name": _name(rec, int(sequence[i])),
+                            "weight": 1.0, "contribution": float(attention[i]), "attention": float(attention[i]),
+                            "steps_back": int(len(sequence) - i),
+                            "similarity": 0.0 if target is None else float(vectors[int(sequence[i])] @ target)})
+        if isinstance(model, SourceReporter) and item < model.n_items:
+            out = model.source_breakdown(item, model.state_after(seq))
+            sources = out["sources"]
+            notes.append("score decomposition on the item's fused vector: 'alone' = state . fuse(this source "
+                         "only), 'drop' = state . fuse(all) - state . fuse(all but this source), the state read "
+                         f"after the user's ordered history; full = {out['full']:.4f}")
+    paths, path_note = _paths(rec, sequence[np.argsort(-attention, kind="stable")] if len(sequence) else sequence,
+                              item, n_paths)
+    notes += [n for n in (path_note,) if n]
     return {"user_id": user_id, "item_id": item_id, "name": _name(rec, item), "score": score,
             "score_source": ranked.source, "model": rec.model_name, "sources": sources, "history": history,
             "paths": paths, "notes": notes}

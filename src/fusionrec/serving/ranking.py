@@ -87,6 +87,15 @@ def score_every_item(model: Model, state: LiveState, raw_users: list[str],
     return scores.float(), sources, history
 
 
+def ordered_history(model: SequenceModel, state: LiveState, user_id: str, user: int) -> np.ndarray:
+    """A user's items in order, int64: the model's stored sequence (``user`` -1: none, a new user) then the items
+    of their events added while serving, in the order they came (items added while serving left out: the model
+    has no vector for them)."""
+    items = model.stored_sequences().of(user) if user >= 0 else np.zeros(0, dtype=np.int64)
+    added = np.asarray(state.added_sequence(user_id), dtype=np.int64)
+    return np.concatenate([items, added[added < model.n_items]]) if len(added) else items
+
+
 def score_sequences_of(model: SequenceModel, state: LiveState, raw_users: list[str],
                        index: np.ndarray) -> tuple[torch.Tensor, list[str], sp.csr_matrix]:
     """:func:`score_every_item` for a sequence model: each user's ordered history is their stored sequence (none
@@ -94,15 +103,10 @@ def score_sequences_of(model: SequenceModel, state: LiveState, raw_users: list[s
     list follows the last clicks at once. A user with no history at all gets popularity. Items added while serving
     have no vector in the model: they are neither read in a history nor recommended to a user scored by it."""
     known, _, has_added, _, history = state.histories(raw_users, index)
-    stored = model.stored_sequences()
     length = model.max_length
     windows = np.full((len(raw_users), length), PAD, dtype=np.int64)
     for r, user in enumerate(raw_users):
-        items = stored.of(int(index[r])) if known[r] else np.zeros(0, dtype=np.int64)
-        if has_added[r]:
-            added = np.asarray(state.added_sequence(user), dtype=np.int64)
-            items = np.concatenate([items, added[added < model.n_items]])
-        items = items[-length:]
+        items = ordered_history(model, state, user, int(index[r]))[-length:]
         windows[r, length - len(items):] = items
     scores = state.popularity.unsqueeze(0).repeat(len(raw_users), 1)  # (B, n_items); popularity by default
     read = np.flatnonzero((windows != PAD).any(1))

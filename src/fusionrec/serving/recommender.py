@@ -190,6 +190,11 @@ class Recommender:
         with self._lock:
             return self.state.added_items(user_id)
 
+    def ordered_history(self, user_id: str) -> np.ndarray:
+        """A sequence model's reading of the user: item indices, oldest first (see :func:`ranking.ordered_history`)."""
+        with self._lock:
+            return ranking.ordered_history(self.model, self.state, user_id, self.users.get(user_id))
+
     def served_vectors(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(user vectors (n_users, d), item vectors (n_items, d), added items included) of a model served from
         vectors, else None."""

@@ -88,11 +88,16 @@ class SourceContribution(BaseModel):
 
 
 class HistoryContribution(BaseModel):
+    """``contribution`` = ``weight`` x ``similarity`` to the item; for a sequence model the newest position's
+    ``attention`` to the history item (``steps_back`` 1: the newest), each position of the sequence weighing 1."""
+
     item_id: str
     name: str | None = None
     weight: float
     similarity: float
     contribution: float
+    attention: float | None = None
+    steps_back: int | None = None
 
 
 class PathNode(BaseModel):
