@@ -43,7 +43,7 @@ from fusionrec.data.atomic import read_atomic_table  # noqa: E402
 from fusionrec.data.fetch import resolve_data_dir  # noqa: E402
 from fusionrec.evaluation.evaluator import Evaluator  # noqa: E402
 from fusionrec.jobs.experiment import prepare_data  # noqa: E402
-from fusionrec.models.ease import closed_form_weights  # noqa: E402
+from fusionrec.models.ease_shared import closed_form_weights  # noqa: E402
 from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 
 DAY = 86400.0

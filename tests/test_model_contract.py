@@ -433,7 +433,7 @@ def test_ease_refuses_a_catalogue_it_cannot_invert():
 # -- declared capabilities: each one's contract, run for every registered model that declares it -------------------
 from fusionrec.models.base import HistoryReader  # noqa: E402
 from fusionrec.models.capabilities import (CAPABILITIES, ContentPlacer, KnowledgeEditable,  # noqa: E402
-                                           SequenceModel, SourceReporter, Transferable)
+                                           SequenceModel, SourceReporter, Transferable, ValidationTuned)
 from fusionrec.data.user_sequences import UserSequences  # noqa: E402
 
 COLD_ITEM = 11  # the last item of group 0: every training interaction with it is removed in ``cold_inputs``
@@ -589,7 +589,39 @@ def test_transferable_parameters_carry_over_to_another_catalogue(name, inputs):
         wider.load_transferable(state)
 
 
+# hyper-parameters under which a model has settings to choose on validation
+TUNED_BY = {"fusionrec-seq": {"item_item": True}}
+
+
+@pytest.mark.parametrize("name", declaring(ValidationTuned))
+def test_validation_tuned_settings_change_scores_and_survive_a_save(name, inputs, tmp_path):
+    model = _trained_on(name, inputs, **TUNED_BY.get(name, {}))
+    grid = model.validation_grid()
+    assert len(grid) > 1, f"{name}: give TUNED_BY hyper-parameters with something to choose"
+    assert model.chosen() == grid[0], "the grid must start with the setting the model trained with"
+    with torch.no_grad():
+        trained_scores = model.score_all(ALL_USERS).clone()
+        model.choose(grid[0])
+        torch.testing.assert_close(model.score_all(ALL_USERS), trained_scores)
+        model.choose(grid[-1])
+        other = model.score_all(ALL_USERS).clone()
+    assert model.chosen() == grid[-1]
+    assert not torch.allclose(other, trained_scores, atol=1e-5), "a setting that changes nothing was offered"
+    save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()},
+              str(tmp_path / "weights.safetensors"))
+    args = dict(model.init_args())
+    cls = get_model_class(name)
+    args["params"] = build(cls.Params, args["params"])
+    loaded = cls(**args)
+    loaded.load_state_dict(load_file(str(tmp_path / "weights.safetensors")), assign=True)
+    assert loaded.chosen() == grid[-1]
+    torch.testing.assert_close(loaded.eval().score_all(ALL_USERS), other, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError):
+        model.choose({"no_such_setting": 1.0})
+
+
 CAPABILITY_TESTS = {
+    ValidationTuned: test_validation_tuned_settings_change_scores_and_survive_a_save,
     Transferable: test_transferable_parameters_carry_over_to_another_catalogue,
     SequenceModel: test_sequence_model_scores_users_from_their_ordered_sequences,
     HistoryReader: test_history_reader_scores_from_the_history_it_is_given,

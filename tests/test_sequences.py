@@ -114,3 +114,28 @@ def test_sasrec_without_the_order_does_not_learn_it(planted):
     shuffled = Interactions(train.users, train.items, train.n_users, train.n_items,
                             timestamps=rng.permutation(len(train)).astype(np.float64))
     assert _ndcg_at_10("sasrec", shuffled, planted.test, SASREC) < 0.4
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_the_item_item_share_is_chosen_by_the_data(planted, ordered):
+    """fusionrec-seq with the item-item regression source: where the order decides the next item the validation
+    keeps the regression out (share <= 0.2); on the same items with the order shuffled away the regression (the
+    bag of items) is all that is left, and it takes most of the score (share >= 0.5)."""
+    from fusionrec.jobs.experiment import choose_on_validation
+
+    train = planted.train
+    if not ordered:
+        rng = np.random.default_rng(1)
+        train = Interactions(train.users, train.items, train.n_users, train.n_items,
+                             timestamps=rng.permutation(len(train)).astype(np.float64))
+    cls = get_model_class("fusionrec-seq")
+    inputs = build_inputs(train.n_users, train.n_items, train, sequences=True)
+    seed_everything(0)
+    model = cls.from_inputs(inputs, build(cls.Params, {**SASREC, "use_text": False, "item_item": True}))
+    Trainer(FIT["sasrec"], seed=0).fit(model, inputs)
+    evaluator = Evaluator(ks=(10,), metrics=("ndcg",))
+    out = choose_on_validation(model.eval(), lambda m: evaluator.evaluate(m.score_all, planted.test, train.to_csr()),
+                               "ndcg@10", log=lambda _: None)
+    share = out["chosen"]["item_item_share"]
+    assert model.chosen() == out["chosen"] and len(out["tried"]) == len(model.validation_grid())
+    assert (share <= 0.2) if ordered else (share >= 0.5), out["tried"]

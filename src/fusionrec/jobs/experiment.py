@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fusionrec.util import atomic_io
 from fusionrec.artifacts.knowledge import ArtifactKnowledge, item_display_names
@@ -25,7 +26,7 @@ from fusionrec.data.user_sequences import UserSequences
 from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import HistoryReader, Model, ModelInputs
-from fusionrec.models.capabilities import SequenceModel, Transferable
+from fusionrec.models.capabilities import SequenceModel, Transferable, ValidationTuned
 from fusionrec.models.registry import get_model_class
 from fusionrec.util.provenance import machine, package_versions, peak_rss_mb
 from fusionrec.training.checkpoint import Checkpoint, run_fingerprint
@@ -179,6 +180,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     result = Trainer(cfg.training, seed=cfg.seed).fit(model, inputs, validate if len(split.valid) else None,
                                                       checkpoint=checkpoint, resume=resumed)
     model.eval()
+    chosen = choose_on_validation(model, validate, cfg.training.valid_metric, log) \
+        if isinstance(model, ValidationTuned) and len(split.valid) else None
     valid = validate(model) if len(split.valid) else {}
     history_read = use_test_history(model, split, log)  # after validation: valid is always scored from train
     segments = {}
@@ -216,6 +219,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         "interrupted": result.stopped_by == "interrupted",  # SIGINT / SIGTERM: the best weights so far
         "resumed_from_epoch": resumed.epoch if resumed is not None else None,
         "init_from": transferred,
+        "chosen_on_validation": chosen,
         # the loss and batch size training actually used, and why when not the configured ones (None: untrained)
         "training_loss": {"loss": result.loss, "reason": result.loss_reason, "batch_size": result.batch_size,
                           "batch_size_reason": result.batch_size_reason},
@@ -263,6 +267,34 @@ def with_model(cfg: RunConfig, name: str, model_cfg: RunConfig | None = None) ->
     if model_cfg is not None:
         return replace(cfg, model=model_cfg.model, training=model_cfg.training)
     return replace(cfg, model=replace(cfg.model, name=name, params={} if cfg.model.name != name else cfg.model.params))
+
+
+def choose_on_validation(model: ValidationTuned, validate, metric: str, log=None) -> dict | None:
+    """Scores every setting of the model's validation grid on ``validate`` and keeps the best by ``metric`` (the
+    earliest among equals: the grid starts with the setting the model trained with); returns the choice and every
+    setting's score for results.json, or None when there is nothing to choose."""
+    log = log or _stderr
+    grid = model.validation_grid()
+    if not grid:
+        return None
+    tried = []
+    for setting in grid:
+        model.choose(setting)
+        with torch.no_grad():
+            metrics = validate(model)
+        tried.append({"setting": setting, metric: float(_metric_of(metrics, metric))})
+    best = max(range(len(tried)), key=lambda k: (tried[k][metric], -k))
+    model.choose(grid[best])
+    log(f"chosen on validation: {grid[best]} ({metric} {tried[best][metric]:.4f}; "
+        f"{grid[0]}: {tried[0][metric]:.4f})")
+    return {"metric": metric, "chosen": grid[best], "tried": tried}
+
+
+def _metric_of(metrics: dict, name: str) -> float:
+    lowered = {k.lower(): v for k, v in metrics.items()}
+    if name.lower() not in lowered:
+        raise ConfigError(f"the validation returned no {name!r}", key="training.valid_metric")
+    return lowered[name.lower()]
 
 
 def start_from(model: Model, folder: str, log=None) -> dict:

@@ -126,5 +126,24 @@ class Transferable(abc.ABC):
         return shared
 
 
+class ValidationTuned(abc.ABC):
+    """A model with settings chosen on the validation set after training, such as how much each source weighs in
+    the score: the experiment scores every setting of :meth:`validation_grid`, keeps the best with :meth:`choose`
+    and writes them all into results.json. A chosen setting is kept as a buffer, so the artifact serves it."""
+
+    @abc.abstractmethod
+    def validation_grid(self) -> list[dict[str, float]]:
+        """The settings to try, the first being the one the model trained with; empty: nothing to choose under
+        these hyper-parameters."""
+
+    @abc.abstractmethod
+    def choose(self, setting: dict[str, float]) -> None:
+        """Score with ``setting`` (one of :meth:`validation_grid`) from now on; nothing is refitted."""
+
+    @abc.abstractmethod
+    def chosen(self) -> dict[str, float]:
+        """The setting the model scores with now."""
+
+
 CAPABILITIES: tuple[type, ...] = (HistoryReader, ContentPlacer, SourceReporter, KnowledgeEditable, SequenceModel,
-                                  Transferable)
+                                  Transferable, ValidationTuned)

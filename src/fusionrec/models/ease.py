@@ -37,12 +37,11 @@ from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.knowledge.kg.item_entities import item_entity_vectors
 from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import check_users, data_sized_buffers, history_buffers, history_columns
-from fusionrec.models.ease_shared import duration_text, text_rows
+from fusionrec.models.ease_shared import collective_weights, duration_text, text_rows
 from fusionrec.models.registry import register
 from fusionrec.typed_config import AtLeast1, NonNegativeFloat, PositiveFloat
 from fusionrec.util.sparse_ops import binary_csr
 
-_BLOCK_CELLS = 1 << 24  # Gram cells built per row block (float64: 128 MB)
 
 
 @dataclass(frozen=True)
@@ -120,23 +119,11 @@ class EASE(Model, HistoryReader):
         if self.params.kg_weight > 0 and inputs.kg is None:
             raise DataError("ease with kg_weight > 0 needs a knowledge graph: the dataset has none under the "
                             "knowledge: settings", field="kg")
-        gram = np.empty((self.n_items, self.n_items))
-        xt = sp.csr_matrix(x.T)
         t = text_rows(inputs, self.n_items) if self.params.text_weight > 0 else None
         m = item_entity_vectors(inputs.kg, self.n_items, 1, "tfidf").astype(np.float64) \
             if self.params.kg_weight > 0 else None
-        block = max(1, _BLOCK_CELLS // max(1, self.n_items))
-        for lo in range(0, self.n_items, block):  # row blocks: no second n² array
-            rows = slice(lo, min(lo + block, self.n_items))
-            gram[rows] = (xt[rows] @ x).toarray()
-            if t is not None:
-                gram[rows] += self.params.text_weight * (t[rows] @ t.T)
-            if m is not None:
-                gram[rows] += self.params.kg_weight * (m[rows] @ m.T).toarray()
-        weights = closed_form_weights(gram, self.params.l2)  # gram's memory, inverted in place
-        del gram
-        self.weights = torch.from_numpy(weights.astype(np.float32))
-        del weights
+        self.weights = torch.from_numpy(collective_weights(x, self.params.l2, t, self.params.text_weight, m,
+                                                           self.params.kg_weight))
         self.hist_indptr, self.hist_items = history_buffers(x)
         self._cache.clear()
 
@@ -158,16 +145,3 @@ class EASE(Model, HistoryReader):
         if h.shape[1] != self.n_items:
             raise ValueError(f"histories have {h.shape[1]} item columns, the model has {self.n_items}")
         return torch.from_numpy(h.toarray()) @ self.weights
-
-
-def closed_form_weights(gram: np.ndarray, l2: float) -> np.ndarray:
-    """B = -P / diag(P) column-wise with a zero diagonal, P = (gram + l2 I)^-1; ``gram`` (n, n) float64 symmetric
-    PSD, C-contiguous, OVERWRITTEN: B is returned in its memory (LAPACK inverts the Fortran-ordered view
-    ``gram.T``, the same matrix since it is symmetric), so no second n x n array is made."""
-    from scipy.linalg import inv
-
-    gram[np.diag_indices_from(gram)] += l2
-    p = inv(gram.T, overwrite_a=True, check_finite=False).T  # (P^T)^T = P, in gram's memory
-    p /= -np.diag(p)[None, :].copy()
-    np.fill_diagonal(p, 0.0)
-    return p

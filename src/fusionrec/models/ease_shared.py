@@ -4,6 +4,7 @@ their cost estimates. Registers no model."""
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from fusionrec.errors import DataError
 from fusionrec.models.base import ModelInputs
@@ -33,3 +34,41 @@ def text_rows(inputs: ModelInputs, n_items: int) -> np.ndarray:
     t[~has] = 0.0
     norms = np.linalg.norm(t, axis=1, keepdims=True)
     return np.divide(t, norms, out=np.zeros_like(t), where=norms > 0)
+
+
+_BLOCK_CELLS = 1 << 24  # Gram cells built per row block (float64: 128 MB)
+
+
+def collective_weights(x: sp.csr_matrix, l2: float, text: np.ndarray | None = None, text_weight: float = 0.0,
+                       entities: sp.spmatrix | None = None, kg_weight: float = 0.0) -> np.ndarray:
+    """EASE's item-item weights B (n_items, n_items) float32 with the side similarities in the Gram matrix
+    (collective EASE): G = X^T X + text_weight T T^T + kg_weight M M^T, then :func:`closed_form_weights`.
+    ``x`` (n_users, n_items) float64 binary CSR; ``text`` (n_items, d) rows from :func:`text_rows` or None;
+    ``entities`` (n_items, n_entities) sparse rows or None. Built in row blocks: one n² float64 array at most."""
+    n_items = x.shape[1]
+    gram = np.empty((n_items, n_items))
+    xt = sp.csr_matrix(x.T)
+    block = max(1, _BLOCK_CELLS // max(1, n_items))
+    for lo in range(0, n_items, block):  # row blocks: no second n² array
+        rows = slice(lo, min(lo + block, n_items))
+        gram[rows] = (xt[rows] @ x).toarray()
+        if text is not None and text_weight > 0:
+            gram[rows] += text_weight * (text[rows] @ text.T)
+        if entities is not None and kg_weight > 0:
+            gram[rows] += kg_weight * (entities[rows] @ entities.T).toarray()
+    weights = closed_form_weights(gram, l2)  # gram's memory, inverted in place
+    del gram
+    return weights.astype(np.float32)
+
+
+def closed_form_weights(gram: np.ndarray, l2: float) -> np.ndarray:
+    """B = -P / diag(P) column-wise with a zero diagonal, P = (gram + l2 I)^-1; ``gram`` (n, n) float64 symmetric
+    PSD, C-contiguous, OVERWRITTEN: B is returned in its memory (LAPACK inverts the Fortran-ordered view
+    ``gram.T``, the same matrix since it is symmetric), so no second n x n array is made."""
+    from scipy.linalg import inv
+
+    gram[np.diag_indices_from(gram)] += l2
+    p = inv(gram.T, overwrite_a=True, check_finite=False).T  # (P^T)^T = P, in gram's memory
+    p /= -np.diag(p)[None, :].copy()
+    np.fill_diagonal(p, 0.0)
+    return p

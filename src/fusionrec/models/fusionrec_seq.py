@@ -22,13 +22,15 @@ from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.fusion.base import source_shares
 from fusionrec.models.base import HyperParameters, Model, ModelInputs
-from fusionrec.models.capabilities import SequenceModel, SourceReporter, Transferable
+from fusionrec.models.capabilities import SequenceModel, SourceReporter, Transferable, ValidationTuned
+from fusionrec.models.ease_shared import text_rows
+from fusionrec.models.item_item_source import SHARES, ItemItemSource
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
 from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring
 from fusionrec.models.similarity import Similarity
 from fusionrec.models.text_adapter import MoEAdapter, text_pca
-from fusionrec.typed_config import NonNegativeInt, PositiveInt, Range
+from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class FusionRecSeqParams(HyperParameters):
     text_components: NonNegativeInt = 0  # > 0: the adapter reads this many principal components of the text
     adapter_dropout: Annotated[float, Range(0.0, 0.9)] = 0.2  # on the frozen text vectors; 0..0.5
     similarity: Similarity = "dot"  # cosine: with training.temperature, UniSRec's set-up (0.07)
+    item_item: bool = False  # also an item-item regression source (collective EASE), its share chosen on validation
+    item_item_l2: PositiveFloat = 50.0  # the regression's l2; 10..1000
+    item_item_text_weight: NonNegativeFloat = 0.0  # text similarity in its Gram matrix (needs a text: section)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,7 +64,7 @@ class FusionRecSeqParams(HyperParameters):
 
 
 @register
-class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transferable):
+class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transferable, ValidationTuned):
     """score(history, i) = <h_t, v_i>, v_i = fuse(id_i, adapter(text_i), entity_i) over the sources item i has."""
 
     name = "fusionrec-seq"
@@ -68,7 +73,8 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
     @classmethod
     def required_inputs(cls, params) -> set[str]:
         params = params or FusionRecSeqParams()
-        return {"sequences"} | ({"text"} if params.use_text else set()) | ({"kg"} if params.use_kg else set())
+        text = params.use_text or (params.item_item and params.item_item_text_weight > 0)
+        return {"sequences"} | ({"text"} if text else set()) | ({"kg"} if params.use_kg else set())
 
     @classmethod
     def from_inputs(cls, inputs: ModelInputs, params: FusionRecSeqParams | None = None) -> "FusionRecSeq":
@@ -100,6 +106,7 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
                 nn.init.normal_(table.weight, std=0.02)
         self.fusion = make_fusion(p.fusion, len(self.sources), d)
         self.encoder = CausalEncoder(d, p.max_length, p.n_layers, p.n_heads, p.dropout)
+        self.item_item = ItemItemSource(self.n_items) if p.item_item else None
         self.register_buffer("item_text", torch.zeros(0, self.text_dim))
         self.register_buffer("text_mask", torch.zeros(0, dtype=torch.bool))
         self.register_buffer("text_mean", torch.zeros(self.text_dim))  # the frozen PCA (text_components > 0)
@@ -127,7 +134,29 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
             if inputs.kg is None:
                 raise FusionrecError("fusionrec-seq with use_kg needs a knowledge graph in its inputs")
             self.item_entity = inputs.kg.item_entity.long()
+        if self.item_item is not None:
+            p = self.params
+            text = text_rows(inputs, self.n_items) if p.item_item_text_weight > 0 else None
+            self.item_item.fit(inputs.train, p.item_item_l2, text, p.item_item_text_weight)
         self._cache.clear()
+
+    def score_sequences(self, windows: torch.Tensor) -> torch.Tensor:
+        scores = super().score_sequences(windows)
+        return scores if self.item_item is None else self.item_item.mix(scores, torch.as_tensor(windows).long())
+
+    # -- ValidationTuned ------------------------------------------------------------------------------------------
+    def validation_grid(self) -> list[dict[str, float]]:
+        """The item-item source's share of the score, 0 (as trained) to 1 (the regression alone)."""
+        return [{"item_item_share": share} for share in SHARES] if self.item_item is not None else []
+
+    def choose(self, setting: dict[str, float]) -> None:
+        if self.item_item is None or set(setting) != {"item_item_share"}:
+            raise ValueError(f"not a setting of this model: {setting}")
+        self.item_item.share.fill_(float(setting["item_item_share"]))
+        self._cache.clear()
+
+    def chosen(self) -> dict[str, float]:
+        return {"item_item_share": float(self.item_item.share)} if self.item_item is not None else {}
 
     def item_table(self) -> torch.Tensor:
         if self.trained_items.numel() != self.n_items:

@@ -1,0 +1,57 @@
+"""The collective-EASE lesson inside a trained model: an item-item regression source (EASE's closed-form weights
+with the items' text similarity in the Gram matrix) scored over the user's history and mixed with the model's own
+scores by a share chosen on validation, so a dataset where co-occurrence says more than the model's order or
+vectors (sparse e-commerce) uses it, and one where it says nothing switches it off."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from fusionrec.models.ease_shared import collective_weights
+from fusionrec.models.graph_ops import data_sized_buffers
+from fusionrec.util.sparse_ops import binary_csr
+
+SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the validation grid
+
+
+def standardised(scores: torch.Tensor) -> torch.Tensor:
+    """Each row (B, n) shifted to mean 0 and scaled to standard deviation 1 (a constant row becomes 0), so two
+    sources' scores can be mixed whatever their scales."""
+    mean, std = scores.mean(1, keepdim=True), scores.std(1, keepdim=True)
+    return torch.where(std > 1e-12, (scores - mean) / std.clamp_min(1e-12), torch.zeros_like(scores))
+
+
+class ItemItemSource(nn.Module):
+    """Buffers ``weights`` (n_items, n_items) B and ``share`` (): a history h scores ``h @ B``; :meth:`mix` returns
+    ``(1 - share) z(model) + share z(h @ B)`` with z :func:`standardised` (the model's scores as they are when
+    ``share`` is 0)."""
+
+    def __init__(self, n_items: int):
+        super().__init__()
+        self.n_items = n_items
+        self.register_buffer("weights", torch.zeros(0, 0))
+        self.register_buffer("share", torch.zeros((), dtype=torch.float64))  # exact grid values
+        data_sized_buffers(self, ("weights",))
+
+    def fit(self, train: sp.csr_matrix, l2: float, text: np.ndarray | None, text_weight: float) -> None:
+        """B from the training interactions (n_users, n_items) and, with ``text_weight`` > 0, the text rows
+        (n_items, d) of :func:`fusionrec.models.ease_shared.text_rows`."""
+        self.weights = torch.from_numpy(collective_weights(binary_csr(train, dtype=np.float64), l2, text,
+                                                           text_weight))
+
+    def mix(self, scores: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """``scores`` (B, n_items) of the model after the histories ``windows`` (B, L) (item indices, -1 empty)
+        mixed with the regression's scores of the same histories."""
+        share = float(self.share)
+        if share == 0.0:
+            return scores
+        bag = torch.zeros(len(windows), self.n_items)
+        rows, cols = torch.nonzero(windows >= 0, as_tuple=True)
+        bag[rows, windows[rows, cols]] = 1.0
+        regression = bag @ self.weights
+        if share == 1.0:
+            return regression
+        return (1.0 - share) * standardised(scores) + share * standardised(regression)
