@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The sequential figures of docs/benchmarks.md ("Sequential recommendation"), one command after another, from the
+# project root, alone on the machine (each run one torch thread). amazon-scientific: ../shared/datasets/amazon-scientific.
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+OUT=${OUT:-bench/out/sequential}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+M="ndcg@10,recall@10,ndcg@50,recall@50"
+
+# 1. Warm accuracy under the published protocol, three seeds each.
+$PY bench/seeds.py --configs configs/amazon-scientific --models sasrec,fusionrec-seq --seeds 2020,2021,2022 \
+    --metrics $M --set training.progress=false --out $OUT/seeds
+
+# 2. Inductive: 20 % of the items held out of training (cold_items split), text only vs content-knn.
+COLD="--set split.method=cold_items --set split.test_history=train --set split.cold_share=0.2 \
+      --set evaluation.ks=[10,20] --set training.valid_metric=cold_items/recall@20 --set training.progress=false"
+$PY bench/seeds.py --configs configs/amazon-scientific --models content-knn --seeds 2020,2021,2022 --vary-split \
+    --metrics cold_items/recall@20,cold_items/ndcg@10,warm_items/ndcg@10 $COLD --out $OUT/cold-knn
+$PY bench/seeds.py --configs configs/amazon-scientific --models fusionrec-seq --seeds 2020,2021,2022 --vary-split \
+    --metrics cold_items/recall@20,cold_items/ndcg@10,warm_items/ndcg@10 $COLD --set model.params.use_id=false \
+    --out $OUT/cold-fseq-text
+
+# 3. Transfer: the text-only model pretrained on ml-100k (titles, year, genres), then on amazon-scientific as it is
+#    (zero-shot), fine-tuned, and trained from scratch (text only).
+.venv/bin/fusionrec pretrain --config configs/ml-100k/fusionrec-seq.yaml --quiet --out $OUT/pre-ml100k
+for how in zero-shot fine-tune scratch; do
+  case $how in
+    zero-shot) extra="--set model.init_from=$OUT/pre-ml100k/model --set training.epochs=0" ;;
+    fine-tune) extra="--set model.init_from=$OUT/pre-ml100k/model" ;;
+    scratch) extra="" ;;
+  esac
+  .venv/bin/fusionrec train --config configs/amazon-scientific/fusionrec-seq.yaml --set model.params.use_id=false \
+      --quiet $extra --out $OUT/transfer-$how
+done
