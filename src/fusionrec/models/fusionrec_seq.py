@@ -140,6 +140,13 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
             self.item_item.fit(inputs.train, p.item_item_l2, text, p.item_item_text_weight)
         self._cache.clear()
 
+    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """As :class:`SequenceScoring`'s, unless the item-item source has a share of the score (then no dot
+        product gives the scores: None)."""
+        if self.item_item is not None and float(self.item_item.share) > 0:
+            return None
+        return super().serving_vectors()
+
     def score_sequences(self, windows: torch.Tensor) -> torch.Tensor:
         scores = super().score_sequences(windows)
         return scores if self.item_item is None else self.item_item.mix(scores, torch.as_tensor(windows).long())

@@ -46,10 +46,13 @@ class _Block(nn.Module):
         logits = logits.masked_fill(~allowed[:, :, -1:], float("-inf"))
         return torch.softmax(logits, dim=-1).mean(1)[:, 0]
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """x (R, L, d), allowed (R, 1, L, L) bool: query i may read key j -> (R, L, d)."""
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x (R, L, d), allowed (R, 1, L, L) bool: query i may read key j -> (R, L, d); ``last_only``: the newest
+        position's output alone, (R, 1, d) (every position still serves as a key: the cost of scoring)."""
         r, length, d = x.shape
         q, k, v = self._qkv(x)
+        if last_only:
+            q, allowed, x, length = q[:, :, -1:], allowed[:, :, -1:], x[:, -1:], 1
         read = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
                                               dropout_p=self.dropout if self.training else 0.0)
         x = x + self.drop(self.out(read.transpose(1, 2).reshape(r, length, d)))
@@ -80,6 +83,15 @@ class CausalEncoder(nn.Module):
         for block in self.blocks:
             x = block(x, allowed)
         return self.norm(x)
+
+    def newest(self, vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The newest position's hidden state (R, d), what scoring reads: as ``forward(...)[:, -1]``, with the last
+        block computing that position alone."""
+        x, allowed = self._start(vectors, present)
+        for block in self.blocks[:-1]:
+            x = block(x, allowed)
+        return self.norm(self.blocks[-1](x, allowed, last_only=True))[:, -1] if len(self.blocks) \
+            else self.norm(x)[:, -1]
 
     def last_attention(self, vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """(R, L): the last block's attention of the newest position over the positions (mean over heads)."""
@@ -144,16 +156,17 @@ class SequenceScoring:
         return self._cache["sequences"]
 
     # -- encoding -------------------------------------------------------------------------------------------------
-    def _encode(self, inputs: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def _encode(self, inputs: torch.Tensor, items: torch.Tensor, newest: bool = False) -> torch.Tensor:
         """Hidden states (R, L', d) of right-aligned inputs (R, L) (-1: empty), cut to the last
-        min(L, max_length) columns and then to the longest history among the rows."""
+        min(L, max_length) columns and then to the longest history among the rows; ``newest``: the newest
+        position's state alone, (R, d)."""
         inputs = inputs[:, -self.max_length:]
         present = inputs >= 0
         longest = int(present.sum(1).max()) if len(inputs) else 0
         inputs, present = inputs[:, inputs.shape[1] - max(longest, 1):], present[:, present.shape[1] - max(longest, 1):]
         vectors = items.index_select(0, inputs.clamp_min(0).reshape(-1)).view(*inputs.shape, -1)
         vectors = vectors * present.unsqueeze(-1)
-        return self.encoder(vectors, present)
+        return self.encoder.newest(vectors, present) if newest else self.encoder(vectors, present)
 
     def _training_states(self, batch: Batch, items: torch.Tensor) -> torch.Tensor:
         """(B, d): the hidden state before each of the batch's training pairs."""
@@ -193,7 +206,7 @@ class SequenceScoring:
         empty = ~(windows[:, -self.max_length:] >= 0).any(1)
         if len(windows) == 0 or windows.shape[1] == 0:
             return torch.zeros(len(windows), self.n_items)
-        states = finish(self._encode(windows, read)[:, -1], self.similarity)  # (B, d): after the newest item
+        states = finish(self._encode(windows, read, newest=True), self.similarity)  # (B, d): after the newest item
         scores = states @ items.T
         return scores.masked_fill(empty[:, None], 0.0)  # nothing done yet: no preference (popularity breaks ties)
 
@@ -201,7 +214,7 @@ class SequenceScoring:
         """The vector (d,) a history of item indices (L,) (oldest first) is scored with: ``score(i) = state .
         item_vector(i)`` (both as scored)."""
         read, _ = self.cached("item_table", self._scored_items)
-        return finish(self._encode(history[None].long(), read)[0, -1], self.similarity)
+        return finish(self._encode(history[None].long(), read, newest=True)[0], self.similarity)
 
     def history_attention(self, history: torch.Tensor) -> torch.Tensor:
         """(L,) how much the newest position attends to each item of ``history`` (L,) (oldest first) in the last
@@ -212,6 +225,25 @@ class SequenceScoring:
         vectors = read.index_select(0, window.reshape(-1)).view(*window.shape, -1)
         weights = self.encoder.last_attention(vectors, torch.ones_like(window, dtype=torch.bool))[0]
         return torch.cat([torch.zeros(len(history) - window.shape[1]), weights])
+
+    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(the state after each user's stored sequence (n_users, d), the item vectors (n_items, d)), both as
+        scored, so that ``score_all(users) == U[users] @ V.T`` and serving ranks known users with a top-K index;
+        a user with an empty sequence gets a zero vector (score_all scores such a user 0). Computed once while in
+        eval mode (again after :meth:`use_sequences`)."""
+        return self.cached("serving_vectors", self._user_states)
+
+    def _user_states(self, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        read, items = self._scored_items()
+        sequences = self.stored_sequences()
+        states = torch.zeros(self.n_users, read.shape[1])
+        for start in range(0, self.n_users, chunk):
+            users = np.arange(start, min(start + chunk, self.n_users))
+            rows = users[sequences.lengths[users] > 0]
+            if len(rows):
+                windows = torch.from_numpy(sequences.last(rows, self.max_length))
+                states[torch.from_numpy(rows)] = finish(self._encode(windows, read, newest=True), self.similarity)
+        return states, items.detach()
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         check_users(users, self.n_users)

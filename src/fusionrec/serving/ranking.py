@@ -139,15 +139,22 @@ def most_popular(state: LiveState, k: int, allowed: torch.Tensor | None) -> Rank
 
 
 def rank_by_index(index: TopKIndex, user_vecs: np.ndarray, state: LiveState, raw_users: list[str],
-                  users: np.ndarray, k: int, exclude_seen: bool, allowed: torch.Tensor | None) -> list[Recommendation]:
+                  users: np.ndarray, k: int, exclude_seen: bool, allowed: torch.Tensor | None,
+                  model: Model | None = None) -> list[Recommendation]:
     """One chunk of users ranked by the top-K index: a trained user by their vector, a user with added
-    interactions by a folded-in vector (:func:`fold_in`), a new user without interactions by popularity."""
+    interactions by a folded-in vector (:func:`fold_in`; for a sequence ``model``, the state after their ordered
+    history, :func:`ordered_history`), a new user without interactions by popularity."""
     known, added, has_added, trained_seen, history = state.histories(raw_users, users)
     queries = np.zeros((len(raw_users), index.dim), dtype=np.float32)
     plain = known & ~has_added
     queries[plain] = user_vecs[users[plain]]
     folded = np.flatnonzero(has_added)
-    if len(folded):
+    if len(folded) and isinstance(model, SequenceModel):
+        for row in folded:
+            items = ordered_history(model, state, raw_users[row], int(users[row]))
+            if len(items):
+                queries[row] = model.state_after(torch.from_numpy(items)).numpy()
+    elif len(folded):
         queries[folded] = fold_in(index.vectors, user_vecs, users[folded], trained_seen[folded], added[folded])
     by_vector = np.flatnonzero(known | has_added)
     scores, found = index.search(queries[by_vector], k, history[by_vector] if exclude_seen else None,

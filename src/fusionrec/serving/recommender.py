@@ -163,7 +163,7 @@ class Recommender:
                 chunk_raw, chunk = raw_users[start:start + self.batch_users], index[start:start + self.batch_users]
                 if self.index is not None:
                     out += ranking.rank_by_index(self.index, self._user_vecs, self.state, chunk_raw, chunk, k,
-                                                 exclude_seen, allowed)
+                                                 exclude_seen, allowed, self.model)
                 else:
                     out += ranking.rank_every_item(self.model, self.state, chunk_raw, chunk, k, exclude_seen,
                                                    allowed)
