@@ -16,19 +16,23 @@ COLD="--set split.method=cold_items --set split.test_history=train --set split.c
       --set evaluation.ks=[10,20] --set training.valid_metric=cold_items/recall@20 --set training.progress=false"
 $PY bench/seeds.py --configs configs/amazon-scientific --models content-knn --seeds 2020,2021,2022 --vary-split \
     --metrics cold_items/recall@20,cold_items/ndcg@10,warm_items/ndcg@10 $COLD --out $OUT/cold-knn
-$PY bench/seeds.py --configs configs/amazon-scientific --models fusionrec-seq --seeds 2020,2021,2022 --vary-split \
-    --metrics cold_items/recall@20,cold_items/ndcg@10,warm_items/ndcg@10 $COLD --set model.params.use_id=false \
-    --out $OUT/cold-fseq-text
+for pool in all trained; do  # trained: items without training interactions are never negatives
+  $PY bench/seeds.py --configs configs/amazon-scientific --models fusionrec-seq --seeds 2020 --vary-split \
+      --metrics cold_items/recall@20,cold_items/ndcg@10,warm_items/ndcg@10 $COLD --set model.params.use_id=false \
+      --set model.params.item_item=false --set training.epochs=30 --set training.neg_pool=$pool \
+      --out $OUT/cold-fseq-text-$pool
+done
 
 # 3. Transfer: the text-only model pretrained on ml-100k (titles, year, genres), then on amazon-scientific as it is
 #    (zero-shot), fine-tuned, and trained from scratch (text only).
-.venv/bin/fusionrec pretrain --config configs/ml-100k/fusionrec-seq.yaml --quiet --out $OUT/pre-ml100k
+.venv/bin/fusionrec pretrain --config configs/ml-100k/fusionrec-seq.yaml --set training.epochs=10 --quiet \
+    --out $OUT/pre-ml100k
 for how in zero-shot fine-tune scratch; do
   case $how in
     zero-shot) extra="--set model.init_from=$OUT/pre-ml100k/model --set training.epochs=0" ;;
-    fine-tune) extra="--set model.init_from=$OUT/pre-ml100k/model" ;;
-    scratch) extra="" ;;
+    fine-tune) extra="--set model.init_from=$OUT/pre-ml100k/model --set training.epochs=15" ;;
+    scratch) extra="--set training.epochs=15" ;;
   esac
   .venv/bin/fusionrec train --config configs/amazon-scientific/fusionrec-seq.yaml --set model.params.use_id=false \
-      --quiet $extra --out $OUT/transfer-$how
+      --set model.params.item_item=false --quiet $extra --out $OUT/transfer-$how
 done
