@@ -7,6 +7,15 @@ OUT=${OUT:-bench/out/sequential}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 M="ndcg@10,recall@10,ndcg@50,recall@50"
 
+# 0. The SASRec search of "What was searched" (seed 2020, selection on valid NDCG@10): dropout / batch / lr.
+for run in "0.3 256 0.001 15" "0.3 256 0.003 15" "0.5 2048 0.001 9" "0.3 256 0.001 200" "0.5 256 0.001 200" \
+           "0.2 128 0.001 200"; do
+  set -- $run
+  .venv/bin/fusionrec train --config configs/amazon-scientific/sasrec.yaml --set model.params.dropout=$1 \
+      --set training.batch_size=$2 --set training.lr=$3 --set training.epochs=$4 --quiet \
+      --out $OUT/sasrec-search/d$1-b$2-lr$3-e$4
+done
+
 # 1. Warm accuracy under the published protocol, three seeds each.
 $PY bench/seeds.py --configs configs/amazon-scientific --models sasrec,fusionrec-seq --seeds 2020,2021,2022 \
     --metrics $M --set training.progress=false --out $OUT/seeds

@@ -61,15 +61,9 @@ class UserSequences:
         """The last ``length`` items of each of ``users`` (B,), right-aligned: int64 (B, length), :data:`PAD` on the
         left of a shorter sequence."""
         users = np.asarray(users, dtype=np.int64)
-        out = np.full((len(users), length), PAD, dtype=np.int64)
-        if length == 0 or len(users) == 0:
-            return out
         end = self.offsets[users + 1]
         take = np.minimum(end - self.offsets[users], length)
-        rows = np.repeat(np.arange(len(users)), take)
-        col = np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)  # 0 .. take-1 within each row
-        out[rows, length - np.repeat(take, take) + col] = self.items[np.repeat(end - take, take) + col]
-        return out
+        return self._right_aligned(end - take, take, length)
 
     def windows(self, length: int) -> tuple[np.ndarray, np.ndarray]:
         """Every user's sequence cut into training windows of ``length + 1`` items: ``(windows (W, length + 1) int64,
@@ -82,13 +76,15 @@ class UserSequences:
         k = np.arange(len(users)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
         ends = self.offsets[users + 1] - k * length  # one past each window's last item
         starts = np.maximum(ends - length - 1, self.offsets[users])
-        out = np.full((len(users), length + 1), PAD, dtype=np.int64)
-        take = ends - starts
-        rows = np.repeat(np.arange(len(users)), take)
-        col = np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)
-        out[rows, length + 1 - np.repeat(take, take) + col] = self.items[np.repeat(starts, take) + col]
-        return out, users
+        return self._right_aligned(starts, ends - starts, length + 1), users
 
-    def appended(self, user: int, items: np.ndarray) -> np.ndarray:
-        """User ``user``'s sequence followed by ``items`` (what they did after), int64."""
-        return np.concatenate([self.of(user), np.asarray(items, dtype=np.int64)])
+    def _right_aligned(self, starts: np.ndarray, take: np.ndarray, width: int) -> np.ndarray:
+        """(R, width) int64: row r holds ``items[starts[r]:starts[r] + take[r]]`` at its right end, :data:`PAD`
+        before (take <= width)."""
+        out = np.full((len(starts), width), PAD, dtype=np.int64)
+        if width == 0 or len(starts) == 0:
+            return out
+        rows = np.repeat(np.arange(len(starts)), take)
+        col = np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)  # 0 .. take-1 within each row
+        out[rows, width - np.repeat(take, take) + col] = self.items[np.repeat(starts, take) + col]
+        return out

@@ -32,7 +32,7 @@ from fusionrec.util.provenance import machine, package_versions, peak_rss_mb
 from fusionrec.training.checkpoint import Checkpoint, run_fingerprint
 from fusionrec.training.inputs import build_inputs
 from fusionrec.training.seeding import seed_everything
-from fusionrec.training.trainer import Trainer
+from fusionrec.training.trainer import Trainer, metric_of
 from fusionrec.typed_config import build
 
 
@@ -282,19 +282,12 @@ def choose_on_validation(model: ValidationTuned, validate, metric: str, log=None
         model.choose(setting)
         with torch.no_grad():
             metrics = validate(model)
-        tried.append({"setting": setting, metric: float(_metric_of(metrics, metric))})
+        tried.append({"setting": setting, metric: float(metric_of(metrics, metric))})
     best = max(range(len(tried)), key=lambda k: (tried[k][metric], -k))
     model.choose(grid[best])
     log(f"chosen on validation: {grid[best]} ({metric} {tried[best][metric]:.4f}; "
         f"{grid[0]}: {tried[0][metric]:.4f})")
     return {"metric": metric, "chosen": grid[best], "tried": tried}
-
-
-def _metric_of(metrics: dict, name: str) -> float:
-    lowered = {k.lower(): v for k, v in metrics.items()}
-    if name.lower() not in lowered:
-        raise ConfigError(f"the validation returned no {name!r}", key="training.valid_metric")
-    return lowered[name.lower()]
 
 
 def start_from(model: Model, folder: str, log=None) -> dict:
@@ -310,12 +303,13 @@ def start_from(model: Model, folder: str, log=None) -> dict:
     if not isinstance(source, Transferable):
         raise ConfigError(f"{folder} holds a {source.name} model, which has no catalogue-free parameters",
                           key="model.init_from")
+    state = source.transferable_state()
     try:
-        copied = model.load_transferable(source.transferable_state())
+        copied = model.load_transferable(state)
     except ValueError as exc:
         raise ConfigError(f"{folder}: {exc}", key="model.init_from") from None
     log(f"init from {folder}: {len(copied)} parameter tensors ({source.name}, "
-        f"{sum(int(source.transferable_state()[n].numel()) for n in copied)} values)")
+        f"{sum(int(state[n].numel()) for n in copied)} values)")
     return {"folder": str(folder), "model": source.name, "parameters": copied}
 
 

@@ -113,6 +113,14 @@ class ScoreFactors:
         return self.users @ self.items.T
 
 
+def standardise(scores: torch.Tensor) -> torch.Tensor:
+    """Each row to zero mean and unit standard deviation (constant rows become zeros): (B, n) -> (B, n); how two
+    sources' scores are put on one scale before they are mixed."""
+    mean = scores.mean(dim=1, keepdim=True)
+    std = scores.std(dim=1, keepdim=True)
+    return torch.where(std > 1e-12, (scores - mean) / std.clamp_min(1e-12), torch.zeros_like(scores))
+
+
 def dense_scores(scores: "torch.Tensor | ScoreFactors") -> torch.Tensor:
     """``scores`` as a (B, n) tensor, formed when they are :class:`ScoreFactors`."""
     return scores.dense() if isinstance(scores, ScoreFactors) else scores

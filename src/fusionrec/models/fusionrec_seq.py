@@ -27,7 +27,7 @@ from fusionrec.models.ease_shared import text_rows
 from fusionrec.models.item_item_source import SHARES, ItemItemSource
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
-from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring
+from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring, check_heads
 from fusionrec.models.similarity import Similarity
 from fusionrec.models.text_adapter import MoEAdapter, text_pca
 from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
@@ -54,9 +54,7 @@ class FusionRecSeqParams(HyperParameters):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.embedding_size % self.n_heads:
-            raise ConfigError(f"embedding_size {self.embedding_size} must be a multiple of n_heads {self.n_heads}",
-                              key=self.key_of("embedding_size"))
+        check_heads(self)
         if self.text_components and not self.use_text:
             raise ConfigError("text_components needs use_text", key=self.key_of("text_components"))
         if not (self.use_id or self.use_text or self.use_kg):

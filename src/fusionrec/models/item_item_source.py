@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from fusionrec.models.base import standardise
 from fusionrec.models.ease_shared import collective_weights
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.util.sparse_ops import binary_csr
@@ -17,16 +18,9 @@ from fusionrec.util.sparse_ops import binary_csr
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the validation grid
 
 
-def standardised(scores: torch.Tensor) -> torch.Tensor:
-    """Each row (B, n) shifted to mean 0 and scaled to standard deviation 1 (a constant row becomes 0), so two
-    sources' scores can be mixed whatever their scales."""
-    mean, std = scores.mean(1, keepdim=True), scores.std(1, keepdim=True)
-    return torch.where(std > 1e-12, (scores - mean) / std.clamp_min(1e-12), torch.zeros_like(scores))
-
-
 class ItemItemSource(nn.Module):
     """Buffers ``weights`` (n_items, n_items) B and ``share`` (): a history h scores ``h @ B``; :meth:`mix` returns
-    ``(1 - share) z(model) + share z(h @ B)`` with z :func:`standardised` (the model's scores as they are when
+    ``(1 - share) z(model) + share z(h @ B)`` with z :func:`~fusionrec.models.base.standardise` (the model's scores as they are when
     ``share`` is 0)."""
 
     def __init__(self, n_items: int):
@@ -54,4 +48,4 @@ class ItemItemSource(nn.Module):
         regression = bag @ self.weights
         if share == 1.0:
             return regression
-        return (1.0 - share) * standardised(scores) + share * standardised(regression)
+        return (1.0 - share) * standardise(scores) + share * standardise(regression)

@@ -12,11 +12,10 @@ from typing import Annotated
 
 from torch import nn
 
-from fusionrec.errors import ConfigError
 from fusionrec.models.base import HyperParameters, Model
 from fusionrec.models.capabilities import SequenceModel
 from fusionrec.models.registry import register
-from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring
+from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring, check_heads
 from fusionrec.typed_config import PositiveInt, Range
 
 
@@ -30,9 +29,7 @@ class SASRecParams(HyperParameters):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.embedding_size % self.n_heads:
-            raise ConfigError(f"embedding_size {self.embedding_size} must be a multiple of n_heads {self.n_heads}",
-                              key=self.key_of("embedding_size"))
+        check_heads(self)
 
 
 @register

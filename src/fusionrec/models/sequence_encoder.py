@@ -16,10 +16,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusionrec.data.user_sequences import UserSequences
-from fusionrec.errors import FusionrecError
+from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.models.base import Batch, ForwardOut, ModelInputs, window_targets
 from fusionrec.models.graph_ops import check_users, data_sized_buffers
 from fusionrec.models.similarity import catalogue_out, finish
+
+
+def check_heads(params) -> None:
+    """The cross-field rule of every sequence model's hyper-parameters: ``embedding_size`` splits evenly over
+    ``n_heads``; ConfigError naming ``model.params.embedding_size`` otherwise."""
+    if params.embedding_size % params.n_heads:
+        raise ConfigError(f"embedding_size {params.embedding_size} must be a multiple of n_heads {params.n_heads}",
+                          key=params.key_of("embedding_size"))
 
 
 class _Block(nn.Module):

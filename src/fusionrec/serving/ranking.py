@@ -15,7 +15,7 @@ import torch
 
 from fusionrec.data.ids import IdMap
 from fusionrec.data.user_sequences import PAD
-from fusionrec.models.base import Model
+from fusionrec.models.base import Model, standardise
 from fusionrec.models.capabilities import SequenceModel
 from fusionrec.serving.live_state import LiveState
 from fusionrec.serving.topk_index import TopKIndex
@@ -49,13 +49,6 @@ def top_k(scores: torch.Tensor, k: int, items: IdMap) -> list[Ranked]:
     """Scores (B, n_items) -> for each row the ``k`` best items (fewer when fewer are finite)."""
     top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
     return [ranked(items, idx, vals) for vals, idx in zip(top.values.numpy(), top.indices.numpy())]
-
-
-def standardise(scores: torch.Tensor) -> torch.Tensor:
-    """Each row to zero mean and unit standard deviation (constant rows become zeros): (B, n) -> (B, n)."""
-    mean = scores.mean(dim=1, keepdim=True)
-    std = scores.std(dim=1, keepdim=True)
-    return torch.where(std > 1e-12, (scores - mean) / std.clamp_min(1e-12), torch.zeros_like(scores))
 
 
 def score_every_item(model: Model, state: LiveState, raw_users: list[str],

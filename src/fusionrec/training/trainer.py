@@ -375,14 +375,7 @@ class Trainer:
         return {str(k): float(v) for k, v in metrics.items()}
 
     def _metric(self, metrics: dict[str, float]) -> float:
-        name = self.config.valid_metric
-        if name in metrics:
-            return metrics[name]
-        lowered = {k.lower(): v for k, v in metrics.items()}
-        if name.lower() in lowered:
-            return lowered[name.lower()]
-        returned = ", ".join(sorted(metrics)) or "nothing"
-        raise ConfigError(f"the validation returned no {name!r}; it returned: {returned}", key="training.valid_metric")
+        return metric_of(metrics, self.config.valid_metric)
 
     @staticmethod
     def _non_finite(terms: dict[str, torch.Tensor], loss: torch.Tensor, epoch: int, where: str) -> NonFiniteLossError:
@@ -391,6 +384,18 @@ class Trainer:
         value = float((terms[name] if bad else loss).detach().sum())
         return NonFiniteLossError(f"loss term '{name}' is {value} at epoch {epoch}, {where}; lower the "
                                   "learning rate, check the term's weight, or check the inputs for NaN")
+
+
+def metric_of(metrics: dict[str, float], name: str) -> float:
+    """``metrics[name]``, the name matched case-insensitively; ConfigError (``training.valid_metric``) naming what
+    the validation returned when it is absent."""
+    if name in metrics:
+        return metrics[name]
+    lowered = {k.lower(): v for k, v in metrics.items()}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    returned = ", ".join(sorted(metrics)) or "nothing"
+    raise ConfigError(f"the validation returned no {name!r}; it returned: {returned}", key="training.valid_metric")
 
 
 def _means(logged: dict[str, tuple[list[torch.Tensor], list[int]]]) -> dict[str, float]:
