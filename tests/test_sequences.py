@@ -139,3 +139,13 @@ def test_the_item_item_share_is_chosen_by_the_data(planted, ordered):
     share = out["chosen"]["item_item_share"]
     assert model.chosen() == out["chosen"] and len(out["tried"]) == len(model.validation_grid())
     assert (share <= 0.2) if ordered else (share >= 0.5), out["tried"]
+
+
+def test_the_item_item_source_refuses_a_catalogue_beyond_its_memory_cap():
+    from fusionrec.errors import ConfigError
+
+    cls = get_model_class("fusionrec-seq")
+    params = build(cls.Params, {"use_text": False, "item_item": True, "item_item_max_memory_gb": 0.001})
+    cls(10, 200, params)  # 12 bytes x 200² = 0.48 MB: under the 1 MB cap
+    with pytest.raises(ConfigError, match="item_item_max_memory_gb"):
+        cls(10, 1000, params)  # 12 MB

@@ -37,7 +37,8 @@ from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.knowledge.kg.item_entities import item_entity_vectors
 from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import check_users, data_sized_buffers, history_buffers, history_columns
-from fusionrec.models.ease_shared import collective_weights, duration_text, text_rows
+from fusionrec.models.ease_shared import (BYTES_PER_ITEM2, SECONDS_PER_ITEM3, collective_weights, duration_text,
+                                          ease_cost, text_rows)
 from fusionrec.models.registry import register
 from fusionrec.typed_config import AtLeast1, NonNegativeFloat, PositiveFloat
 from fusionrec.util.sparse_ops import binary_csr
@@ -55,20 +56,6 @@ class EASEParams(HyperParameters):
     max_memory_gb: PositiveFloat = 8.0
     # >= 1, an extra cap on the item count; None: the memory cap alone decides
     max_items: Annotated[int | None, AtLeast1] = None
-
-
-# bytes per item² while preparing: the float64 Gram matrix inverted in place (8) and the float32 weights (4)
-BYTES_PER_ITEM2 = 12
-# seconds per item³ of the dense inverse on one core: bench/ease_prepare.py --items 4000 --users 3000 took 5.6 s
-# (2026-12-02, 2-core AMD EPYC, one thread, numpy.linalg.inv: 8/3 n³ flops; the in-place getrf + getri does 2 n³,
-# so the estimate errs long). A loaded machine is slower: issue 11's 17,632-item run took 29 min, 3.6x this.
-SECONDS_PER_ITEM3 = 5.6 / 4000 ** 3
-
-
-def ease_cost(n_items: int) -> tuple[int, float]:
-    """(bytes, seconds) EASE's prepare is expected to take for ``n_items`` items: BYTES_PER_ITEM2 n² bytes and
-    SECONDS_PER_ITEM3 n³ seconds on one core (the sparse Gram of the interactions and the process come on top)."""
-    return BYTES_PER_ITEM2 * n_items ** 2, SECONDS_PER_ITEM3 * n_items ** 3
 
 
 @register

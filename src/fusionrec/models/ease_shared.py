@@ -10,6 +10,20 @@ from fusionrec.errors import DataError
 from fusionrec.models.base import ModelInputs
 
 
+# bytes per item² while preparing: the float64 Gram matrix inverted in place (8) and the float32 weights (4)
+BYTES_PER_ITEM2 = 12
+# seconds per item³ of the dense inverse on one core: bench/ease_prepare.py --items 4000 --users 3000 took 5.6 s
+# (2026-12-02, 2-core AMD EPYC, one thread, numpy.linalg.inv: 8/3 n³ flops; the in-place getrf + getri does 2 n³,
+# so the estimate errs long). A loaded machine is slower: issue 11's 17,632-item run took 29 min, 3.6x this.
+SECONDS_PER_ITEM3 = 5.6 / 4000 ** 3
+
+
+def ease_cost(n_items: int) -> tuple[int, float]:
+    """(bytes, seconds) EASE's prepare is expected to take for ``n_items`` items: BYTES_PER_ITEM2 n² bytes and
+    SECONDS_PER_ITEM3 n³ seconds on one core (the sparse Gram of the interactions and the process come on top)."""
+    return BYTES_PER_ITEM2 * n_items ** 2, SECONDS_PER_ITEM3 * n_items ** 3
+
+
 def duration_text(seconds: float) -> str:
     """A duration for a log line: seconds, minutes or hours."""
     if seconds < 90:

@@ -23,7 +23,7 @@ from fusionrec.fusion import make_fusion
 from fusionrec.fusion.base import source_shares
 from fusionrec.models.base import HyperParameters, Model, ModelInputs
 from fusionrec.models.capabilities import SequenceModel, SourceReporter, Transferable, ValidationTuned
-from fusionrec.models.ease_shared import text_rows
+from fusionrec.models.ease_shared import duration_text, ease_cost, text_rows
 from fusionrec.models.item_item_source import SHARES, ItemItemSource
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
@@ -51,6 +51,7 @@ class FusionRecSeqParams(HyperParameters):
     item_item: bool = False  # also an item-item regression source (collective EASE), its share chosen on validation
     item_item_l2: PositiveFloat = 50.0  # the regression's l2; 10..1000
     item_item_text_weight: NonNegativeFloat = 0.0  # text similarity in its Gram matrix (needs a text: section)
+    item_item_max_memory_gb: PositiveFloat = 8.0  # refuse a catalogue whose dense item-item fit needs more
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,6 +105,14 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
                 nn.init.normal_(table.weight, std=0.02)
         self.fusion = make_fusion(p.fusion, len(self.sources), d)
         self.encoder = CausalEncoder(d, p.max_length, p.n_layers, p.n_heads, p.dropout)
+        if p.item_item:
+            need, seconds = ease_cost(self.n_items)
+            if need > p.item_item_max_memory_gb * 1e9:
+                raise ConfigError(f"the item-item source on {self.n_items:,} items inverts a dense {self.n_items:,} x "
+                                  f"{self.n_items:,} matrix: about {need / 1e9:.1f} GB while preparing and about "
+                                  f"{duration_text(seconds)} on one core, above model.params.item_item_max_memory_gb "
+                                  f"= {p.item_item_max_memory_gb:g}; raise it if the memory is there, or set "
+                                  "item_item: false", key="model.params.item_item_max_memory_gb")
         self.item_item = ItemItemSource(self.n_items) if p.item_item else None
         self.register_buffer("item_text", torch.zeros(0, self.text_dim))
         self.register_buffer("text_mask", torch.zeros(0, dtype=torch.bool))
