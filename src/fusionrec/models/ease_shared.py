@@ -33,11 +33,12 @@ def duration_text(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def text_rows(inputs: ModelInputs, n_items: int) -> np.ndarray:
+def text_rows(inputs: ModelInputs, n_items: int, needed_by: str = "ease with text_weight > 0") -> np.ndarray:
     """(n_items, d_text) item text embeddings centred over the items with text, then L2-normalised; an item without
-    text (mask False) is a zero row, so it gains no side-information similarity."""
+    text (mask False) is a zero row, so it gains no side-information similarity. ``needed_by``: who asks, for the
+    error when the inputs carry no text."""
     if inputs.item_text is None:
-        raise DataError("ease with text_weight > 0 needs item text vectors: add a text: section to the run config",
+        raise DataError(f"{needed_by} needs item text vectors: add a text: section to the run config",
                         field="item_text")
     t = inputs.item_text.double().numpy().copy()
     if t.ndim != 2 or t.shape[0] != n_items:

@@ -143,7 +143,8 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
             self.item_entity = inputs.kg.item_entity.long()
         if self.item_item is not None:
             p = self.params
-            text = text_rows(inputs, self.n_items) if p.item_item_text_weight > 0 else None
+            text = text_rows(inputs, self.n_items, "fusionrec-seq with item_item_text_weight > 0") \
+                if p.item_item_text_weight > 0 else None
             self.item_item.fit(inputs.train, p.item_item_l2, text, p.item_item_text_weight)
         self._cache.clear()
 
