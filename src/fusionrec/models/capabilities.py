@@ -91,6 +91,11 @@ class SequenceModel(abc.ABC):
         """The vector (d,) that scores the items after ``history`` (L,) item indices, oldest first."""
 
     @abc.abstractmethod
+    def states_after(self, windows: torch.Tensor) -> torch.Tensor:
+        """:meth:`state_after` of many histories: ``windows`` (B, L) as :meth:`score_sequences` reads them ->
+        (B, d)."""
+
+    @abc.abstractmethod
     def history_attention(self, history: torch.Tensor) -> torch.Tensor:
         """(L,) the weight the model gives each item of ``history`` (L,) when scoring what comes next
         (explanations); sums to 1 over the items it reads."""

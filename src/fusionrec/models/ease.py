@@ -38,7 +38,7 @@ from fusionrec.knowledge.kg.item_entities import item_entity_vectors
 from fusionrec.models.base import HistoryReader, HyperParameters, Model, ModelInputs, checked_history
 from fusionrec.models.graph_ops import check_users, data_sized_buffers, history_buffers, history_columns
 from fusionrec.models.ease_shared import (BYTES_PER_ITEM2, SECONDS_PER_ITEM3, collective_weights, duration_text,
-                                          ease_cost, text_rows)
+                                          ease_cost, refuse_dense_fit, text_rows)
 from fusionrec.models.registry import register
 from fusionrec.typed_config import AtLeast1, NonNegativeFloat, PositiveFloat
 from fusionrec.util.sparse_ops import binary_csr
@@ -74,14 +74,9 @@ class EASE(Model, HistoryReader):
     def __init__(self, n_users: int, n_items: int, params: EASEParams | None = None):
         super().__init__(n_users, n_items, params)
         p = self.params
-        need, seconds = ease_cost(self.n_items)
-        if need > p.max_memory_gb * 1e9:
-            raise ConfigError(f"ease on {self.n_items:,} items inverts a dense {self.n_items:,} x {self.n_items:,} "
-                              f"matrix: about {need / 1e9:.1f} GB while preparing ({BYTES_PER_ITEM2} bytes x "
-                              f"n_items²) and about {duration_text(seconds)} on one core, above the cap "
-                              f"model.params.max_memory_gb = {p.max_memory_gb:g}; raise the cap if the memory is "
-                              "there, or use model.name: sparse-ease (each item regressed on its top-k "
-                              "co-occurring items, memory n_items x k)", key="model.params.max_memory_gb")
+        refuse_dense_fit(self.n_items, p.max_memory_gb, "ease", "model.params.max_memory_gb",
+                         "use model.name: sparse-ease (each item regressed on its top-k co-occurring items, memory "
+                         "n_items x k)")
         if p.max_items is not None and self.n_items > p.max_items:
             raise ConfigError(f"ease on {self.n_items:,} items is above the cap model.params.max_items = "
                               f"{p.max_items:,}; raise it, or use model.name: sparse-ease",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrec.errors import DataError
+from fusionrec.errors import ConfigError, DataError
 from fusionrec.models.base import ModelInputs
 
 
@@ -22,6 +22,17 @@ def ease_cost(n_items: int) -> tuple[int, float]:
     """(bytes, seconds) EASE's prepare is expected to take for ``n_items`` items: BYTES_PER_ITEM2 n² bytes and
     SECONDS_PER_ITEM3 n³ seconds on one core (the sparse Gram of the interactions and the process come on top)."""
     return BYTES_PER_ITEM2 * n_items ** 2, SECONDS_PER_ITEM3 * n_items ** 3
+
+
+def refuse_dense_fit(n_items: int, cap_gb: float, what: str, key: str, instead: str) -> None:
+    """Raises ConfigError (``key``) when EASE's dense fit over ``n_items`` items needs more than ``cap_gb`` GB
+    (:func:`ease_cost`), saying what it would cost; ``what`` names the fit, ``instead`` the way out."""
+    need, seconds = ease_cost(n_items)
+    if need > cap_gb * 1e9:
+        raise ConfigError(f"{what} on {n_items:,} items inverts a dense {n_items:,} x {n_items:,} matrix: about "
+                          f"{need / 1e9:.1f} GB while preparing ({BYTES_PER_ITEM2} bytes x n_items²) and about "
+                          f"{duration_text(seconds)} on one core, above the cap {key} = {cap_gb:g}; raise the cap if "
+                          f"the memory is there, or {instead}", key=key)
 
 
 def duration_text(seconds: float) -> str:

@@ -21,25 +21,20 @@ from torch import nn
 from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.fusion.base import source_shares
-from fusionrec.models.base import HyperParameters, Model, ModelInputs
+from fusionrec.models.base import Model, ModelInputs
 from fusionrec.models.capabilities import SequenceModel, SourceReporter, Transferable, ValidationTuned
-from fusionrec.models.ease_shared import duration_text, ease_cost, text_rows
+from fusionrec.models.ease_shared import refuse_dense_fit, text_rows
 from fusionrec.models.item_item_source import SHARES, ItemItemSource
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
-from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring, check_heads
+from fusionrec.models.sequence_encoder import CausalEncoder, SequenceEncoderParams, SequenceScoring
 from fusionrec.models.similarity import Similarity
 from fusionrec.models.text_adapter import MoEAdapter, text_pca
 from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
 
 
 @dataclass(frozen=True)
-class FusionRecSeqParams(HyperParameters):
-    embedding_size: PositiveInt = 64  # d, item and hidden width; 32..256, a multiple of n_heads
-    n_layers: PositiveInt = 2  # self-attention blocks; 1..4
-    n_heads: PositiveInt = 2  # attention heads per block; 1..8
-    max_length: PositiveInt = 50  # most recent items read; 20..200
-    dropout: Annotated[float, Range(0.0, 0.9)] = 0.3  # on inputs, attention and blocks; 0.1..0.5
+class FusionRecSeqParams(SequenceEncoderParams):
     use_id: bool = True  # the id source (false: content only, inductive)
     use_text: bool = True  # the text source (needs a text: section)
     use_kg: bool = False  # the linked entity's vector (needs a knowledge graph)
@@ -55,7 +50,6 @@ class FusionRecSeqParams(HyperParameters):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_heads(self)
         if self.text_components and not self.use_text:
             raise ConfigError("text_components needs use_text", key=self.key_of("text_components"))
         if not (self.use_id or self.use_text or self.use_kg):
@@ -104,15 +98,10 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
             if table is not None:
                 nn.init.normal_(table.weight, std=0.02)
         self.fusion = make_fusion(p.fusion, len(self.sources), d)
-        self.encoder = CausalEncoder(d, p.max_length, p.n_layers, p.n_heads, p.dropout)
+        self.encoder = CausalEncoder.from_params(p)
         if p.item_item:
-            need, seconds = ease_cost(self.n_items)
-            if need > p.item_item_max_memory_gb * 1e9:
-                raise ConfigError(f"the item-item source on {self.n_items:,} items inverts a dense {self.n_items:,} x "
-                                  f"{self.n_items:,} matrix: about {need / 1e9:.1f} GB while preparing and about "
-                                  f"{duration_text(seconds)} on one core, above model.params.item_item_max_memory_gb "
-                                  f"= {p.item_item_max_memory_gb:g}; raise it if the memory is there, or set "
-                                  "item_item: false", key="model.params.item_item_max_memory_gb")
+            refuse_dense_fit(self.n_items, p.item_item_max_memory_gb, "the item-item source",
+                             "model.params.item_item_max_memory_gb", "set item_item: false")
         self.item_item = ItemItemSource(self.n_items) if p.item_item else None
         self.register_buffer("item_text", torch.zeros(0, self.text_dim))
         self.register_buffer("text_mask", torch.zeros(0, dtype=torch.bool))

@@ -8,28 +8,18 @@ full_softmax``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 
 from torch import nn
 
-from fusionrec.models.base import HyperParameters, Model
+from fusionrec.models.base import Model
 from fusionrec.models.capabilities import SequenceModel
 from fusionrec.models.registry import register
-from fusionrec.models.sequence_encoder import CausalEncoder, SequenceScoring, check_heads
-from fusionrec.typed_config import PositiveInt, Range
+from fusionrec.models.sequence_encoder import CausalEncoder, SequenceEncoderParams, SequenceScoring
 
 
 @dataclass(frozen=True)
-class SASRecParams(HyperParameters):
-    embedding_size: PositiveInt = 64  # d, item and hidden width; 32..256, a multiple of n_heads
-    n_layers: PositiveInt = 2  # self-attention blocks; 1..4
-    n_heads: PositiveInt = 2  # attention heads per block; 1..8
-    max_length: PositiveInt = 50  # most recent items read; 20..200
-    dropout: Annotated[float, Range(0.0, 0.9)] = 0.3  # on inputs, attention and blocks; 0.1..0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_heads(self)
+class SASRecParams(SequenceEncoderParams):
+    """The encoder's hyper-parameters alone: the item table is an id embedding."""
 
 
 @register
@@ -48,7 +38,7 @@ class SASRec(SequenceScoring, Model, SequenceModel):
         p = self.params
         self.item_emb = nn.Embedding(self.n_items, p.embedding_size)
         nn.init.normal_(self.item_emb.weight, std=0.02)
-        self.encoder = CausalEncoder(p.embedding_size, p.max_length, p.n_layers, p.n_heads, p.dropout)
+        self.encoder = CausalEncoder.from_params(p)
         self.init_sequences()
 
     def item_table(self):

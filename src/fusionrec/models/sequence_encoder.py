@@ -9,6 +9,8 @@ table, text through an adapter, a fusion of sources) is the one thing two sequen
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -17,17 +19,27 @@ from torch import nn
 
 from fusionrec.data.user_sequences import UserSequences
 from fusionrec.errors import ConfigError, FusionrecError
-from fusionrec.models.base import Batch, ForwardOut, ModelInputs, window_targets
+from fusionrec.models.base import Batch, ForwardOut, HyperParameters, ModelInputs, window_targets
 from fusionrec.models.graph_ops import check_users, data_sized_buffers
 from fusionrec.models.similarity import catalogue_out, finish
+from fusionrec.typed_config import PositiveInt, Range
 
 
-def check_heads(params) -> None:
-    """The cross-field rule of every sequence model's hyper-parameters: ``embedding_size`` splits evenly over
-    ``n_heads``; ConfigError naming ``model.params.embedding_size`` otherwise."""
-    if params.embedding_size % params.n_heads:
-        raise ConfigError(f"embedding_size {params.embedding_size} must be a multiple of n_heads {params.n_heads}",
-                          key=params.key_of("embedding_size"))
+@dataclass(frozen=True)
+class SequenceEncoderParams(HyperParameters):
+    """The encoder's hyper-parameters, shared by every sequence model's ``Params`` (which adds its own after)."""
+
+    embedding_size: PositiveInt = 64  # d, item and hidden width; 32..256, a multiple of n_heads
+    n_layers: PositiveInt = 2  # self-attention blocks; 1..4
+    n_heads: PositiveInt = 2  # attention heads per block; 1..8
+    max_length: PositiveInt = 50  # most recent items read; 20..200
+    dropout: Annotated[float, Range(0.0, 0.9)] = 0.3  # on inputs, attention and blocks; 0.1..0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.embedding_size % self.n_heads:
+            raise ConfigError(f"embedding_size {self.embedding_size} must be a multiple of n_heads {self.n_heads}",
+                              key=self.key_of("embedding_size"))
 
 
 class _Block(nn.Module):
@@ -83,6 +95,10 @@ class CausalEncoder(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.drop = nn.Dropout(dropout)
         nn.init.normal_(self.positions.weight, std=0.02)
+
+    @classmethod
+    def from_params(cls, params: SequenceEncoderParams) -> "CausalEncoder":
+        return cls(params.embedding_size, params.max_length, params.n_layers, params.n_heads, params.dropout)
 
     def forward(self, vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """vectors (R, L, d) of the items, present (R, L) bool (False: an empty slot), L <= max_length ->
@@ -221,8 +237,12 @@ class SequenceScoring:
     def state_after(self, history: torch.Tensor) -> torch.Tensor:
         """The vector (d,) a history of item indices (L,) (oldest first) is scored with: ``score(i) = state .
         item_vector(i)`` (both as scored)."""
+        return self.states_after(history[None].long())[0]
+
+    def states_after(self, windows: torch.Tensor) -> torch.Tensor:
+        """:meth:`state_after` of many histories at once: windows (B, L) right-aligned, -1 on the left -> (B, d)."""
         read, _ = self.cached("item_table", self._scored_items)
-        return finish(self._encode(history[None].long(), read, newest=True)[0], self.similarity)
+        return finish(self._encode(torch.as_tensor(windows).long(), read, newest=True), self.similarity)
 
     def history_attention(self, history: torch.Tensor) -> torch.Tensor:
         """(L,) how much the newest position attends to each item of ``history`` (L,) (oldest first) in the last
@@ -249,8 +269,8 @@ class SequenceScoring:
             users = np.arange(start, min(start + chunk, self.n_users))
             rows = users[sequences.lengths[users] > 0]
             if len(rows):
-                windows = torch.from_numpy(sequences.last(rows, self.max_length))
-                states[torch.from_numpy(rows)] = finish(self._encode(windows, read, newest=True), self.similarity)
+                states[torch.from_numpy(rows)] = self.states_after(torch.from_numpy(sequences.last(rows,
+                                                                                                   self.max_length)))
         return states, items.detach()
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

@@ -89,6 +89,16 @@ def ordered_history(model: SequenceModel, state: LiveState, user_id: str, user: 
     return np.concatenate([items, added[added < model.n_items]]) if len(added) else items
 
 
+def history_windows(model: SequenceModel, state: LiveState, raw_users: list[str], index: np.ndarray) -> np.ndarray:
+    """(B, max_length) int64: the last items of each user's :func:`ordered_history`, right-aligned, PAD before."""
+    length = model.max_length
+    windows = np.full((len(raw_users), length), PAD, dtype=np.int64)
+    for r, user in enumerate(raw_users):
+        items = ordered_history(model, state, user, int(index[r]))[-length:]
+        windows[r, length - len(items):] = items
+    return windows
+
+
 def score_sequences_of(model: SequenceModel, state: LiveState, raw_users: list[str],
                        index: np.ndarray) -> tuple[torch.Tensor, list[str], sp.csr_matrix]:
     """:func:`score_every_item` for a sequence model: each user's ordered history is their stored sequence (none
@@ -96,11 +106,7 @@ def score_sequences_of(model: SequenceModel, state: LiveState, raw_users: list[s
     list follows the last clicks at once. A user with no history at all gets popularity. Items added while serving
     have no vector in the model: they are neither read in a history nor recommended to a user scored by it."""
     known, _, has_added, _, history = state.histories(raw_users, index)
-    length = model.max_length
-    windows = np.full((len(raw_users), length), PAD, dtype=np.int64)
-    for r, user in enumerate(raw_users):
-        items = ordered_history(model, state, user, int(index[r]))[-length:]
-        windows[r, length - len(items):] = items
+    windows = history_windows(model, state, raw_users, index)
     scores = state.popularity.unsqueeze(0).repeat(len(raw_users), 1)  # (B, n_items); popularity by default
     read = np.flatnonzero((windows != PAD).any(1))
     if len(read):
@@ -142,11 +148,11 @@ def rank_by_index(index: TopKIndex, user_vecs: np.ndarray, state: LiveState, raw
     plain = known & ~has_added
     queries[plain] = user_vecs[users[plain]]
     folded = np.flatnonzero(has_added)
-    if len(folded) and isinstance(model, SequenceModel):
-        for row in folded:
-            items = ordered_history(model, state, raw_users[row], int(users[row]))
-            if len(items):
-                queries[row] = model.state_after(torch.from_numpy(items)).numpy()
+    if len(folded) and isinstance(model, SequenceModel):  # one encoder pass for the chunk's folded users
+        windows = history_windows(model, state, [raw_users[r] for r in folded], users[folded])
+        read = (windows != PAD).any(1)  # every added item may be one the model has no vector for
+        if read.any():
+            queries[folded[read]] = model.states_after(torch.from_numpy(windows[read])).numpy()
     elif len(folded):
         queries[folded] = fold_in(index.vectors, user_vecs, users[folded], trained_seen[folded], added[folded])
     by_vector = np.flatnonzero(known | has_added)

@@ -50,7 +50,6 @@ class WindowBatches:
         windows, users = sequences.windows(max_length)
         self.windows, self.window_users = torch.from_numpy(windows), torch.from_numpy(users)
         self.pairs = window_targets(self.windows)[1].sum(1)  # (W,) training pairs per window
-        self.n_pairs = n_pairs(sequences)
         self.batch_size, self.sampler, self.neg_samples = batch_size, sampler, neg_samples
 
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
