@@ -592,7 +592,7 @@ def test_transferable_parameters_carry_over_to_another_catalogue(name, inputs):
 
 
 # hyper-parameters under which a model has settings to choose on validation
-TUNED_BY = {"fusionrec-seq": {"item_item": True}}
+TUNED_BY = {"fusionrec-seq": {"item_item": True}, "fusionrec": {"item_item": True}}
 
 
 @pytest.mark.parametrize("name", declaring(ValidationTuned))

@@ -92,3 +92,23 @@ def test_a_temporal_split_needs_event_timestamps(tmp_path):
 def test_a_missing_store_is_an_error_naming_the_file(tmp_path):
     with pytest.raises(DataError, match="no such event store"):
         read_event_table(tmp_path / "nope.sqlite")
+
+
+def test_a_new_user_from_the_store_gets_no_friends_and_no_fields(tmp_path):
+    """The users' social graph and own fields grow with the user map (a folded-in user has neither), so a model
+    that reads them still gets inputs of the right shape."""
+    from fusionrec.data.atomic import read_atomic
+    from fusionrec.training import build_inputs
+
+    (tmp_path / "s.inter").write_text("user_id:token\titem_id:token\nu1\ti1\nu2\ti2\n")
+    (tmp_path / "s.net").write_text("source_id:token\ttarget_id:token\nu1\tu2\n")
+    (tmp_path / "s.user").write_text("user_id:token\tgender:token\nu1\tF\nu2\tM\n")
+    ds = read_atomic(tmp_path, "s")
+    grown, report = fold_events(ds, read_event_table(write_store(tmp_path / "e.sqlite", [Event("new", "i1")])))
+    assert report.new_users == 1 and grown.n_users == 3
+    assert grown.social.n_users == 3 and grown.social.adjacency()[2].nnz == 0
+    assert grown.user_info.n_users == 3 and grown.user_info.categorical["gender"][2] == ()
+    features, _ = grown.user_info.feature_matrix()
+    inputs = build_inputs(grown.n_users, grown.n_items, grown.interactions, social=grown.social.adjacency(),
+                          user_features=features)
+    assert inputs.social.shape == (3, 3) and inputs.user_features.shape == (3, 2)

@@ -107,7 +107,7 @@ def read_atomic(directory: str | Path, name: str, *, duplicates: str = "keep", r
         have = sorted({f for raw in items for f in (*raw.text, *raw.categorical, *raw.numeric)})
         raise ConfigError(f"no item file of {name!r} has this field (item fields: {', '.join(have) or 'none'})",
                           key=f"dataset.fields.{unknown[0]}")
-    users = _users(read_atomic_table(optional["user"])) if optional["user"].exists() else None
+    users = _users(read_atomic_table(optional["user"]), notes) if optional["user"].exists() else None
     triples = _triples(read_atomic_table(optional["kg"])) if optional["kg"].exists() else None
     links = _links(read_atomic_table(optional["link"])) if optional["link"].exists() else None
     social = _social(read_atomic_table(optional["net"])) if optional["net"].exists() else None
@@ -270,8 +270,25 @@ def _interactions(table: AtomicTable) -> RawInteractions:
                            timestamps=table.floats("timestamp"), weights=table.floats("weight"))
 
 
-def _users(table: AtomicTable) -> RawUsers:
-    return RawUsers(table.file, table.require("user_id", ("token",)), table.lines)
+def _users(table: AtomicTable, notes: list[str]) -> RawUsers:
+    """User ids and fields: float fields numeric, token and token_seq fields categorical (tokens), float_seq
+    fields skipped (noted)."""
+    ids = table.require("user_id", ("token",))
+    cat, num, origin = {}, {}, {}
+    for name, kind in zip(table.fields, table.types):
+        if name == "user_id":
+            continue
+        cells = table.columns[name]
+        if kind == "float_seq":
+            notes.append(f"{table.file}: float_seq field '{name}' skipped (vector user features are not read)")
+            continue
+        if kind == "float":
+            num[name] = parse_floats(cells, table.lines, table.file, name)
+        else:
+            cat[name] = [tuple(c.split()) for c in cells] if kind == "token_seq" \
+                else [(c.strip(),) if c.strip() else () for c in cells]
+        origin[name] = "typed"
+    return RawUsers(table.file, ids, table.lines, categorical=cat, numeric=num, origin=origin)
 
 
 def _items(table: AtomicTable, notes: list[str], kinds: Mapping[str, str], ext: str) -> RawItems:

@@ -25,6 +25,7 @@ from fusionrec.data.interactions import Interactions
 from fusionrec.data.knowledge_graph import KnowledgeGraph
 from fusionrec.data.side_info import ItemSideInfo
 from fusionrec.data.social_graph import build_social_graph
+from fusionrec.data.user_side_info import UserSideInfo
 from fusionrec.errors import DataError
 
 DUPLICATE_POLICIES = ("keep", "drop", "error")
@@ -69,12 +70,16 @@ class RawItems:
 
 @dataclass(frozen=True, eq=False)
 class RawUsers:
-    """User ids from a user file (RecBole's ``.user``); users seen only here are added after the interaction users."""
+    """User ids from a user file (RecBole's ``.user``); users seen only here are added after the interaction users.
+    ``categorical``, ``numeric``: the file's other fields by kind (n values each), as :class:`RawItems`'."""
 
     file: str
     ids: Sequence[str]
     lines: np.ndarray
     id_field: str = "user_id"
+    categorical: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    numeric: dict[str, np.ndarray] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,6 +197,7 @@ def build_dataset(
 
     item_map = IdMap.from_list("item", list(item_lookup))
     item_info = _merge_side_info([_side_info(raw, item_lookup, notes) for raw in item_files], item_files)
+    user_info = None if users is None else _user_side_info(users, user_lookup, notes)
     if unknown_links not in ("skip", "error"):
         raise ValueError(f"unknown_links must be 'skip' or 'error', not {unknown_links!r}")
     kg = _knowledge_graph(triples, links, item_lookup, notes, unknown_links) if (triples is not None or links is not None) else None
@@ -199,7 +205,7 @@ def build_dataset(
                                                            user_lookup, notes, social.fields)
     return Dataset(name=name, users=IdMap.from_list("user", list(user_lookup)), items=item_map, interactions=inter,
                    item_info=item_info, kg=kg, presplit=presplit, source=source, notes=notes,
-                   timestamps_are_positions=timestamps_are_positions, social=graph)
+                   timestamps_are_positions=timestamps_are_positions, social=graph, user_info=user_info)
 
 
 def encode(values: Sequence[str], lookup: dict[str, int]) -> np.ndarray:
@@ -316,33 +322,55 @@ def _threshold_mask(parts: dict[str, RawInteractions], keep: list[np.ndarray], t
     return out
 
 
-def _side_info(items: RawItems, lookup: dict[str, int], notes: list[str]) -> ItemSideInfo:
-    """Item fields aligned to the item map; items without a row get '' / () / NaN."""
-    n = len(lookup)
-    idx = encode(items.ids, lookup)
+def _rows_of(raw: RawItems | RawUsers, lookup: dict[str, int], notes: list[str],
+             kind: str) -> tuple[np.ndarray, list[int]]:
+    """(the file's rows' indices in the id map (n,), per id-map entry its row in the file or -1); a second row for
+    one id is a :class:`DataError` naming both lines."""
+    idx = encode(raw.ids, lookup)
     if len(set(idx.tolist())) != len(idx):
         seen: dict[int, int] = {}
         for k, i in enumerate(idx.tolist()):
             if i in seen:
-                raise DataError(f"item {items.ids[k]!r} has a second row (the first is on line "
-                                f"{int(items.lines[seen[i]])})", file=items.file, line=int(items.lines[k]),
-                                field=items.id_field)
+                raise DataError(f"{kind} {raw.ids[k]!r} has a second row (the first is on line "
+                                f"{int(raw.lines[seen[i]])})", file=raw.file, line=int(raw.lines[k]),
+                                field=raw.id_field)
             seen[i] = k
-    row_of = np.full(n, -1, dtype=np.int64)
+    row_of = np.full(len(lookup), -1, dtype=np.int64)
     row_of[idx] = np.arange(len(idx))
     rows = row_of.tolist()
     missing = rows.count(-1)
     if missing:
-        notes.append(f"{missing} item(s) have no row in {items.file} (empty side information)")
-    text = {k: [v[r] if r >= 0 else "" for r in rows] for k, v in items.text.items()}
-    cat = {k: [v[r] if r >= 0 else () for r in rows] for k, v in items.categorical.items()}
-    num = {}
-    for k, v in items.numeric.items():
+        notes.append(f"{missing} {kind}(s) have no row in {raw.file} (empty side information)")
+    return idx, rows
+
+
+def _numeric_columns(raw: RawItems | RawUsers, idx: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in raw.numeric.items():
         col = np.full(n, np.nan, dtype=np.float64)
         col[idx] = v
-        num[k] = col
+        out[k] = col
+    return out
+
+
+def _side_info(items: RawItems, lookup: dict[str, int], notes: list[str]) -> ItemSideInfo:
+    """Item fields aligned to the item map; items without a row get '' / () / NaN."""
+    idx, rows = _rows_of(items, lookup, notes, "item")
+    text = {k: [v[r] if r >= 0 else "" for r in rows] for k, v in items.text.items()}
+    cat = {k: [v[r] if r >= 0 else () for r in rows] for k, v in items.categorical.items()}
+    num = _numeric_columns(items, idx, len(lookup))
     origin = {name: items.origin.get(name, "declared") for name in [*text, *cat, *num]}
-    return ItemSideInfo(n, text, cat, num, origin=origin)
+    return ItemSideInfo(len(lookup), text, cat, num, origin=origin)
+
+
+def _user_side_info(users: RawUsers, lookup: dict[str, int], notes: list[str]) -> UserSideInfo | None:
+    """User fields aligned to the user map (users without a row: () / NaN); None when the file has none."""
+    if not users.categorical and not users.numeric:
+        return None
+    idx, rows = _rows_of(users, lookup, notes, "user")
+    cat = {k: [v[r] if r >= 0 else () for r in rows] for k, v in users.categorical.items()}
+    num = _numeric_columns(users, idx, len(lookup))
+    return UserSideInfo(len(lookup), cat, num, origin={n: users.origin.get(n, "declared") for n in [*cat, *num]})
 
 
 def _merge_side_info(infos: list[ItemSideInfo], files: list[RawItems]) -> ItemSideInfo | None:

@@ -10,6 +10,7 @@ from fusionrec.data.interactions import Interactions
 from fusionrec.data.knowledge_graph import KnowledgeGraph
 from fusionrec.data.side_info import ItemSideInfo
 from fusionrec.data.social_graph import SocialGraph
+from fusionrec.data.user_side_info import UserSideInfo
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +32,7 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     timestamps_are_positions: bool = False
     social: SocialGraph | None = None  # who knows whom among the users (NAME.net), when the dataset has it
+    user_info: UserSideInfo | None = None  # the users' own fields (NAME.user), when the dataset has any
 
     @property
     def history_order(self) -> str:
@@ -65,6 +67,7 @@ class Dataset:
             "relations": self.kg.n_relations if self.kg else 0,
             "triples": int(len(self.kg.triples)) if self.kg else 0,
             "linked_items": self.kg.n_linked_items if self.kg else 0,
+            "user_fields": self.user_info.fields if self.user_info else [],
             "social_edges": self.social.n_edges if self.social else 0,
             "users_with_friends": self.social.users_with_friends() if self.social else 0,
         }
@@ -82,6 +85,7 @@ class Dataset:
             self.item_info.fingerprint() if self.item_info else b"-",
             self.kg.fingerprint() if self.kg else b"-",
             self.social.fingerprint() if self.social else b"-",
+            *((self.user_info.fingerprint(),) if self.user_info else ()),  # older hashes stay valid without
             b"".join(k.encode() + v.fingerprint() for k, v in sorted((self.presplit or {}).items())),
         ):
             h.update(hashlib.sha256(part).digest())

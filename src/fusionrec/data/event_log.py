@@ -148,4 +148,7 @@ def fold_events(dataset: Dataset, raw: RawInteractions, duplicates: str = "keep"
         inter = Interactions.concat([grow(dataset.interactions), added])
     report = FoldReport(db=raw.file, rows=len(raw.users), folded=int(keep.sum()), skipped_unknown_items=len(unknown),
                         dropped_duplicates=n_dup, new_users=n_users - dataset.n_users, sha256=events_sha256(raw))
-    return replace(dataset, users=users, interactions=inter, presplit=presplit, notes=notes), report
+    social = None if dataset.social is None else replace(dataset.social, n_users=n_users)  # new users: no friends
+    user_info = None if dataset.user_info is None else dataset.user_info.resized(n_users)  # ... and no fields
+    return replace(dataset, users=users, interactions=inter, presplit=presplit, notes=notes, social=social,
+                   user_info=user_info), report

@@ -119,8 +119,17 @@ def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None)
         social = dataset.social.adjacency()
         log(f"social: {dataset.social.n_edges} edges, {dataset.social.users_with_friends()} of {dataset.n_users} "
             "users with friends")
+    user_features = None
+    if "user_features" in needed:
+        if dataset.user_info is None:
+            raise DataError(f"model {cfg.model.name!r} needs the users' own fields, but dataset {dataset.name!r} has "
+                            "none (RecBole's NAME.user: user_id and fields such as age, gender)", field="user_features")
+        user_features, names = dataset.user_info.feature_matrix()
+        log(f"user features: {len(names)} from {', '.join(dataset.user_info.fields)}, "
+            f"{int((user_features.getnnz(axis=1) > 0).sum())} of {dataset.n_users} users with any")
     return build_inputs(dataset.n_users, dataset.n_items, prepared.split.train, item_text=text, kg=kg,
-                        item_text_mask=mask, social=social, sequences="sequences" in needed, log=log,
+                        item_text_mask=mask, social=social, user_features=user_features,
+                        sequences="sequences" in needed, log=log,
                         progress=cfg.training.progress)
 
 
@@ -239,7 +248,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
             f"(epoch {result.best_epoch}){more}")
     else:
         checkpoint.remove()
-    log(f"test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k.split("@")[0] in ("ndcg", "recall")))
+    log("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k.split("@")[0] in ("ndcg", "recall")))
     return results
 
 

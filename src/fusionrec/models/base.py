@@ -34,6 +34,8 @@ class ModelInputs:
     ``item_text``: frozen text embeddings, shape (n_items, d_text), or None; ``item_text_mask``: bool (n_items,),
     False where an item has no text. ``kg``: a :class:`fusionrec.data.KnowledgeGraph` or None. ``social``: the
     users' social graph as a symmetric 0/1 CSR (n_users, n_users) (a friendship read either way), or None.
+    ``user_features``: the users' own fields (``NAME.user``) as a float32 CSR (n_users, n_user_features), each row
+    the mean of the user's one-hot features (an empty row: none), or None.
     ``sequences``: each user's training items in the order they happened, or None (given to sequence models).
     ``log``: where :meth:`Model.prepare` reports a long fit (sizes, memory and time estimates), one line per call;
     None: the ``fusionrec.models`` logger at INFO. ``progress``: whether a long ``prepare`` may show a progress bar
@@ -46,6 +48,7 @@ class ModelInputs:
     item_text_mask: torch.Tensor | None = None
     kg: Any = None
     social: sp.csr_matrix | None = None
+    user_features: sp.csr_matrix | None = None
     sequences: UserSequences | None = None
     log: Callable[[str], None] | None = None
     progress: bool = False
@@ -180,7 +183,8 @@ class Model(nn.Module):
 
     @classmethod
     def required_inputs(cls, params: Any) -> set[str]:
-        """Which optional inputs these hyper-parameters need: a subset of {"text", "kg", "social"}. The experiment
+        """Which optional inputs these hyper-parameters need: a subset of {"text", "kg", "social",
+        "user_features", "sequences"}. The experiment
         builds (and, for text, encodes) only what is asked for."""
         return set()
 

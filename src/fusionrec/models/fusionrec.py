@@ -21,84 +21,69 @@ content path learns to land where the item's collaborative vector would.
 similar to its own, rescaled to their weighted mean norm times ``cold_scale``. Nothing of the content path needs
 training, so the warm items keep the accuracy of a model trained without source dropout; ``cold_scale`` sets how
 far new items reach into the lists (1: like their neighbours). Items without text fall back to the content vector.
+
+Two optional sources beyond the items'. ``use_social``: each user's next layer also averages their friends' vectors
+(share ``social_weight``; SocialLGN's smoothing, as ``social-lightgcn``), so a friend's taste reaches a user whose
+own history says little. ``item_item``: an item-item regression (EASE's closed form, the items' text similarity in
+its Gram matrix with ``item_item_text_weight``) scores each user's history and is mixed into the score by a share
+chosen on validation after training (:class:`~fusionrec.models.item_item_source.ItemItemShare`; 0 keeps the model
+as trained), so a dataset where co-occurrence says more than the vectors uses it and one where it does not
+switches it off.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Literal
-
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
-from fusionrec.errors import ConfigError, FusionrecError
+from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.fusion.base import source_shares
 from fusionrec.knowledge.kg.aggregate import RowMix
-from fusionrec.knowledge.kg.item_entities import entity_weight_rows, item_entity_matrix
+from fusionrec.knowledge.kg.item_entities import item_entity_matrix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
-from fusionrec.models.base import (Batch, ForwardOut, HistoryReader, HyperParameters, Model, ModelInputs,
-                                   checked_history, dense_scores)
-from fusionrec.models.capabilities import ContentPlacer, KnowledgeEditable, SourceReporter
-from fusionrec.models.cold_borrowing import borrow, text_neighbours
-from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, buffers_from_scipy, check_users,
-                                        data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency,
-                                        optional_buffers)
+from fusionrec.models.base import Batch, ForwardOut, HistoryReader, Model, ModelInputs, checked_history, dense_scores
+from fusionrec.models.capabilities import KnowledgeEditable, SourceReporter
+from fusionrec.models.ease_shared import refuse_dense_fit, text_rows
+from fusionrec.models.fusionrec_content import FusionRecContent
+from fusionrec.models.fusionrec_params import FusionRecParams
+from fusionrec.models.graph_ops import (BipartiteGraph, SocialMix, bipartite_graph, buffers_from_scipy, check_users,
+                                        data_sized_buffers, history_buffers, history_columns, mean_over_layers,
+                                        normalized_bipartite_adjacency, normalized_social, optional_buffers,
+                                        sparse_from_buffers)
+from fusionrec.models.item_item_source import ItemItemShare, ItemItemSource
 from fusionrec.models.registry import register
-from fusionrec.models.similarity import Similarity, catalogue_out, finish
+from fusionrec.models.similarity import catalogue_out, finish
 from fusionrec.models.text_adapter import text_pca
-from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
+
+__all__ = ["FusionRec", "FusionRecParams"]
 
 SOURCES = ("cf", "text", "kg")
 
 
-@dataclass(frozen=True)
-class FusionRecParams(HyperParameters):
-    embedding_size: PositiveInt = 64  # d, width of every source and of the fused vector; 16..256
-    n_layers: NonNegativeInt = 2  # LightGCN propagation steps over the user-item graph; 0..4
-    use_text: bool = True  # the text source (needs item text embeddings)
-    use_kg: bool = True  # the knowledge-graph source and the KG loss (needs a knowledge graph)
-    fusion: Literal["concat", "gate", "attention"] = "attention"  # concat | gate | attention
-    kg_loss: Literal["transe", "transr"] = "transe"  # transe | transr
-    kg_margin: NonNegativeFloat = 1.0  # margin of the KG ranking loss; >= 0
-    kg_neighbours: bool = True  # KG source = mean of the entity and its one-hop neighbours (else the entity alone)
-    text_hidden: NonNegativeInt = 0  # 0: linear text projection; > 0: an MLP with this hidden width
-    text_components: NonNegativeInt = 0  # > 0: the text source reads this many principal components of the items' text
-    #                           embeddings (fit in prepare, frozen) instead of every dimension: a cheaper step; 0: all
-    source_dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.2  # share of batch items scored by content
-    reg_weight: NonNegativeFloat = 1e-5  # L2 on the batch's layer-0 vectors ('reg' term); 0..1e-2
-    content_align: Annotated[float, Range(0, 10)] = 0.0  # weight of 'align' (warm items' content -> full scores)
-    similarity: Similarity = "dot"  # dot | cosine (final user and item vectors L2-normalised before the product)
-    cold_path: Literal["content", "neighbours"] = "content"  # how an item without interactions is scored (above)
-    cold_neighbours: PositiveInt = 10  # neighbours: warm items (most similar text) a cold item borrows from; >= 1
-    cold_temperature: PositiveFloat = 0.05  # neighbours: softmax temperature over their text cosines; > 0
-    cold_scale: PositiveFloat = 1.0  # neighbours: borrowed norm relative to the neighbours' weighted mean norm; > 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.cold_path == "neighbours" and not self.use_text:
-            raise ConfigError("cold_path neighbours finds a cold item's neighbours by text: set use_text true",
-                              key=self.key_of("cold_path"))
-
-
 @register
-class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEditable):
+class FusionRec(Model, HistoryReader, FusionRecContent, SourceReporter, KnowledgeEditable, ItemItemShare):
     name = "fusionrec"
     Params = FusionRecParams
     uses_kg_loss = True
 
     @classmethod
     def required_inputs(cls, params: FusionRecParams) -> set[str]:
-        return ({"text"} if params.use_text else set()) | ({"kg"} if params.use_kg else set())
+        text = params.use_text or (params.item_item and params.item_item_text_weight > 0)
+        return ({"text"} if text else set()) | ({"kg"} if params.use_kg else set()) \
+            | ({"social"} if params.use_social else set()) | ({"user_features"} if params.use_user_features else set())
 
     def __init__(self, n_users: int, n_items: int, params: FusionRecParams | None = None, text_dim: int = 0,
-                 n_entities: int = 0, n_relations: int = 0):
+                 n_entities: int = 0, n_relations: int = 0, n_user_features: int = 0):
         super().__init__(n_users, n_items, params)
         p = self.params
         d = p.embedding_size
         self.text_dim, self.n_entities, self.n_relations = int(text_dim), int(n_entities), int(n_relations)
+        self.n_user_features = int(n_user_features) if p.use_user_features else 0
+        if p.use_user_features:  # one vector per feature (gender=F, age=q2, ...), small at the start
+            self.user_feature_emb = nn.Embedding(max(self.n_user_features, 1), d)
+            nn.init.normal_(self.user_feature_emb.weight, std=0.01)
         self.user_emb = nn.Embedding(self.n_users, d)
         self.item_emb = nn.Embedding(self.n_items, d)
         nn.init.xavier_uniform_(self.user_emb.weight)
@@ -125,21 +110,30 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
             else:
                 self.kg_model = TransR(self.n_entities, self.n_relations, d, d, margin=p.kg_margin)
         self.fusion = make_fusion(p.fusion, len(self.sources), d)
+        if p.item_item:
+            refuse_dense_fit(self.n_items, p.item_item_max_memory_gb, "the item-item source",
+                             "model.params.item_item_max_memory_gb", "set item_item: false")
+        self.item_item = ItemItemSource(self.n_items) if p.item_item else None
         # Data-sized buffers, filled by prepare() and restored by load_state_dict.
         for name, dtype in (("adj_indices", torch.long), ("adj_values", torch.float), ("item_degree", torch.float),
                             ("item_text", torch.float), ("text_mask", torch.bool), ("item_entity", torch.long),
-                            ("kg_indices", torch.long), ("kg_values", torch.float)):
+                            ("kg_indices", torch.long), ("kg_values", torch.float),
+                            ("social_indices", torch.long), ("social_values", torch.float),
+                            ("has_friends", torch.bool), ("hist_indptr", torch.long), ("hist_items", torch.long),
+                            ("uf_indices", torch.long), ("uf_values", torch.float)):
             self.register_buffer(name, torch.zeros((2, 0) if name.endswith("indices") else (0,), dtype=dtype))
         # cold_path neighbours: per borrowing item, its neighbour items (-1: none) and their weights, (n_items, k)
         self.register_buffer("cold_nbr_index", torch.zeros(0, 0, dtype=torch.long))
         self.register_buffer("cold_nbr_weight", torch.zeros(0, 0))
+        later = ("cold_nbr_index", "cold_nbr_weight", "social_indices", "social_values", "has_friends",
+                 "hist_indptr", "hist_items", "uf_indices", "uf_values")
         data_sized_buffers(self, ("adj_indices", "adj_values", "item_degree", "item_text", "text_mask",
-                                  "item_entity", "kg_indices", "kg_values", "cold_nbr_index", "cold_nbr_weight"))
-        optional_buffers(self, ("cold_nbr_index", "cold_nbr_weight"))  # artifacts saved before cold_path existed
+                                  "item_entity", "kg_indices", "kg_values") + later)
+        optional_buffers(self, later)  # artifacts saved before cold_path, the social and item-item sources existed
 
     def init_args(self) -> dict:
         return {**super().init_args(), "text_dim": self.text_dim, "n_entities": self.n_entities,
-                "n_relations": self.n_relations}
+                "n_relations": self.n_relations, "n_user_features": self.n_user_features}
 
     @classmethod
     def from_inputs(cls, inputs: ModelInputs, params: FusionRecParams | None = None) -> "FusionRec":
@@ -147,8 +141,10 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
         params = params or FusionRecParams()
         text_dim = int(inputs.item_text.shape[1]) if (params.use_text and inputs.item_text is not None) else 0
         kg = inputs.kg if params.use_kg else None
+        features = inputs.user_features if params.use_user_features else None
         return cls(inputs.n_users, inputs.n_items, params, text_dim=text_dim,
-                   n_entities=kg.n_entities if kg is not None else 0, n_relations=kg.n_relations if kg else 0)
+                   n_entities=kg.n_entities if kg is not None else 0, n_relations=kg.n_relations if kg else 0,
+                   n_user_features=features.shape[1] if features is not None else 0)
 
     # -- inputs -------------------------------------------------------------------------------------------------------
     def prepare(self, inputs: ModelInputs) -> None:
@@ -175,14 +171,36 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
             self.item_entity = kg.item_entity.clone()
             self.kg_indices, self.kg_values = buffers_from_scipy(
                 item_entity_matrix(kg.triples, kg.item_entity.numpy(), kg.n_entities, self.params.kg_neighbours))
+        if self.params.use_social:
+            if inputs.social is None or inputs.social.shape != (self.n_users, self.n_users):
+                raise DataError("fusionrec with use_social needs the users' social graph (RecBole's NAME.net)",
+                                field="social")
+            self.social_indices, self.social_values = buffers_from_scipy(normalized_social(inputs.social))
+            self.has_friends = torch.from_numpy(np.diff(inputs.social.tocsr().indptr) > 0)
+        if self.params.use_user_features:
+            features = inputs.user_features
+            if features is None or features.shape != (self.n_users, self.n_user_features):
+                raise DataError(f"fusionrec with use_user_features was built for {self.n_user_features} user "
+                                f"features; the inputs have {None if features is None else features.shape[1]} "
+                                "(RecBole's NAME.user)", field="user_features")
+            self.uf_indices, self.uf_values = buffers_from_scipy(features)
+        if self.item_item is not None:
+            p = self.params
+            text = text_rows(inputs, self.n_items, "fusionrec with item_item_text_weight > 0") \
+                if p.item_item_text_weight > 0 else None
+            self.item_item.fit(inputs.train, p.item_item_l2, text, p.item_item_text_weight)
+            self.hist_indptr, self.hist_items = history_buffers(checked_history(inputs.train, self.n_users,
+                                                                                self.n_items))
         self._cache.clear()
 
     def use_history(self, history) -> None:
         """Propagate over the user-item graph of ``history`` (scipy CSR (n_users, n_items)), normalised afresh; the
         weights, and which items count as warm (``item_degree``: training interactions, so the cold path and the
         fused layer-0 vectors stay as trained), are unchanged."""
-        graph = normalized_bipartite_adjacency(checked_history(history, self.n_users, self.n_items))
-        self.adj_indices, self.adj_values = buffers_from_scipy(graph)
+        history = checked_history(history, self.n_users, self.n_items)
+        self.adj_indices, self.adj_values = buffers_from_scipy(normalized_bipartite_adjacency(history))
+        if self.item_item is not None:  # the regression reads the same history
+            self.hist_indptr, self.hist_items = history_buffers(history)
         self._cache.clear()
 
     def _fit_text_components(self) -> None:
@@ -202,6 +220,25 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
                 raise FusionrecError("fusionrec has no graph yet: call prepare(inputs) or load a saved state dict")
             self._cache["graph"] = bipartite_graph(self.adj_indices, self.adj_values, self.n_users, self.n_items)
         return self._cache["graph"]
+
+    def _social(self) -> SocialMix | None:
+        """With ``use_social``: the friends' share of each user's next layer (as social-lightgcn), else None."""
+        if not self.params.use_social:
+            return None
+        if "social" not in self._cache:  # constant: kept in train mode too
+            if self.has_friends.numel() != self.n_users:
+                raise FusionrecError("fusionrec has no social graph yet: call prepare(inputs) or load a state dict")
+            matrix = sparse_from_buffers(self.social_indices, self.social_values, (self.n_users, self.n_users))
+            self._cache["social"] = SocialMix(matrix, self.params.social_weight
+                                              * self.has_friends.float().unsqueeze(1))
+        return self._cache["social"]
+
+    def _user_feature_mix(self) -> RowMix:
+        """The (n_users, n_user_features) feature means as a :class:`RowMix` over the feature table."""
+        if "user_feature_mix" not in self._cache:  # constant: kept in train mode too
+            self._cache["user_feature_mix"] = RowMix(self.uf_indices, self.uf_values,
+                                                     (self.n_users, self.user_feature_emb.num_embeddings))
+        return self._cache["user_feature_mix"]
 
     def _item_kg_mix(self) -> RowMix:
         """The (n_items, n_entities) neighbour-mean matrix as a :class:`RowMix`: a gather-and-sum forward and one
@@ -262,57 +299,11 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
         warm = (self.item_degree > 0).unsqueeze(1)
         ego_items = torch.where(warm, vecs["full"], vecs["content"])
         users, items = self.user_emb.weight, ego_items
+        if self.params.use_user_features:
+            users = users + self._user_feature_mix()(self.user_feature_emb.weight)
         if self.params.n_layers:
-            users, items = mean_over_layers(self._graph(), users, items, self.params.n_layers)
+            users, items = mean_over_layers(self._graph(), users, items, self.params.n_layers, self._social())
         return users, torch.where(warm, items, ego_items), vecs["content"]
-
-    @property
-    def content_sources(self) -> frozenset[str]:
-        return frozenset({"text", "kg"} & set(self.sources))
-
-    def content_vectors(self, text: torch.Tensor | None, text_mask: torch.Tensor | None,
-                        entity_lists: list[list[int]] | None = None,
-                        triples: torch.Tensor | None = None) -> torch.Tensor:
-        """Content vectors of items the model was not trained on (no training, no id vector): the fusion of their
-        text and KG sources alone, as :meth:`item_vectors` computes ``content`` for a cold catalogue item.
-
-        ``text`` (N, text_dim) frozen text embeddings with ``text_mask`` (N,) bool (False: no text);
-        ``entity_lists`` each item's linked entity indices, read as the KG source (the mean of those entities and,
-        with ``kg_neighbours``, their one-hop neighbours in ``triples`` (T, 3); no entities: no KG source). Either
-        may be None when absent or when the model lacks that source. Returns (N, d), as scored (unit length under
-        ``cosine``); all zeros for an item with neither source. With ``cold_path: neighbours`` an item with text
-        gets its borrowed vector instead (see the module docstring)."""
-        entity_weights = None
-        if entity_lists is not None and "kg" in self.sources:
-            entity_weights = entity_weight_rows(entity_lists, self.n_entities, triples, self.params.kg_neighbours)
-        n = text.shape[0] if text is not None else (len(entity_lists) if entity_lists is not None else 0)
-        d = self.params.embedding_size
-        vecs, masks = [torch.zeros(n, d)], [torch.zeros(n, dtype=torch.bool)]  # cf: absent for a new item
-        if "text" in self.sources:
-            if text is None:
-                vecs.append(torch.zeros(n, d))
-                masks.append(torch.zeros(n, dtype=torch.bool))
-            else:
-                vecs.append(self.text_proj(self.text_features(text.float())))
-                masks.append(text_mask.bool())
-        if "kg" in self.sources:
-            if entity_weights is None:
-                vecs.append(torch.zeros(n, d))
-                masks.append(torch.zeros(n, dtype=torch.bool))
-            else:
-                w = sp.csr_matrix(entity_weights, dtype=np.float32)
-                ent = self.kg_model.entity_embedding.weight.detach().numpy()
-                vecs.append(torch.from_numpy(np.asarray(w @ ent, dtype=np.float32)))
-                masks.append(torch.from_numpy(np.diff(w.indptr) > 0))
-        sources, mask = torch.stack(vecs, dim=1), torch.stack(masks, dim=1)
-        out = finish(self.fusion(sources, mask).vectors, self.params.similarity) * mask.any(1, keepdim=True)
-        if self.params.cold_path == "neighbours" and text is not None and "text" in self.sources:
-            index, weight = self.text_neighbours(text, text_mask)
-            rows = torch.nonzero(index[:, 0] >= 0).squeeze(1)
-            if len(rows):  # items with text borrow from their warm text neighbours, as cold catalogue items do
-                _, items, _ = self.cached("propagated", self.final_vectors)
-                out = out.index_copy(0, rows, self.borrow(items.detach(), index[rows], weight[rows]))
-        return out
 
     # -- training -----------------------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> ForwardOut:
@@ -384,16 +375,6 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
                 items = items.index_copy(0, rows, borrowed)
         return users, items, content
 
-    def text_neighbours(self, text: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`~fusionrec.models.cold_borrowing.text_neighbours` among this model's warm items with text."""
-        warm = torch.nonzero((self.item_degree > 0) & self.text_mask).squeeze(1)
-        return text_neighbours(text, mask, self.item_text, warm, self.params.cold_neighbours,
-                               self.params.cold_temperature)
-
-    def borrow(self, items: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """:func:`~fusionrec.models.cold_borrowing.borrow` with this model's ``cold_scale``."""
-        return borrow(items, index, weight, self.params.cold_scale)
-
     def kg_terms(self, heads, relations, tails, neg_tails) -> dict[str, torch.Tensor]:
         """TransE/TransR loss on the shared entity table: heads, relations, tails (B,), neg_tails (B, n_neg)."""
         if "kg" not in self.sources:
@@ -433,9 +414,16 @@ class FusionRec(Model, HistoryReader, ContentPlacer, SourceReporter, KnowledgeEd
         """users (B,) -> (B, n_items); propagation computed once in eval mode."""
         check_users(users, self.n_users)
         user_vecs, item_vecs, _ = self.cached("propagated", self.final_vectors)
-        return user_vecs[users] @ item_vecs.T
+        scores = user_vecs[users] @ item_vecs.T
+        if self.item_item is None or float(self.item_item.share) == 0.0:
+            return scores
+        bags = history_columns(self.hist_indptr, self.hist_items, users, self.n_items).T  # (B, n_items)
+        return self.item_item.mix_bag(scores, bags)
 
-    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The propagated (n_users, d) and (n_items, d) vectors that :meth:`score_all` multiplies."""
+    def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The propagated (n_users, d) and (n_items, d) vectors that :meth:`score_all` multiplies; None when the
+        item-item source has a share of the score (no dot product gives the scores then)."""
+        if self.item_item is not None and float(self.item_item.share) > 0:
+            return None
         user_vecs, item_vecs, _ = self.cached("propagated", self.final_vectors)
         return user_vecs.detach(), item_vecs.detach()

@@ -22,9 +22,9 @@ from fusionrec.errors import ConfigError, FusionrecError
 from fusionrec.fusion import make_fusion
 from fusionrec.fusion.base import source_shares
 from fusionrec.models.base import Model, ModelInputs
-from fusionrec.models.capabilities import SequenceModel, SourceReporter, Transferable, ValidationTuned
+from fusionrec.models.capabilities import SequenceModel, SourceReporter, Transferable
 from fusionrec.models.ease_shared import refuse_dense_fit, text_rows
-from fusionrec.models.item_item_source import SHARES, ItemItemSource
+from fusionrec.models.item_item_source import ItemItemShare, ItemItemSource
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
 from fusionrec.models.sequence_encoder import CausalEncoder, SequenceEncoderParams, SequenceScoring
@@ -57,7 +57,7 @@ class FusionRecSeqParams(SequenceEncoderParams):
 
 
 @register
-class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transferable, ValidationTuned):
+class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transferable, ItemItemShare):
     """score(history, i) = <h_t, v_i>, v_i = fuse(id_i, adapter(text_i), entity_i) over the sources item i has."""
 
     name = "fusionrec-seq"
@@ -147,20 +147,6 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
     def score_sequences(self, windows: torch.Tensor) -> torch.Tensor:
         scores = super().score_sequences(windows)
         return scores if self.item_item is None else self.item_item.mix(scores, torch.as_tensor(windows).long())
-
-    # -- ValidationTuned ------------------------------------------------------------------------------------------
-    def validation_grid(self) -> list[dict[str, float]]:
-        """The item-item source's share of the score, 0 (as trained) to 1 (the regression alone)."""
-        return [{"item_item_share": share} for share in SHARES] if self.item_item is not None else []
-
-    def choose(self, setting: dict[str, float]) -> None:
-        if self.item_item is None or set(setting) != {"item_item_share"}:
-            raise ValueError(f"not a setting of this model: {setting}")
-        self.item_item.share.fill_(float(setting["item_item_share"]))
-        self._cache.clear()
-
-    def chosen(self) -> dict[str, float]:
-        return {"item_item_share": float(self.item_item.share)} if self.item_item is not None else {}
 
     def item_table(self) -> torch.Tensor:
         if self.trained_items.numel() != self.n_items:

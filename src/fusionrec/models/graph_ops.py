@@ -9,12 +9,15 @@ are sized by the data, so a freshly constructed model holds empty placeholders t
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+
+from fusionrec.util.sparse_ops import fixed_spmm
 
 
 
@@ -79,14 +82,38 @@ def bipartite_spmm(graph: BipartiteGraph, users: torch.Tensor, items: torch.Tens
     return _BipartiteSpMM.apply(graph.user_items, graph.item_users, users, items)
 
 
+@dataclass(frozen=True)
+class SocialMix:
+    """The friends' share of each user's next layer: ``matrix`` S (n_users, n_users) sparse, symmetric (the
+    normalised friendship graph, :func:`normalized_social`), ``share`` (n_users, 1) b_u (0 for a user without
+    friends)."""
+
+    matrix: torch.Tensor
+    share: torch.Tensor
+
+
 def mean_over_layers(graph: BipartiteGraph, users: torch.Tensor, items: torch.Tensor,
-                     n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """LightGCN's propagation: the mean of layers 0..``n_layers`` of (users, items) -> ((n_users, d), (n_items, d))."""
+                     n_layers: int, social: SocialMix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """LightGCN's propagation: the mean of layers 0..``n_layers`` of (users, items) -> ((n_users, d), (n_items, d)).
+    With ``social`` each user's next layer is ``(1 - b_u) (B items)_u + b_u (S users)_u`` (SocialLGN's social
+    smoothing), the items' as LightGCN's."""
     total_u, total_i = users, items
     for _ in range(n_layers):
-        users, items = bipartite_spmm(graph, users, items)
+        from_items, next_items = bipartite_spmm(graph, users, items)
+        if social is not None:  # S is symmetric: its own transpose in the backward pass
+            from_items = (1 - social.share) * from_items + social.share * fixed_spmm(social.matrix, social.matrix,
+                                                                                       users)
+        users, items = from_items, next_items
         total_u, total_i = total_u + users, total_i + items
     return total_u / (n_layers + 1), total_i / (n_layers + 1)
+
+
+def normalized_social(friends: sp.spmatrix) -> sp.csr_matrix:
+    """D^-1/2 F D^-1/2 of a symmetric 0/1 friendship matrix (n_users, n_users); a user without friends: zero row."""
+    f = sp.csr_matrix(friends, dtype=np.float32)
+    deg = np.asarray(f.sum(axis=1)).ravel()
+    inv = np.divide(1.0, np.sqrt(deg), out=np.zeros_like(deg), where=deg > 0).astype(np.float32)
+    return sp.csr_matrix(sp.diags(inv) @ f @ sp.diags(inv))
 
 
 def buffers_from_scipy(matrix: sp.spmatrix) -> tuple[torch.Tensor, torch.Tensor]:

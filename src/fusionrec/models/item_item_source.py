@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fusionrec.models.base import standardise
+from fusionrec.models.capabilities import ValidationTuned
 from fusionrec.models.ease_shared import collective_weights
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.util.sparse_ops import binary_csr
@@ -39,13 +40,40 @@ class ItemItemSource(nn.Module):
     def mix(self, scores: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
         """``scores`` (B, n_items) of the model after the histories ``windows`` (B, L) (item indices, -1 empty)
         mixed with the regression's scores of the same histories."""
-        share = float(self.share)
-        if share == 0.0:
+        if float(self.share) == 0.0:
             return scores
         bag = torch.zeros(len(windows), self.n_items)
         rows, cols = torch.nonzero(windows >= 0, as_tuple=True)
         bag[rows, windows[rows, cols]] = 1.0
+        return self.mix_bag(scores, bag)
+
+    def mix_bag(self, scores: torch.Tensor, bag: torch.Tensor) -> torch.Tensor:
+        """``scores`` (B, n_items) of the model for users whose histories are the rows of ``bag`` (B, n_items) (0/1
+        or weights) mixed with the regression's scores ``bag @ B``."""
+        share = float(self.share)
+        if share == 0.0:
+            return scores
         regression = bag @ self.weights
         if share == 1.0:
             return regression
         return (1.0 - share) * standardise(scores) + share * standardise(regression)
+
+
+class ItemItemShare(ValidationTuned):
+    """:class:`ValidationTuned` for a model with an optional item-item source (``item_item``: an
+    :class:`ItemItemSource`, or None without one): the setting chosen on validation is the source's share of the
+    score, from 0 (the model as trained) to 1 (the regression alone)."""
+
+    item_item: ItemItemSource | None
+
+    def validation_grid(self) -> list[dict[str, float]]:
+        return [{"item_item_share": share} for share in SHARES] if self.item_item is not None else []
+
+    def choose(self, setting: dict[str, float]) -> None:
+        if self.item_item is None or set(setting) != {"item_item_share"}:
+            raise ValueError(f"not a setting of this model: {setting}")
+        self.item_item.share.fill_(float(setting["item_item_share"]))
+        self._cache.clear()
+
+    def chosen(self) -> dict[str, float]:
+        return {"item_item_share": float(self.item_item.share)} if self.item_item is not None else {}

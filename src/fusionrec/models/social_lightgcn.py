@@ -20,14 +20,13 @@ from torch import nn
 
 from fusionrec.errors import DataError, FusionrecError
 from fusionrec.models.base import HyperParameters, Model, ModelInputs
-from fusionrec.models.graph_ops import (BipartiteGraph, bipartite_graph, bipartite_spmm, buffers_from_scipy,
-                                        data_sized_buffers, normalized_bipartite_adjacency,
-                                        sparse_from_buffers)
+from fusionrec.models.graph_ops import (BipartiteGraph, SocialMix, bipartite_graph, buffers_from_scipy,
+                                        data_sized_buffers, mean_over_layers, normalized_bipartite_adjacency,
+                                        normalized_social, sparse_from_buffers)
 from fusionrec.models.propagated import PropagatedEmbeddings
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import Similarity
 from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveInt, Range
-from fusionrec.util.sparse_ops import fixed_spmm
 
 
 @dataclass(frozen=True)
@@ -37,14 +36,6 @@ class SocialLightGCNParams(HyperParameters):
     social_weight: Annotated[float, Range(0, 1)] = 0.5  # b: a user's share of friends' vectors per layer; 0: LightGCN
     reg_weight: NonNegativeFloat = 1e-5  # L2 on the batch's layer-0 vectors ('reg' term); 0..1e-2
     similarity: Similarity = "dot"  # dot | cosine (final vectors L2-normalised before the product)
-
-
-def normalized_social(friends: sp.spmatrix) -> sp.csr_matrix:
-    """D^-1/2 F D^-1/2 of a symmetric 0/1 friendship matrix (n_users, n_users); a user without friends: zero row."""
-    f = sp.csr_matrix(friends, dtype=np.float32)
-    deg = np.asarray(f.sum(axis=1)).ravel()
-    inv = np.divide(1.0, np.sqrt(deg), out=np.zeros_like(deg), where=deg > 0).astype(np.float32)
-    return sp.csr_matrix(sp.diags(inv) @ f @ sp.diags(inv))
 
 
 @register
@@ -93,11 +84,6 @@ class SocialLightGCN(PropagatedEmbeddings, Model):
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (n_users, d) and (n_items, d) vectors: the mean over layers 0..n_layers (module docstring)."""
         graph, social = self._graphs()
-        b = self.params.social_weight * self.has_friends.float().unsqueeze(1)  # (n_users, 1)
-        users, items = self.user_emb.weight, self.item_emb.weight
-        total_u, total_i = users, items
-        for _ in range(self.params.n_layers):
-            from_items, next_items = bipartite_spmm(graph, users, items)
-            users, items = (1 - b) * from_items + b * fixed_spmm(social, social, users), next_items  # S symmetric
-            total_u, total_i = total_u + users, total_i + items
-        return total_u / (self.params.n_layers + 1), total_i / (self.params.n_layers + 1)
+        share = self.params.social_weight * self.has_friends.float().unsqueeze(1)  # (n_users, 1)
+        return mean_over_layers(graph, self.user_emb.weight, self.item_emb.weight, self.params.n_layers,
+                                SocialMix(social, share))
