@@ -8,7 +8,9 @@ import pytest
 from fusionrec.config import RunConfig, load_config
 from fusionrec.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+ALL_YAML = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+CONFIGS = [p for p in ALL_YAML if p.parent.name != "spaces"]  # spaces/<model>.yaml: fusionrec tune's ranges
+SPACES = [p for p in ALL_YAML if p.parent.name == "spaces"]
 
 
 def write(tmp_path, text):
@@ -200,3 +202,11 @@ def test_a_split_without_a_test_part_fails_at_load_unless_the_split_is_given(tmp
     with pytest.raises(ConfigError, match=r"'split\.ratios': the test share must be above 0 for split.method 'random'"):
         load_config(path)
     assert load_config(None, ["split.method=given", "split.ratios=[0.9, 0.1, 0.0]"]).split.method == "given"
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: f"{p.parents[1].name}/spaces/{p.name}")
+def test_shipped_search_spaces_fit_their_configs(path):
+    """configs/<dataset>/spaces/<model>.yaml: every range's ends make a valid config of ../<model>.yaml."""
+    from fusionrec.jobs.tune_space import check_space, read_space
+
+    check_space(read_space(path), path.parents[1] / path.name, [], str(path))

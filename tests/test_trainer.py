@@ -398,3 +398,25 @@ def test_neg_pool_trained_keeps_items_without_training_interactions_out_of_the_f
     moved = (after - before).abs().sum(1) > 0
     assert not bool(moved[cold].any()) if pool == "trained" else bool(moved[cold].all())
     assert bool(moved[[0, 1, 2]].all())  # trained items move either way
+
+
+def test_an_epoch_observer_sees_every_epoch_and_can_stop_training(inputs):
+    """Observers get each finished epoch (losses, validation, learning rate); StopTraining ends the run after that
+    epoch with its reason as stopped_by, the best weights restored."""
+    from fusionrec.training import StopTraining
+
+    seen = []
+
+    def observe(log):
+        seen.append((log.epoch, log.lr, log.valid["ndcg@10"]))
+        if log.epoch == 3:
+            raise StopTraining("pruned")
+
+    validate = Scripted([0.1, 0.5, 0.3, 0.9])
+    model = bpr()
+    result = Trainer(CFG, seed=0, observers=(observe,)).fit(model, inputs, validate)
+    assert result.stopped_by == "pruned" and result.epochs_run == 3 and result.best_epoch == 2
+    assert seen == [(1, CFG.lr, 0.1), (2, CFG.lr, 0.5), (3, CFG.lr, 0.3)]
+    state, best = model.state_dict(), validate.snapshots[1]
+    assert all(torch.equal(state[k], best[k]) for k in best)
+    assert result.history[0].lr == CFG.lr

@@ -16,6 +16,8 @@ EPILOG = """examples:
   fusionrec train --config configs/ml-100k/bpr.yaml --out runs/bpr --resume   # after Ctrl-C
   fusionrec train --config configs/ml-100k/bpr.yaml --resume-from-store runs/bpr/events.sqlite --out runs/bpr2
   fusionrec compare --config configs/ml-100k/bpr.yaml --models pop,itemknn,bpr,lightgcn --out runs/compare
+  fusionrec tune --config configs/ml-100k/bpr.yaml --space configs/ml-100k/spaces/bpr.yaml --trials 20 --out runs/tune
+  fusionrec train --config runs/tune/best.yaml --out runs/bpr-tuned --track tensorboard
   fusionrec encode --config configs/ml-100k/fusionrec.yaml
   fusionrec recommend --model runs/bpr/model --user 196 -k 10
   fusionrec serve --model runs/bpr/model --db runs/bpr/events.sqlite --api-key SECRET
@@ -104,7 +106,26 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="carry on from DIR/checkpoint (written after each epoch, kept when a run is interrupted "
                             "by Ctrl-C / SIGTERM); refused when the config or the data differ from the checkpoint's")
+    train.add_argument("--track", choices=["tensorboard", "mlflow"],
+                       help="also send the config, per-epoch loss terms, validation metrics, learning rate and "
+                            "timings: tensorboard writes DIR/tensorboard (pip install 'fusionrec[track]'), mlflow "
+                            "logs a run with DIR as its artifacts (pip install 'fusionrec[mlflow]')")
+    train.add_argument("--track-uri", metavar="URI",
+                       help="mlflow: the tracking server or store (e.g. http://host:5000, sqlite:///mlflow.db); "
+                            "default: MLFLOW_TRACKING_URI, else ./mlruns")
     train.set_defaults(handler=_train)
+
+    tune = sub.add_parser("tune", help="hyper-parameter search on Optuna (TPE, median pruning), selected on "
+                          "validation; resumable (DIR/study.db); writes DIR/best.yaml, DIR/trials.csv and .png")
+    _run_args(tune)
+    tune.add_argument("--space", required=True, metavar="SPACE.yaml",
+                      help="config keys and their ranges, e.g. 'training.lr: {float: [0.001, 0.01], log: true}' "
+                           "(docs/config.md, 'Searching hyper-parameters')")
+    tune.add_argument("--trials", type=int, required=True, help="trials in all (earlier ones in DIR count)")
+    tune.add_argument("--time-budget", type=float, metavar="SECONDS",
+                      help="start no trial after this many seconds; the running one trains at most until then")
+    tune.add_argument("--no-prune", action="store_true", help="train every trial to its own early stopping")
+    tune.set_defaults(handler=_tune)
 
     pretrain = sub.add_parser("pretrain", help="train the text-side sequential model (fusionrec-seq, text only) on "
                               "one or more source datasets in turn and save it for model.init_from")
@@ -263,10 +284,33 @@ def _train(args) -> int:
     from fusionrec.jobs.experiment import run_experiment
 
     cfg = _load(args, check_model=True)
-    results = run_experiment(cfg, args.out, events_db=args.resume_from_store, resume=args.resume)
+    tracker = None
+    if args.track:
+        from fusionrec.jobs.tracking import make_tracker
+
+        tracker = make_tracker(args.track, args.out, args.track_uri, experiment=cfg.dataset.name)
+        tracker.start(cfg.to_dict())
+    results = {"failed": True}
+    try:
+        results = run_experiment(cfg, args.out, events_db=args.resume_from_store, resume=args.resume,
+                                 observers=(tracker.epoch,) if tracker else ())
+    finally:
+        if tracker is not None:
+            tracker.finish(results)
     print(json.dumps({"out": str(Path(args.out).resolve()), "test": results["metrics"]["test"],
                       **({"interrupted": True} if results["interrupted"] else {})}, indent=2))
     return 130 if results["interrupted"] else 0  # stopped early: scripts that chain runs should not go on
+
+
+def _tune(args) -> int:
+    from fusionrec.jobs.tune import run_tune
+
+    summary = run_tune(args.config, args.space, args.trials, args.out, overrides=list(args.set),
+                       time_budget_s=args.time_budget, prune=not args.no_prune,
+                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({"out": str(Path(args.out).resolve()), "best": summary["best"], "counts": summary["counts"]},
+                     indent=2))
+    return 0 if summary["best"] is not None else 1
 
 
 def _pretrain(args) -> int:

@@ -32,7 +32,7 @@ from fusionrec.util.provenance import machine, package_versions, peak_rss_mb
 from fusionrec.training.checkpoint import Checkpoint, run_fingerprint
 from fusionrec.training.inputs import build_inputs
 from fusionrec.training.seeding import seed_everything
-from fusionrec.training.trainer import Trainer, metric_of
+from fusionrec.training.trainer import EpochObserver, Trainer, metric_of
 from fusionrec.typed_config import build
 
 
@@ -134,11 +134,13 @@ def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None)
 
 
 def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | None = None, log=None,
-                   events_db: str | Path | None = None, resume: bool = False) -> dict:
+                   events_db: str | Path | None = None, resume: bool = False,
+                   observers: tuple[EpochObserver, ...] = ()) -> dict:
     """Trains ``cfg.model`` and writes ``out_dir/results.json`` and ``out_dir/model/``; returns the results dict.
     ``events_db``: fold that event store's interactions into the data first (ignored when ``prepared`` is given).
     Training writes ``out_dir/checkpoint/`` after each epoch (removed once the run finishes, kept when it was
-    interrupted); ``resume``: carry on from it (refused when the config or the data differ)."""
+    interrupted); ``resume``: carry on from it (refused when the config or the data differ). ``observers``: see
+    each finished epoch (:class:`~fusionrec.training.Trainer`), e.g. a tracker or a search's pruner."""
     log = log or _stderr
     out_dir = Path(out_dir)
     cls, params = model_params(cfg)  # an unknown model or bad hyper-parameters fail before any data are read
@@ -186,7 +188,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         return {**metrics, **{f"{seg}/{k}": v for seg, values in segs.items() for k, v in values.items()}}
 
     log(f"train: {cfg.model.name} on {dataset.name}")
-    result = Trainer(cfg.training, seed=cfg.seed).fit(model, inputs, validate if len(split.valid) else None,
+    result = Trainer(cfg.training, seed=cfg.seed, observers=observers).fit(model, inputs, validate if len(split.valid) else None,
                                                       checkpoint=checkpoint, resume=resumed)
     model.eval()
     chosen = choose_on_validation(model, validate, cfg.training.valid_metric, log) \

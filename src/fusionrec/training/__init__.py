@@ -3,7 +3,9 @@
 from fusionrec.training.inputs import build_inputs
 from fusionrec.training.sampling import NegativeSampler, TripleBatches
 from fusionrec.training.seeding import seed_everything
-from fusionrec.training.trainer import EpochLog, NonFiniteLossError, Trainer, TrainResult
+from fusionrec.training.trainer import (EpochLog, EpochObserver, NonFiniteLossError, StopTraining, Trainer,
+                                       TrainResult)
 
-__all__ = ["EpochLog", "NegativeSampler", "NonFiniteLossError", "TrainResult", "Trainer", "TripleBatches",
+__all__ = ["EpochLog", "EpochObserver", "NegativeSampler", "NonFiniteLossError", "StopTraining", "TrainResult",
+           "Trainer", "TripleBatches",
            "build_inputs", "seed_everything"]

@@ -35,6 +35,15 @@ Validate = Callable[[Model], dict[str, float]]
 log = logging.getLogger("fusionrec.training")
 
 
+class StopTraining(Exception):
+    """Raised by an epoch observer to end training after this epoch (the best weights come back, as after early
+    stopping); ``reason`` becomes the result's ``stopped_by`` (e.g. 'pruned' by a hyper-parameter search)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class NonFiniteLossError(FusionrecError, FloatingPointError):
     """A loss term became NaN or infinite; names the term, the epoch and the batch."""
 
@@ -48,13 +57,18 @@ class EpochLog:
     losses: dict[str, float]
     train_s: float
     valid: dict[str, float] | None = None
+    lr: float | None = None  # the learning rate the epoch trained with
+
+
+EpochObserver = Callable[[EpochLog], None]  # sees each finished epoch; may raise StopTraining
 
 
 @dataclass
 class TrainResult:
     """``stopped_by``: 'early_stopping', 'max_epochs', 'time_budget', 'interrupted' (SIGINT / SIGTERM or
     :attr:`Trainer.stop`) or 'not_trainable'. ``best_score`` is the
-    ``valid_metric`` of the restored weights (None without validation). ``epoch_seconds``: training time of each
+    ``valid_metric`` of the restored weights (None without validation); an epoch observer's
+    :class:`StopTraining` puts its own reason. ``epoch_seconds``: training time of each
     epoch, validation excluded; ``fit_seconds``: the whole call. ``loss`` and ``batch_size``: what training actually
     used, with ``loss_reason`` / ``batch_size_reason`` saying why when it differs from the config (the full softmax
     switched to the sampled one above ``full_softmax_max_items``; the batch grown by ``max_steps_per_epoch``)."""
@@ -79,11 +93,14 @@ class Trainer:
     """Trains a model on ``inputs.train`` under one :class:`TrainingConfig` and one seed."""
 
     def __init__(self, config: TrainingConfig, seed: int, clock: Callable[[], float] = time.perf_counter,
-                 stop: StopRequest | None = None):
+                 stop: StopRequest | None = None, observers: tuple[EpochObserver, ...] = ()):
         """``clock``: seconds for the time budget and the timings (tests pass a fake one). ``stop``: raised by
         SIGINT / SIGTERM during :meth:`fit` (or by the caller): training stops after the current step, the best
-        weights come back and ``stopped_by`` is 'interrupted'."""
+        weights come back and ``stopped_by`` is 'interrupted'. ``observers``: called with each finished epoch's
+        :class:`EpochLog` (losses, validation, learning rate, time), e.g. experiment tracking or a search's pruner;
+        one that raises :class:`StopTraining` ends training there."""
         self.config, self.seed, self.clock = config, int(seed), clock
+        self.observers = tuple(observers)
         self.stop = stop if stop is not None else StopRequest()
         self._run_cfg = config  # what this fit trains with: the config, its loss and batch size as _plan settles them
         self._reasons: tuple[str | None, str | None] = (None, None)  # why _plan changed the loss, the batch size
@@ -169,7 +186,7 @@ class Trainer:
                 losses.update(kg_losses)
             complete = not out_of_time  # stopped inside the epoch: nothing to checkpoint
             model.epoch_end(epoch)
-            log = EpochLog(epoch, losses, self.clock() - t0)
+            log = EpochLog(epoch, losses, self.clock() - t0, lr=float(optimizer.param_groups[0]["lr"]))
             history.append(log)
             out_of_time = out_of_time or self._over_budget(started)  # then validate these weights before stopping
             if out_of_time:
@@ -184,6 +201,11 @@ class Trainer:
                     best_state = copy.deepcopy(model.state_dict())
                 if stopper.should_stop:
                     stopped_by = "early_stopping"
+            for observe in self.observers:
+                try:
+                    observe(log)
+                except StopTraining as stop:
+                    stopped_by = stop.reason
             bar.set_postfix(postfix, refresh=False)
             follow(bar, self._horizon(cfg, stopper, validate))
             if checkpoint is not None and complete and stopped_by != "interrupted":
