@@ -141,7 +141,7 @@ def test_sampled_mode_saves_negatives_and_reports_metrics(config_file, tmp_path)
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.name=nope", "'model.name': unknown model 'nope'; available: bpr,"),
+    ("model.name=nope", "'model.name': unknown model 'nope'; available: biased-mf, bpr,"),
     ("model.params.embedding_size=-4",
      "--set model.params.embedding_size=-4: 'model.params.embedding_size': -4 is out of range: must be >= 1"),
     ("model.params.n_layers=-1", "--set model.params.n_layers=-1: 'model.params.n_layers': -1 is out of range"),

@@ -57,7 +57,15 @@ def checkerboard(seed: int = 0):
     rows, cols = zip(*friends)
     social = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(N_USERS, N_USERS))
     return build_inputs(N_USERS, N_ITEMS, train, item_text=text.astype(np.float32), kg=kg, social=social,
-                        sequences=True)
+                        sequences=True, ratings=planted_ratings(train))
+
+
+def planted_ratings(train: Interactions) -> sp.csr_matrix:
+    """Explicit ratings of the training pairs: 3 + the user's leniency (-1, 0 or +1 by user index) + the item's
+    quality (+-0.5 by item index parity), for models that predict ratings."""
+    users, items = train.users, train.items
+    values = 3.0 + (users % 3 - 1) + np.where(items % 2 == 0, 0.5, -0.5)
+    return sp.csr_matrix((values.astype(np.float32), (users, items)), shape=(N_USERS, N_ITEMS))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
@@ -170,8 +178,9 @@ def test_forward_shapes_and_finite_terms(name, inputs):
 
 # Dot-product models: serving ranks with a top-K index over these vectors, so they must reproduce score_all exactly.
 VECTOR_MODELS = {"bpr", "lightgcn", "fusionrec", "cke", "kgat", "social-lightgcn"}
-# Sequence models are served from vectors too (the state after each user's sequence), though trained on windows.
-SERVED_FROM_VECTORS = VECTOR_MODELS | {"sasrec", "fusionrec-seq"}
+# Sequence models are served from vectors too (the state after each user's sequence), though trained on windows;
+# biased-mf by vectors that carry its biases.
+SERVED_FROM_VECTORS = VECTOR_MODELS | {"sasrec", "fusionrec-seq", "biased-mf"}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -435,7 +444,8 @@ def test_ease_refuses_a_catalogue_it_cannot_invert():
 # -- declared capabilities: each one's contract, run for every registered model that declares it -------------------
 from fusionrec.models.base import HistoryReader  # noqa: E402
 from fusionrec.models.capabilities import (CAPABILITIES, ContentPlacer, KnowledgeEditable,  # noqa: E402
-                                           SequenceModel, SourceReporter, Transferable, ValidationTuned)
+                                           RatingPredictor, SequenceModel, SourceReporter, Transferable,
+                                           ValidationTuned)
 from fusionrec.data.user_sequences import UserSequences  # noqa: E402
 
 COLD_ITEM = 11  # the last item of group 0: every training interaction with it is removed in ``cold_inputs``
@@ -622,7 +632,33 @@ def test_validation_tuned_settings_change_scores_and_survive_a_save(name, inputs
         model.choose({"no_such_setting": 1.0})
 
 
+# hyper-parameters under which a model predicts ratings
+RATING_BY = {"fusionrec": {"rating_head": True, "use_kg": False}}
+
+
+@pytest.mark.parametrize("name", declaring(RatingPredictor))
+def test_rating_predictor_learns_planted_ratings_under_the_mse_loss(name, inputs):
+    """The mse loss fits the planted ratings (user leniency + item quality): RMSE on the rated pairs falls well
+    below the global mean's; forward_ratings and predict_ratings agree, and ratings survive a save."""
+    seed_everything(7)
+    cls = get_model_class(name)
+    model = cls.from_inputs(inputs, build(cls.Params, RATING_BY.get(name, {})))
+    assert model.predicts_ratings()
+    Trainer(dataclasses.replace(TRAIN, loss="mse", lr=0.02, epochs=60), seed=7).fit(model, inputs)
+    coo = inputs.ratings.tocoo()
+    users, items, true = torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64)), \
+        torch.from_numpy(coo.data)
+    with torch.no_grad():
+        pred = model.predict_ratings(users, items)
+        stepped = model.forward_ratings(Batch(users, items, torch.zeros(len(users), 0, dtype=torch.long))).pos
+    torch.testing.assert_close(stepped, pred)
+    model_rmse = float((pred - true).square().mean().sqrt())
+    mean_rmse = float((true - true.mean()).square().mean().sqrt())
+    assert model_rmse < 0.5 * mean_rmse, (model_rmse, mean_rmse)
+
+
 CAPABILITY_TESTS = {
+    RatingPredictor: test_rating_predictor_learns_planted_ratings_under_the_mse_loss,
     ValidationTuned: test_validation_tuned_settings_change_scores_and_survive_a_save,
     Transferable: test_transferable_parameters_carry_over_to_another_catalogue,
     SequenceModel: test_sequence_model_scores_users_from_their_ordered_sequences,

@@ -140,7 +140,7 @@ class TrainingConfig(CheckedFields):
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: PositiveFloat = 0.001
     weight_decay: NonNegativeFloat = 0.0  # optimiser's L2 on all parameters
-    loss: Literal["bpr", "bce", "softmax", "full_softmax", "sampled_softmax"] = "bpr"
+    loss: Literal["bpr", "bce", "softmax", "full_softmax", "sampled_softmax", "mse"] = "bpr"
     temperature: PositiveFloat = 1.0  # softmax losses only: scores are divided by it before the cross-entropy
     # negatives per positive, uniform over items the user has not interacted with (unused by full_softmax, whose
     # negatives are every item; sampled_softmax: items drawn per step from neg_distribution into the shared candidates)

@@ -10,6 +10,7 @@ from fusionrec.evaluation.report import bar_chart, comparison_rows, markdown_tab
 from fusionrec.jobs.experiment import prepare_data, run_experiment, with_model
 
 CHART_METRICS = ["ndcg@10", "recall@10", "ndcg@20", "recall@20"]
+RATING_METRICS = ["rmse", "mae"]  # in the table when any model predicts ratings (lower is better)
 
 
 def run_comparison(cfg: RunConfig, models: list[str], out_dir: str | Path, config_dir: str | Path | None = None,
@@ -25,7 +26,8 @@ def run_comparison(cfg: RunConfig, models: list[str], out_dir: str | Path, confi
         run_cfg = with_model(cfg, name, model_cfg)
         results.append(run_experiment(run_cfg, out_dir / name, prepared=prepared, log=log))
     metrics = [m for m in CHART_METRICS if m in results[0]["metrics"]["test"]]
-    rows = comparison_rows(results, metrics)
+    rating = [m for m in RATING_METRICS if any(m in r["metrics"]["test"] for r in results)]
+    rows = comparison_rows(results, metrics + rating)
     title = f"{results[0]['dataset']}, split {results[0]['split']['method']}, test"
     atomic_io.write_text(out_dir / "comparison.md", f"# Comparison: {title}\n\n" + markdown_table(rows))
     atomic_io.write_json(out_dir / "comparison.json", {

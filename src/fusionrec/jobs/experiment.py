@@ -24,15 +24,16 @@ from fusionrec.data.loading import load_dataset
 from fusionrec.data.splits import Split, check_test_history, make_split, thin_interactions
 from fusionrec.data.user_sequences import UserSequences
 from fusionrec.evaluation.evaluator import Evaluator, sample_negatives
+from fusionrec.evaluation.metrics import mae, rmse
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import HistoryReader, Model, ModelInputs
-from fusionrec.models.capabilities import SequenceModel, Transferable, ValidationTuned
+from fusionrec.models.capabilities import RatingPredictor, SequenceModel, Transferable, ValidationTuned
 from fusionrec.models.registry import get_model_class
 from fusionrec.util.provenance import machine, package_versions, peak_rss_mb
 from fusionrec.training.checkpoint import Checkpoint, run_fingerprint
 from fusionrec.training.inputs import build_inputs
 from fusionrec.training.seeding import seed_everything
-from fusionrec.training.trainer import EpochObserver, Trainer, metric_of
+from fusionrec.training.trainer import EpochObserver, Trainer, higher_is_better, metric_of
 from fusionrec.typed_config import build
 
 
@@ -119,6 +120,12 @@ def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None)
         social = dataset.social.adjacency()
         log(f"social: {dataset.social.n_edges} edges, {dataset.social.users_with_friends()} of {dataset.n_users} "
             "users with friends")
+    ratings = None
+    if "ratings" in needed or cfg.training.loss == "mse":
+        if prepared.split.train.ratings is None:
+            raise DataError(f"model {cfg.model.name!r} with loss {cfg.training.loss!r} needs explicit ratings, but "
+                            f"dataset {dataset.name!r} has none (a rating field in NAME.inter)", field="rating")
+        ratings = prepared.split.train.to_csr("rating")
     user_features = None
     if "user_features" in needed:
         if dataset.user_info is None:
@@ -128,7 +135,7 @@ def model_inputs(cfg: RunConfig, prepared: Prepared, needed: set[str], log=None)
         log(f"user features: {len(names)} from {', '.join(dataset.user_info.fields)}, "
             f"{int((user_features.getnnz(axis=1) > 0).sum())} of {dataset.n_users} users with any")
     return build_inputs(dataset.n_users, dataset.n_items, prepared.split.train, item_text=text, kg=kg,
-                        item_text_mask=mask, social=social, user_features=user_features,
+                        item_text_mask=mask, social=social, user_features=user_features, ratings=ratings,
                         sequences="sequences" in needed, log=log,
                         progress=cfg.training.progress)
 
@@ -177,7 +184,12 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     valid_users = {"cold_users": split.cold_users, "warm_users": ~split.cold_users} \
         if split.cold_users is not None else None
 
+    rates = isinstance(model, RatingPredictor) and model.predicts_ratings() and inputs.ratings is not None
+
     def validate(m: Model) -> dict:
+        return {**ranking_valid(m), **(rating_metrics(m, split.valid) if rates else {})}
+
+    def ranking_valid(m: Model) -> dict:
         if sampled:
             return evaluator.evaluate_sampled(m.score, split.valid, negatives["valid"])
         if valid_items is None and valid_users is None:
@@ -205,6 +217,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         test_full = evaluator.evaluate(model.score_all, split.test, known_before_test, item_pop=item_pop,
                                        segments=segments or None)
     test, test_segments = _split_segments(test_full)
+    if rates:
+        test.update(rating_metrics(model, split.test))
     epoch_s = list(result.epoch_seconds)
     results = {
         "model": cfg.model.name,
@@ -280,6 +294,21 @@ def with_model(cfg: RunConfig, name: str, model_cfg: RunConfig | None = None) ->
     return replace(cfg, model=replace(cfg.model, name=name, params={} if cfg.model.name != name else cfg.model.params))
 
 
+def rating_metrics(model: RatingPredictor, part: Interactions, chunk: int = 65536) -> dict[str, float]:
+    """RMSE and MAE of the model's predicted ratings over the rated rows of ``part`` (empty when it has none)."""
+    if part.ratings is None or not len(part):
+        return {}
+    rated = np.isfinite(part.ratings)
+    if not rated.any():
+        return {}
+    users, items, true = part.users[rated], part.items[rated], part.ratings[rated]
+    with torch.no_grad():
+        pred = torch.cat([model.predict_ratings(torch.from_numpy(users[lo:lo + chunk]),
+                                                torch.from_numpy(items[lo:lo + chunk]))
+                          for lo in range(0, len(users), chunk)]).double().numpy()
+    return {"rmse": rmse(pred, true), "mae": mae(pred, true)}
+
+
 def choose_on_validation(model: ValidationTuned, validate, metric: str, log=None) -> dict | None:
     """Scores every setting of the model's validation grid on ``validate`` and keeps the best by ``metric`` (the
     earliest among equals: the grid starts with the setting the model trained with); returns the choice and every
@@ -294,7 +323,8 @@ def choose_on_validation(model: ValidationTuned, validate, metric: str, log=None
         with torch.no_grad():
             metrics = validate(model)
         tried.append({"setting": setting, metric: float(metric_of(metrics, metric))})
-    best = max(range(len(tried)), key=lambda k: (tried[k][metric], -k))
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    best = max(range(len(tried)), key=lambda k: (sign * tried[k][metric], -k))
     model.choose(grid[best])
     log(f"chosen on validation: {grid[best]} ({metric} {tried[best][metric]:.4f}; "
         f"{grid[0]}: {tried[0][metric]:.4f})")

@@ -26,7 +26,7 @@ from fusionrec.jobs.experiment import prepare_data, run_experiment
 from fusionrec.jobs.tune_report import write_reports
 from fusionrec.jobs.tune_space import check_space, override, read_space
 from fusionrec.training import EpochLog, StopTraining
-from fusionrec.training.trainer import metric_of
+from fusionrec.training.trainer import higher_is_better, metric_of
 
 STUDY = "fusionrec"
 
@@ -71,7 +71,7 @@ def run_tune(config: str | Path, space_file: str | Path, trials: int, out_dir: s
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             study_name=STUDY, storage=f"sqlite:///{(out / 'study.db').resolve()}", load_if_exists=True,
-            direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed),
+            direction="maximize" if higher_is_better(metric) else "minimize", sampler=optuna.samplers.TPESampler(seed=base.seed),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5) if prune
             else optuna.pruners.NopPruner())
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -134,7 +134,8 @@ def _progress(log, number: int, value: float, results: dict, study, trials: int,
     trial time so far, pruned ones included, times the trials left)."""
     done = _finished(study) + 1
     try:
-        best = max(study.best_value, value)
+        best = study.best_value
+        best = max(best, value) if study.direction.name == "MAXIMIZE" else min(best, value)
     except ValueError:  # no finished trial yet
         best = value
     mean = sum(durations) / len(durations)

@@ -43,9 +43,10 @@ def write_reports(study, out: Path, dimensions: list[Dimension], metric: str, ba
         writer.writeheader()
         writer.writerows(rows)
         write_text(out / "trials.csv", buffer.getvalue())
-        _plot(rows, metric, out / "trials.png")
+        _plot(rows, metric, out / "trials.png", study.direction.name == "MAXIMIZE")
     complete = [t for t in study.get_trials(deepcopy=False) if t.value is not None and t.state.name == "COMPLETE"]
-    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
+    best = max(complete, key=lambda t: (sign * t.value, -t.number)) if complete else None
     user_sets = [o for o in overrides if o != QUIET]
     if best is not None:
         chosen = [*user_sets, *(override(k, v) for k, v in best.params.items())]
@@ -70,7 +71,7 @@ def write_reports(study, out: Path, dimensions: list[Dimension], metric: str, ba
     return summary
 
 
-def _plot(rows: list[dict], metric: str, path: Path) -> None:
+def _plot(rows: list[dict], metric: str, path: Path, higher: bool = True) -> None:
     """Each trial's validation value (complete: dots, pruned: crosses at the last reported value) and the best
     complete value so far."""
     import matplotlib
@@ -84,9 +85,10 @@ def _plot(rows: list[dict], metric: str, path: Path) -> None:
         if points:
             ax.scatter(*zip(*points), marker=marker, label=state)
     best, line = None, []
+    better = max if higher else min
     for r in rows:
         if r["state"] == "complete" and r["valid"] is not None:
-            best = r["valid"] if best is None else max(best, r["valid"])
+            best = r["valid"] if best is None else better(best, r["valid"])
         if best is not None:
             line.append((r["trial"], best))
     if line:

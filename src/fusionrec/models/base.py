@@ -34,6 +34,8 @@ class ModelInputs:
     ``item_text``: frozen text embeddings, shape (n_items, d_text), or None; ``item_text_mask``: bool (n_items,),
     False where an item has no text. ``kg``: a :class:`fusionrec.data.KnowledgeGraph` or None. ``social``: the
     users' social graph as a symmetric 0/1 CSR (n_users, n_users) (a friendship read either way), or None.
+    ``ratings``: the training interactions' explicit ratings as a float32 CSR (n_users, n_items) with the sparsity of
+    ``train``, or None (given when the loss or a model's rating head needs them).
     ``user_features``: the users' own fields (``NAME.user``) as a float32 CSR (n_users, n_user_features), each row
     the mean of the user's one-hot features (an empty row: none), or None.
     ``sequences``: each user's training items in the order they happened, or None (given to sequence models).
@@ -48,6 +50,7 @@ class ModelInputs:
     item_text_mask: torch.Tensor | None = None
     kg: Any = None
     social: sp.csr_matrix | None = None
+    ratings: sp.csr_matrix | None = None
     user_features: sp.csr_matrix | None = None
     sequences: UserSequences | None = None
     log: Callable[[str], None] | None = None
@@ -70,13 +73,17 @@ class Batch:
     ``windows``: for a sequence model (:class:`fusionrec.models.capabilities.SequenceModel`), LongTensor (R, L + 1)
     of R windows of users' ordered training items, right-aligned, -1 on the left; else None. Its B training pairs
     are the slots :func:`window_targets` picks, in row-major order: ``pos`` holds their items and ``users`` their
-    users, so a model scores position t's hidden state against ``pos``."""
+    users, so a model scores position t's hidden state against ``pos``.
+
+    ``ratings``: FloatTensor (B,), the explicit rating of each (user, pos) pair when the inputs carry ratings
+    (:attr:`ModelInputs.ratings`), else None: the target of a rating loss or a model's rating term."""
 
     users: torch.Tensor
     pos: torch.Tensor
     neg: torch.Tensor
     candidates: torch.Tensor | None = None
     windows: torch.Tensor | None = None
+    ratings: torch.Tensor | None = None
 
 
 def window_targets(windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -184,7 +191,7 @@ class Model(nn.Module):
     @classmethod
     def required_inputs(cls, params: Any) -> set[str]:
         """Which optional inputs these hyper-parameters need: a subset of {"text", "kg", "social",
-        "user_features", "sequences"}. The experiment
+        "user_features", "ratings", "sequences"}. The experiment
         builds (and, for text, encodes) only what is asked for."""
         return set()
 

@@ -13,3 +13,4 @@ from fusionrec.models import sparse_ease  # noqa: F401
 from fusionrec.models import social_lightgcn  # noqa: F401
 from fusionrec.models import sasrec  # noqa: F401
 from fusionrec.models import fusionrec_seq  # noqa: F401
+from fusionrec.models import biased_mf  # noqa: F401

@@ -14,7 +14,7 @@ import abc
 import torch
 
 from fusionrec.data.user_sequences import UserSequences
-from fusionrec.models.base import HistoryReader
+from fusionrec.models.base import ForwardOut, HistoryReader
 
 
 class ContentPlacer(abc.ABC):
@@ -150,5 +150,25 @@ class ValidationTuned(abc.ABC):
         """The setting the model scores with now."""
 
 
+class RatingPredictor(abc.ABC):
+    """A model that predicts explicit ratings (on the data's own scale), trained by the ``mse`` loss or, beside a
+    ranking loss, by a ``rating`` term of its own (multi-task); evaluated by RMSE and MAE. Its ratings need
+    ``"ratings"`` among its :meth:`~fusionrec.models.base.Model.required_inputs` whenever it predicts them."""
+
+    @abc.abstractmethod
+    def predicts_ratings(self) -> bool:
+        """Whether these hyper-parameters give the model a rating prediction (a model with an optional rating
+        head says False without it)."""
+
+    @abc.abstractmethod
+    def predict_ratings(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """users, items (B,) -> predicted ratings (B,); differentiable in training."""
+
+    @abc.abstractmethod
+    def forward_ratings(self, batch) -> ForwardOut:
+        """The ``mse`` loss's step: ``pos`` (B,) the predicted ratings of ``batch.users`` x ``batch.pos``, ``neg``
+        (B, 0), ``terms`` the model's extra terms (e.g. ``reg``)."""
+
+
 CAPABILITIES: tuple[type, ...] = (HistoryReader, ContentPlacer, SourceReporter, KnowledgeEditable, SequenceModel,
-                                  Transferable, ValidationTuned)
+                                  Transferable, ValidationTuned, RatingPredictor)

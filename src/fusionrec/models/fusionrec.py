@@ -39,20 +39,21 @@ from torch import nn
 
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.fusion import make_fusion
-from fusionrec.fusion.base import source_shares
 from fusionrec.knowledge.kg.aggregate import RowMix
 from fusionrec.knowledge.kg.item_entities import item_entity_matrix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
 from fusionrec.models.base import Batch, ForwardOut, HistoryReader, Model, ModelInputs, checked_history, dense_scores
-from fusionrec.models.capabilities import KnowledgeEditable, SourceReporter
+from fusionrec.models.capabilities import RatingPredictor
 from fusionrec.models.ease_shared import refuse_dense_fit, text_rows
 from fusionrec.models.fusionrec_content import FusionRecContent
+from fusionrec.models.fusionrec_knowledge import FusionRecKnowledge
 from fusionrec.models.fusionrec_params import FusionRecParams
 from fusionrec.models.graph_ops import (BipartiteGraph, SocialMix, bipartite_graph, buffers_from_scipy, check_users,
                                         data_sized_buffers, history_buffers, history_columns, mean_over_layers,
                                         normalized_bipartite_adjacency, normalized_social, optional_buffers,
                                         sparse_from_buffers)
 from fusionrec.models.item_item_source import ItemItemShare, ItemItemSource
+from fusionrec.models.rating_head import RatingHead
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import catalogue_out, finish
 from fusionrec.models.text_adapter import text_pca
@@ -63,7 +64,7 @@ SOURCES = ("cf", "text", "kg")
 
 
 @register
-class FusionRec(Model, HistoryReader, FusionRecContent, SourceReporter, KnowledgeEditable, ItemItemShare):
+class FusionRec(Model, HistoryReader, FusionRecContent, FusionRecKnowledge, ItemItemShare, RatingPredictor):
     name = "fusionrec"
     Params = FusionRecParams
     uses_kg_loss = True
@@ -72,7 +73,8 @@ class FusionRec(Model, HistoryReader, FusionRecContent, SourceReporter, Knowledg
     def required_inputs(cls, params: FusionRecParams) -> set[str]:
         text = params.use_text or (params.item_item and params.item_item_text_weight > 0)
         return ({"text"} if text else set()) | ({"kg"} if params.use_kg else set()) \
-            | ({"social"} if params.use_social else set()) | ({"user_features"} if params.use_user_features else set())
+            | ({"social"} if params.use_social else set()) | ({"user_features"} if params.use_user_features else set()) \
+            | ({"ratings"} if params.rating_head else set())
 
     def __init__(self, n_users: int, n_items: int, params: FusionRecParams | None = None, text_dim: int = 0,
                  n_entities: int = 0, n_relations: int = 0, n_user_features: int = 0):
@@ -114,6 +116,7 @@ class FusionRec(Model, HistoryReader, FusionRecContent, SourceReporter, Knowledg
             refuse_dense_fit(self.n_items, p.item_item_max_memory_gb, "the item-item source",
                              "model.params.item_item_max_memory_gb", "set item_item: false")
         self.item_item = ItemItemSource(self.n_items) if p.item_item else None
+        self.rating = RatingHead(self.n_users, self.n_items) if p.rating_head else None
         # Data-sized buffers, filled by prepare() and restored by load_state_dict.
         for name, dtype in (("adj_indices", torch.long), ("adj_values", torch.float), ("item_degree", torch.float),
                             ("item_text", torch.float), ("text_mask", torch.bool), ("item_entity", torch.long),
@@ -177,6 +180,8 @@ class FusionRec(Model, HistoryReader, FusionRecContent, SourceReporter, Knowledg
                                 field="social")
             self.social_indices, self.social_values = buffers_from_scipy(normalized_social(inputs.social))
             self.has_friends = torch.from_numpy(np.diff(inputs.social.tocsr().indptr) > 0)
+        if self.rating is not None:
+            self.rating.fit_mean(inputs.ratings, "fusionrec")
         if self.params.use_user_features:
             features = inputs.user_features
             if features is None or features.shape != (self.n_users, self.n_user_features):
@@ -325,7 +330,10 @@ class FusionRec(Model, HistoryReader, FusionRecContent, SourceReporter, Knowledg
         if p.source_dropout > 0 and has_content:
             drop = torch.rand(idx.shape) < p.source_dropout
             scores = torch.where(drop, (content[idx] * u.unsqueeze(1)).sum(-1), full)
-        return ForwardOut(scores[:, 0], scores[:, 1:], self._terms(batch.users, idx, u, content, full))
+        terms = self._terms(batch.users, idx, u, content, full)
+        if self.rating is not None and batch.ratings is not None:  # multi-task: ranking + rating
+            terms["rating"] = self.rating.loss(batch.users, batch.pos, full[:, 0], batch.ratings)
+        return ForwardOut(scores[:, 0], scores[:, 1:], terms)
 
     def forward_catalogue(self, batch: Batch) -> ForwardOut:
         """users, pos (B,) -> pos scores (B,) and every item's scores (B, n_items), or those (B, C) of
@@ -345,7 +353,29 @@ class FusionRec(Model, HistoryReader, FusionRecContent, SourceReporter, Knowledg
             pos = scores.gather(1, batch.pos.unsqueeze(1)).squeeze(1) if batch.candidates is None \
                 else torch.where(torch.rand(pos.shape) < p.source_dropout, by_content.pos, pos)
         terms = self._terms(batch.users, batch.pos.unsqueeze(1), u, content, out.pos.unsqueeze(1))
+        if self.rating is not None and batch.ratings is not None:  # multi-task: ranking + rating
+            terms["rating"] = self.rating.loss(batch.users, batch.pos, out.pos, batch.ratings)
         return ForwardOut(pos, scores, terms)
+
+    # -- RatingPredictor ----------------------------------------------------------------------------------------------
+    def predicts_ratings(self) -> bool:
+        return self.rating is not None
+
+    def predict_ratings(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """users, items (B,) -> mu + b_u + b_i + s * score(u, i) (B,) (:mod:`~fusionrec.models.rating_head`)."""
+        if self.rating is None:
+            raise FusionrecError("fusionrec predicts ratings with rating_head: true only")
+        user_vecs, item_vecs, _ = self.cached("propagated", self.final_vectors)
+        return self.rating(users, items, (user_vecs[users] * item_vecs[items]).sum(-1))
+
+    def forward_ratings(self, batch: Batch) -> ForwardOut:
+        """The mse loss's step: the batch's predicted ratings (B,); ``reg`` as :meth:`forward`."""
+        users, items, content = self.final_vectors()
+        u = users[batch.users]
+        dots = (u * items[batch.pos]).sum(-1)
+        pred = self.rating(batch.users, batch.pos, dots)
+        return ForwardOut(pred, pred.new_zeros(len(pred), 0),
+                          self._terms(batch.users, batch.pos.unsqueeze(1), u, content, dots.unsqueeze(1)))
 
     def _terms(self, users: torch.Tensor, idx: torch.Tensor, u: torch.Tensor, content: torch.Tensor,
                full: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -380,34 +410,6 @@ class FusionRec(Model, HistoryReader, FusionRecContent, SourceReporter, Knowledg
         if "kg" not in self.sources:
             return {}
         return {"kg": self.kg_model.loss(heads, relations, tails, neg_tails)}
-
-    # -- knowledge edits (serving) ------------------------------------------------------------------------------------
-    def set_triples(self, triples: torch.Tensor) -> None:
-        """Rebuilds the KG source's item-entity matrix from ``triples`` (T, 3) (head, relation, tail) over the
-        model's entity indices, e.g. after triples were added or removed while serving, and drops cached vectors.
-        Triples that name an entity index >= ``n_entities`` (new to the model: no trained embedding) are skipped,
-        so such entities contribute nothing; relations are not used (the neighbour mean ignores them). Item links
-        stay as trained. A model without a KG source is unchanged."""
-        if "kg" not in self.sources:
-            return
-        t = torch.as_tensor(triples, dtype=torch.long).reshape(-1, 3)
-        known = (t[:, [0, 2]] >= 0).all(1) & (t[:, [0, 2]] < self.n_entities).all(1)
-        self.kg_indices, self.kg_values = buffers_from_scipy(
-            item_entity_matrix(t[known], self.item_entity.numpy(), self.n_entities, self.params.kg_neighbours))
-        self._cache.clear()
-
-    def source_breakdown(self, item: int, user_vector: torch.Tensor) -> dict:
-        """What each source adds to one item's score for a user vector ``u`` (d,), on the item's layer-0 fused
-        vector (before propagation over the user-item graph). For each source s: ``present`` (the item has it),
-        ``weight`` (the fusion's weight, attention or gate; None for concat), ``alone`` = u . fuse(s only) and
-        ``drop`` = u . fuse(all) - u . fuse(all but s): how much the score falls without s. Also ``full`` =
-        u . fuse(all)."""
-        with torch.no_grad():
-            vecs, mask = self.source_vectors()
-            full, shares = source_shares(self.fusion, vecs[item], mask[item], user_vector)
-        return {"full": full, "sources": [{"source": name, "present": share.present, "weight": share.weight,
-                                           "alone": share.alone, "drop": share.drop}
-                                          for name, share in zip(self.sources, shares)]}
 
     # -- scoring ------------------------------------------------------------------------------------------------------
     def score_all(self, users: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ class FusionRecParams(HyperParameters):
     cold_scale: PositiveFloat = 1.0  # neighbours: borrowed norm relative to the neighbours' weighted mean norm; > 0
     use_social: bool = False  # user vectors also smoothed over the friends' (needs the social graph, NAME.net)
     social_weight: Annotated[float, Range(0, 1)] = 0.5  # a user's share of friends' vectors per layer; 0..1
+    rating_head: bool = False  # also predict explicit ratings: mu + b_u + b_i + s * score (needs ratings)
     use_user_features: bool = False  # a user's layer-0 vector adds the mean of their features' (needs NAME.user)
     item_item: bool = False  # also an item-item regression source (collective EASE), its share chosen on validation
     item_item_l2: PositiveFloat = 400.0  # the regression's l2; 10..1000

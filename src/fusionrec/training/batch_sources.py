@@ -17,21 +17,28 @@ from fusionrec.training.sampling import NegativeSampler
 
 class PairBatches:
     """Every training interaction once per epoch, shuffled, ``batch_size`` at a time; with a
-    :class:`NegativeSampler`, ``neg_samples`` negatives per pair drawn for the whole epoch at once."""
+    :class:`NegativeSampler`, ``neg_samples`` negatives per pair drawn for the whole epoch at once; with
+    ``ratings`` (n_users, n_items), each pair's rating in ``Batch.ratings``."""
 
-    def __init__(self, train: sp.csr_matrix, batch_size: int, sampler: NegativeSampler | None, neg_samples: int):
-        self.users = torch.from_numpy(np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr)))
-        self.items = torch.from_numpy(train.indices.astype(np.int64))
+    def __init__(self, train: sp.csr_matrix, batch_size: int, sampler: NegativeSampler | None, neg_samples: int,
+                 ratings: sp.csr_matrix | None = None):
+        users = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
+        items = train.indices.astype(np.int64)
+        self.users, self.items = torch.from_numpy(users), torch.from_numpy(items)
         self.batch_size, self.sampler, self.neg_samples = batch_size, sampler, neg_samples
+        self.ratings = None if ratings is None else torch.from_numpy(
+            np.asarray(sp.csr_matrix(ratings)[users, items], dtype=np.float32).ravel())
 
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
         order = torch.randperm(len(self.users), generator=generator)
         users, items = self.users.index_select(0, order), self.items.index_select(0, order)
+        ratings = self.ratings.index_select(0, order) if self.ratings is not None else None
         neg = self.sampler.sample(users, self.neg_samples) if self.sampler is not None \
             else torch.zeros(len(users), 0, dtype=torch.long)  # (n, neg_samples)
         for lo in range(0, len(users), self.batch_size):
             hi = lo + self.batch_size
-            yield Batch(users[lo:hi], items[lo:hi], neg[lo:hi])
+            yield Batch(users[lo:hi], items[lo:hi], neg[lo:hi],
+                        ratings=ratings[lo:hi] if ratings is not None else None)
 
 
 class WindowBatches:

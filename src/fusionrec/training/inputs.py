@@ -19,12 +19,14 @@ from fusionrec.util.sparse_ops import binary_csr
 def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: torch.Tensor | np.ndarray | None = None,
                  kg: KnowledgeGraph | None = None, *, item_text_mask: torch.Tensor | np.ndarray | None = None,
                  social: sp.spmatrix | None = None, user_features: sp.spmatrix | None = None,
+                 ratings: sp.spmatrix | None = None,
                  sequences: bool = False,
                  log: Callable[[str], None] | None = None, progress: bool = False) -> ModelInputs:
     """``train``: the training interactions (any repeated pair counts once). ``item_text``: (n_items, d_text) frozen
     text vectors; ``item_text_mask``: bool (n_items,), False where an item has no text (default: all True).
     ``kg``: a knowledge graph whose ``item_entity`` covers the ``n_items`` items (grown if it covers fewer).
     ``social``: a (n_users, n_users) user-user matrix (any stored value is an edge), made symmetric and 0/1.
+    ``ratings``: a (n_users, n_items) matrix of the training pairs' explicit ratings (the pairs of ``train``).
     ``user_features``: a (n_users, n_features) matrix of the users' own features (a row: one user's weights).
     ``sequences``: also give each user's training items in order (by timestamp; a sequence model's input).
     ``log``, ``progress``: where a model's ``prepare`` reports a long fit, and whether it may show a progress bar."""
@@ -70,6 +72,14 @@ def build_inputs(n_users: int, n_items: int, train: Interactions, item_text: tor
         user_features = sp.csr_matrix(user_features, dtype=np.float32)
         if not np.isfinite(user_features.data).all():
             raise DataError("the user features hold NaN or infinite values", field="user_features")
+    if ratings is not None:
+        ratings = sp.csr_matrix(ratings, dtype=np.float32)
+        if ratings.shape != (n_users, n_items):
+            raise DataError(f"the ratings have shape {ratings.shape}, the users x items are ({n_users}, {n_items})",
+                            field="rating")
+        if not np.isfinite(ratings.data).all():
+            raise DataError("the ratings hold NaN or infinite values", field="rating")
+        ratings.sort_indices()
     ordered = UserSequences.from_interactions(train) if sequences else None
     return ModelInputs(n_users=n_users, n_items=n_items, train=matrix, item_text=text, item_text_mask=mask, kg=kg,
-                       social=social, user_features=user_features, sequences=ordered, log=log, progress=progress)
+                       social=social, ratings=ratings, user_features=user_features, sequences=ordered, log=log, progress=progress)

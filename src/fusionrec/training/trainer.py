@@ -20,7 +20,7 @@ import torch
 from fusionrec.config import TrainingConfig
 from fusionrec.errors import ConfigError, DataError, FusionrecError
 from fusionrec.models.base import Model, ModelInputs
-from fusionrec.models.capabilities import SequenceModel
+from fusionrec.models.capabilities import RatingPredictor, SequenceModel
 from fusionrec.training.batch_sources import PairBatches, WindowBatches, n_pairs
 from fusionrec.training.checkpoint import CheckpointSink, TrainState, resume_training, training_state
 from fusionrec.training.early_stopping import EarlyStopping
@@ -32,6 +32,12 @@ from fusionrec.training.sampling import CandidateSampler, NegativeSampler, Tripl
 from fusionrec.training.seeding import seed_everything
 
 Validate = Callable[[Model], dict[str, float]]
+RATING_LOSS = "mse"  # regression on explicit ratings (RatingPredictor.forward_ratings)
+LOWER_IS_BETTER = ("rmse", "mae")  # validation metrics whose smaller values are better
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric.split("/")[-1].lower() not in LOWER_IS_BETTER
 log = logging.getLogger("fusionrec.training")
 
 
@@ -118,7 +124,9 @@ class Trainer:
             prepare_s = self.clock() - started
             metrics = self._validate(model, validate) if validate is not None else None
             model.eval()
-            score = self._metric(metrics) if metrics is not None else None
+            # nothing is selected for an untrained model: a metric it cannot report (a popularity list's rmse) is None
+            watched = metrics is not None and self.config.valid_metric.lower() in {k.lower() for k in metrics}
+            score = self._metric(metrics) if watched else None
             return TrainResult(0, score, 0, "not_trainable", [EpochLog(0, {}, prepare_s, metrics)], [],
                                self.clock() - started)
         with stop_on_signals(self.stop):
@@ -136,6 +144,13 @@ class Trainer:
         train = inputs.train.tocsr()
         if train.nnz == 0:
             raise DataError("there are no training interactions to learn from", field="train")
+        if cfg.loss == RATING_LOSS:
+            if not (isinstance(model, RatingPredictor) and model.predicts_ratings()) \
+                    or isinstance(model, SequenceModel):
+                raise ConfigError(f"{model.name} does not predict ratings under these hyper-parameters: the mse "
+                                  "loss trains biased-mf, or fusionrec with rating_head: true", key="training.loss")
+            if inputs.ratings is None:
+                raise DataError("the mse loss needs explicit ratings (a rating field in NAME.inter)", field="rating")
         sequential = isinstance(model, SequenceModel)
         if sequential and inputs.sequences is None:
             raise DataError(f"{model.name} reads each user's ordered history, but the inputs carry no sequences",
@@ -150,10 +165,10 @@ class Trainer:
         if cfg.loss in SHARED_CANDIDATE_LOSSES:
             candidates = CandidateSampler(train, cfg.in_batch_negatives, cfg.neg_samples, cfg.neg_distribution,
                                           generator, pool=pool)
-        elif cfg.loss not in CATALOGUE_LOSSES:
+        elif cfg.loss not in CATALOGUE_LOSSES + (RATING_LOSS,):
             sampler = NegativeSampler(train, generator, pool=pool)
         source = WindowBatches(inputs.sequences, model.max_length, cfg.batch_size, sampler, cfg.neg_samples) \
-            if sequential else PairBatches(train, cfg.batch_size, sampler, cfg.neg_samples)
+            if sequential else PairBatches(train, cfg.batch_size, sampler, cfg.neg_samples, inputs.ratings)
         # the full softmax's candidates outside the pool get a score of -inf: no probability, no gradient
         outside_pool = None
         if pool is not None and cfg.loss in CATALOGUE_LOSSES:
@@ -197,7 +212,7 @@ class Trainer:
                 log.valid = self._validate(model, validate)
                 score = self._metric(log.valid)
                 postfix[cfg.valid_metric] = f"{score:.4f}"
-                if stopper.update(score, epoch):
+                if stopper.update(score if higher_is_better(cfg.valid_metric) else -score, epoch):
                     best_state = copy.deepcopy(model.state_dict())
                 if stopper.should_stop:
                     stopped_by = "early_stopping"
@@ -221,7 +236,8 @@ class Trainer:
         validated = best_state is not None
         return TrainResult(
             best_epoch=stopper.best_epoch if validated else len(history),
-            best_score=stopper.best_score if validated else None,
+            best_score=(stopper.best_score if higher_is_better(cfg.valid_metric) else -stopper.best_score)
+            if validated else None,
             epochs_run=len(history), stopped_by=stopped_by, history=history,
             epoch_seconds=[h.train_s for h in history], fit_seconds=self.clock() - started, **self._plan_record())
 
@@ -237,7 +253,8 @@ class Trainer:
         cfg = self._run_cfg
         catalogue = cfg.loss in CATALOGUE_LOSSES  # every item is a negative
         shared = candidates is not None  # one sampled candidate set per batch
-        n_scores = model.n_items if catalogue else cfg.neg_samples
+        rating = cfg.loss == RATING_LOSS  # predicted ratings of the batch's pairs, no negatives
+        n_scores = model.n_items if catalogue else 0 if rating else cfg.neg_samples
         logged: dict[str, tuple[list[torch.Tensor], list[int]]] = {}  # per-batch values and sizes, reduced at the end
         out_of_time = False
         for batch_no, batch in enumerate(source.epoch(generator), 1):
@@ -247,11 +264,14 @@ class Trainer:
                 batch = dataclasses.replace(batch, candidates=drawn)
                 n_scores = len(drawn)
             size = len(batch.users)
-            out = model.forward_catalogue(batch) if catalogue or shared else model(batch)
+            out = model.forward_ratings(batch) if rating \
+                else model.forward_catalogue(batch) if catalogue or shared else model(batch)
             if out.pos.shape != (size,) or out.neg.shape != (size, n_scores):
                 raise FusionrecError(f"{model.name}.forward returned scores of shapes {tuple(out.pos.shape)} and "
                                      f"{tuple(out.neg.shape)}; expected ({size},) and ({size}, {n_scores})")
-            if shared:  # accidental hits: a candidate that is the row's own positive is left out of its softmax
+            if rating:
+                rec = (out.pos - batch.ratings).square().mean()
+            elif shared:  # accidental hits: a candidate that is the row's own positive is left out of its softmax
                 hits = accidental_hits(batch.candidates, batch.pos)
                 rec = sampled_softmax_loss(out.pos, out.neg, log_count, hits, cfg.temperature)
             else:
