@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -281,22 +282,37 @@ def _data_synth(args) -> int:
 
 
 def _train(args) -> int:
-    from fusionrec.jobs.experiment import run_experiment
+    from fusionrec.training.distributed import start_from_env, stop
 
     cfg = _load(args, check_model=True)
+    group = start_from_env()  # under torchrun: join the process group (gloo on CPUs, nccl on GPUs)
+    try:
+        return _train_run(args, cfg, group)
+    finally:
+        stop()
+
+
+def _train_run(args, cfg, group) -> int:
+    from fusionrec.jobs.experiment import run_experiment
+
     tracker = None
-    if args.track:
+    if args.track and group.leader:
         from fusionrec.jobs.tracking import make_tracker
 
         tracker = make_tracker(args.track, args.out, args.track_uri, experiment=cfg.dataset.name)
         tracker.start(cfg.to_dict())
+    if not group.leader:  # rank 0 speaks for the run
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, progress=False))
     results = {"failed": True}
     try:
         results = run_experiment(cfg, args.out, events_db=args.resume_from_store, resume=args.resume,
-                                 observers=(tracker.epoch,) if tracker else ())
+                                 observers=(tracker.epoch,) if tracker else (),
+                                 log=None if group.leader else (lambda message: None))
     finally:
         if tracker is not None:
             tracker.finish(results)
+    if not group.leader:
+        return 130 if results["interrupted"] else 0
     print(json.dumps({"out": str(Path(args.out).resolve()), "test": results["metrics"]["test"],
                       **({"interrupted": True} if results["interrupted"] else {})}, indent=2))
     return 130 if results["interrupted"] else 0  # stopped early: scripts that chain runs should not go on

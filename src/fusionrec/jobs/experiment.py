@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from fusionrec.util import atomic_io
 from fusionrec.artifacts.knowledge import ArtifactKnowledge, item_display_names
@@ -31,9 +32,11 @@ from fusionrec.models.capabilities import RatingPredictor, SequenceModel, Transf
 from fusionrec.models.registry import get_model_class
 from fusionrec.util.provenance import machine, package_versions, peak_rss_mb
 from fusionrec.training.checkpoint import Checkpoint, run_fingerprint
+from fusionrec.training.distributed import ranks
 from fusionrec.training.inputs import build_inputs
 from fusionrec.training.seeding import seed_everything
-from fusionrec.training.trainer import EpochObserver, Trainer, higher_is_better, metric_of
+from fusionrec.training.run_record import EpochObserver, higher_is_better, metric_of
+from fusionrec.training.trainer import Trainer
 from fusionrec.typed_config import build
 
 
@@ -199,10 +202,17 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         metrics, segs = _split_segments(result)
         return {**metrics, **{f"{seg}/{k}": v for seg, values in segs.items() for k, v in values.items()}}
 
-    log(f"train: {cfg.model.name} on {dataset.name}")
-    result = Trainer(cfg.training, seed=cfg.seed, observers=observers).fit(model, inputs, validate if len(split.valid) else None,
-                                                      checkpoint=checkpoint, resume=resumed)
+    group = ranks()
+    log(f"train: {cfg.model.name} on {dataset.name}"
+        + (f" (data-parallel: {group.world} ranks, {dist.get_backend()}, each a 1/{group.world} share of every "
+           f"batch of {cfg.training.batch_size})" if group.active else ""))
+    trainer = Trainer(cfg.training, seed=cfg.seed, observers=observers)
+    result = trainer.fit(model, inputs, validate if len(split.valid) else None,
+                         checkpoint=checkpoint if group.leader else None, resume=resumed)
     model.eval()
+    if not group.leader:  # the weights are rank 0's too: rank 0 alone evaluates and writes
+        return {"rank": group.rank, "world_size": group.world, "best_epoch": result.best_epoch,
+                "interrupted": result.stopped_by == "interrupted"}
     chosen = choose_on_validation(model, validate, cfg.training.valid_metric, log) \
         if isinstance(model, ValidationTuned) and len(split.valid) else None
     valid = validate(model) if len(split.valid) else {}
@@ -244,6 +254,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         "interrupted": result.stopped_by == "interrupted",  # SIGINT / SIGTERM: the best weights so far
         "resumed_from_epoch": resumed.epoch if resumed is not None else None,
         "init_from": transferred,
+        "distributed": {"world_size": group.world, "backend": dist.get_backend()} if group.active else None,
         "chosen_on_validation": chosen,
         # the loss and batch size training actually used, and why when not the configured ones (None: untrained)
         "training_loss": {"loss": result.loss, "reason": result.loss_reason, "batch_size": result.batch_size,

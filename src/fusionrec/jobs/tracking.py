@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from fusionrec.errors import ConfigError
-from fusionrec.training.trainer import EpochLog
+from fusionrec.training.run_record import EpochLog
 
 BACKENDS = ("tensorboard", "mlflow")
 

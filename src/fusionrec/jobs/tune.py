@@ -26,7 +26,7 @@ from fusionrec.jobs.experiment import prepare_data, run_experiment
 from fusionrec.jobs.tune_report import write_reports
 from fusionrec.jobs.tune_space import check_space, override, read_space
 from fusionrec.training import EpochLog, StopTraining
-from fusionrec.training.trainer import higher_is_better, metric_of
+from fusionrec.training.run_record import higher_is_better, metric_of
 
 STUDY = "fusionrec"
 

@@ -3,8 +3,8 @@
 from fusionrec.training.inputs import build_inputs
 from fusionrec.training.sampling import NegativeSampler, TripleBatches
 from fusionrec.training.seeding import seed_everything
-from fusionrec.training.trainer import (EpochLog, EpochObserver, NonFiniteLossError, StopTraining, Trainer,
-                                       TrainResult)
+from fusionrec.training.run_record import EpochLog, EpochObserver, StopTraining, TrainResult
+from fusionrec.training.trainer import NonFiniteLossError, Trainer
 
 __all__ = ["EpochLog", "EpochObserver", "NegativeSampler", "NonFiniteLossError", "StopTraining", "TrainResult",
            "Trainer", "TripleBatches",

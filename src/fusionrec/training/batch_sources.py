@@ -12,24 +12,34 @@ import torch
 
 from fusionrec.data.user_sequences import UserSequences
 from fusionrec.models.base import Batch, window_targets
+from fusionrec.training.distributed import Ranks, this_ranks_part
 from fusionrec.training.sampling import NegativeSampler
 
 
 class PairBatches:
     """Every training interaction once per epoch, shuffled, ``batch_size`` at a time; with a
     :class:`NegativeSampler`, ``neg_samples`` negatives per pair drawn for the whole epoch at once; with
-    ``ratings`` (n_users, n_items), each pair's rating in ``Batch.ratings``."""
+    ``ratings`` (n_users, n_items), each pair's rating in ``Batch.ratings``.
+
+    With ``ranks`` of several processes (data-parallel training) every rank draws the same shuffle from a generator
+    seeded by ``shared_seed`` and the epoch, cuts the same global batches of ``batch_size`` and keeps its own part of
+    each (:func:`~fusionrec.training.distributed.this_ranks_part`): the ranks take the same number of steps on
+    disjoint pairs, and their averaged gradients are those of the global batch."""
 
     def __init__(self, train: sp.csr_matrix, batch_size: int, sampler: NegativeSampler | None, neg_samples: int,
-                 ratings: sp.csr_matrix | None = None):
+                 ratings: sp.csr_matrix | None = None, ranks: Ranks | None = None, shared_seed: int = 0):
         users = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
         items = train.indices.astype(np.int64)
         self.users, self.items = torch.from_numpy(users), torch.from_numpy(items)
         self.batch_size, self.sampler, self.neg_samples = batch_size, sampler, neg_samples
         self.ratings = None if ratings is None else torch.from_numpy(
             np.asarray(sp.csr_matrix(ratings)[users, items], dtype=np.float32).ravel())
+        self.ranks, self.shared_seed, self.epochs_drawn = ranks or Ranks(), shared_seed, 0
 
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        if self.ranks.active:
+            yield from self._sharded_epoch(generator)
+            return
         order = torch.randperm(len(self.users), generator=generator)
         users, items = self.users.index_select(0, order), self.items.index_select(0, order)
         ratings = self.ratings.index_select(0, order) if self.ratings is not None else None
@@ -39,6 +49,24 @@ class PairBatches:
             hi = lo + self.batch_size
             yield Batch(users[lo:hi], items[lo:hi], neg[lo:hi],
                         ratings=ratings[lo:hi] if ratings is not None else None)
+
+
+    def _sharded_epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        self.epochs_drawn += 1
+        shared = torch.Generator().manual_seed(self.shared_seed * 100_003 + self.epochs_drawn)
+        order = torch.randperm(len(self.users), generator=shared)  # the same on every rank
+        parts = [this_ranks_part(order[lo:lo + self.batch_size], self.ranks)
+                 for lo in range(0, len(order), self.batch_size)]
+        mine = torch.cat(parts)
+        users = self.users.index_select(0, mine)
+        neg = self.sampler.sample(users, self.neg_samples) if self.sampler is not None \
+            else torch.zeros(len(users), 0, dtype=torch.long)  # this rank's own draws
+        start = 0
+        for part in parts:
+            rows = slice(start, start + len(part))
+            start += len(part)
+            yield Batch(users[rows], self.items.index_select(0, part), neg[rows],
+                        ratings=self.ratings.index_select(0, part) if self.ratings is not None else None)
 
 
 class WindowBatches:

@@ -12,7 +12,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -23,8 +22,11 @@ from fusionrec.models.base import Model, ModelInputs
 from fusionrec.models.capabilities import RatingPredictor, SequenceModel
 from fusionrec.training.batch_sources import PairBatches, WindowBatches, n_pairs
 from fusionrec.training.checkpoint import CheckpointSink, TrainState, resume_training, training_state
+from fusionrec.training.distributed import Ranks, any_rank, average_gradients, ranks, share_weights
 from fusionrec.training.early_stopping import EarlyStopping
 from fusionrec.training.interrupt import StopRequest, stop_on_signals
+from fusionrec.training.run_record import (RATING_LOSS, EpochLog, EpochObserver, StopTraining, TrainResult,
+                                           higher_is_better, metric_of)
 from fusionrec.training.progress import epoch_bar, expected_last_epoch, follow
 from fusionrec.training.losses import CATALOGUE_LOSSES, SHARED_CANDIDATE_LOSSES, rec_loss
 from fusionrec.training.sampled_softmax import accidental_hits, sampled_softmax_loss
@@ -32,67 +34,11 @@ from fusionrec.training.sampling import CandidateSampler, NegativeSampler, Tripl
 from fusionrec.training.seeding import seed_everything
 
 Validate = Callable[[Model], dict[str, float]]
-RATING_LOSS = "mse"  # regression on explicit ratings (RatingPredictor.forward_ratings)
-LOWER_IS_BETTER = ("rmse", "mae")  # validation metrics whose smaller values are better
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric.split("/")[-1].lower() not in LOWER_IS_BETTER
 log = logging.getLogger("fusionrec.training")
-
-
-class StopTraining(Exception):
-    """Raised by an epoch observer to end training after this epoch (the best weights come back, as after early
-    stopping); ``reason`` becomes the result's ``stopped_by`` (e.g. 'pruned' by a hyper-parameter search)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 class NonFiniteLossError(FusionrecError, FloatingPointError):
     """A loss term became NaN or infinite; names the term, the epoch and the batch."""
-
-
-@dataclass
-class EpochLog:
-    """One epoch: ``losses`` holds the mean over the epoch's training pairs of the total ``loss``, the recommendation
-    loss ``rec`` and each extra term (unweighted); ``valid`` the validation metrics when evaluated."""
-
-    epoch: int
-    losses: dict[str, float]
-    train_s: float
-    valid: dict[str, float] | None = None
-    lr: float | None = None  # the learning rate the epoch trained with
-
-
-EpochObserver = Callable[[EpochLog], None]  # sees each finished epoch; may raise StopTraining
-
-
-@dataclass
-class TrainResult:
-    """``stopped_by``: 'early_stopping', 'max_epochs', 'time_budget', 'interrupted' (SIGINT / SIGTERM or
-    :attr:`Trainer.stop`) or 'not_trainable'. ``best_score`` is the
-    ``valid_metric`` of the restored weights (None without validation); an epoch observer's
-    :class:`StopTraining` puts its own reason. ``epoch_seconds``: training time of each
-    epoch, validation excluded; ``fit_seconds``: the whole call. ``loss`` and ``batch_size``: what training actually
-    used, with ``loss_reason`` / ``batch_size_reason`` saying why when it differs from the config (the full softmax
-    switched to the sampled one above ``full_softmax_max_items``; the batch grown by ``max_steps_per_epoch``)."""
-
-    best_epoch: int
-    best_score: float | None
-    epochs_run: int
-    stopped_by: str
-    history: list[EpochLog] = field(default_factory=list)
-    epoch_seconds: list[float] = field(default_factory=list)
-    fit_seconds: float = 0.0
-    loss: str | None = None
-    loss_reason: str | None = None
-    batch_size: int | None = None
-    batch_size_reason: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Trainer:
@@ -107,6 +53,7 @@ class Trainer:
         one that raises :class:`StopTraining` ends training there."""
         self.config, self.seed, self.clock = config, int(seed), clock
         self.observers = tuple(observers)
+        self.ranks = Ranks()  # this process's rank among data-parallel trainers, set by fit
         self.stop = stop if stop is not None else StopRequest()
         self._run_cfg = config  # what this fit trains with: the config, its loss and batch size as _plan settles them
         self._reasons: tuple[str | None, str | None] = (None, None)  # why _plan changed the loss, the batch size
@@ -117,6 +64,7 @@ class Trainer:
         ``checkpoint``: given the state after each finished epoch; ``resume``: a state saved so, to carry on from
         (same model, inputs and config). While training, SIGINT / SIGTERM raise :attr:`stop` (main thread only)."""
         self.stop.clear()
+        self.ranks = ranks()
         started = self.clock()
         generator = seed_everything(self.seed)
         model.prepare(inputs)
@@ -152,6 +100,9 @@ class Trainer:
             if inputs.ratings is None:
                 raise DataError("the mse loss needs explicit ratings (a rating field in NAME.inter)", field="rating")
         sequential = isinstance(model, SequenceModel)
+        if self.ranks.active and sequential:
+            raise ConfigError(f"{model.name} trains on windows of ordered sequences, which data-parallel training "
+                              "does not shard yet: train it in one process", key="training")
         if sequential and inputs.sequences is None:
             raise DataError(f"{model.name} reads each user's ordered history, but the inputs carry no sequences",
                             field="sequences")
@@ -168,13 +119,16 @@ class Trainer:
         elif cfg.loss not in CATALOGUE_LOSSES + (RATING_LOSS,):
             sampler = NegativeSampler(train, generator, pool=pool)
         source = WindowBatches(inputs.sequences, model.max_length, cfg.batch_size, sampler, cfg.neg_samples) \
-            if sequential else PairBatches(train, cfg.batch_size, sampler, cfg.neg_samples, inputs.ratings)
+            if sequential else PairBatches(train, cfg.batch_size, sampler, cfg.neg_samples, inputs.ratings,
+                                           ranks=self.ranks, shared_seed=self.seed)
         # the full softmax's candidates outside the pool get a score of -inf: no probability, no gradient
         outside_pool = None
         if pool is not None and cfg.loss in CATALOGUE_LOSSES:
             outside_pool = torch.ones(train.shape[1], dtype=torch.bool)
             outside_pool[torch.from_numpy(pool)] = False
         kg_batches = self._kg_batches(model, inputs, generator)
+        if self.ranks.active:
+            share_weights(model)
         optimizer = self._optimizer(model)
         stopper = EarlyStopping(cfg.patience)
         best_state = None
@@ -337,6 +291,8 @@ class Trainer:
             raise self._non_finite(terms, loss, epoch, f"{what} {batch_no}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.ranks.active:
+            average_gradients([p for group in optimizer.param_groups for p in group["params"]], self.ranks.world)
         optimizer.step()
         return loss
 
@@ -399,11 +355,15 @@ class Trainer:
         return expected_last_epoch(cfg.epochs, cfg.patience, cfg.eval_every, stopper.best_epoch, validate is not None)
 
     def _over_budget(self, started: float) -> bool:
-        """True once the time budget is spent, or a stop was requested (:attr:`stop`)."""
-        if self.stop.requested:
-            return True
+        """True once the time budget is spent, or a stop was requested (:attr:`stop`); with several ranks, once any
+        rank says so (all of them stop at the same step)."""
         budget = self.config.time_budget_s
-        return budget is not None and self.clock() - started >= budget
+        over = self.stop.requested or (budget is not None and self.clock() - started >= budget)
+        if self.ranks.active:
+            over = any_rank(over)
+            if over and not self.stop.requested and budget is None:
+                self.stop.request("another rank")  # a signal reached another rank first
+        return over
 
     @staticmethod
     def _validate(model: Model, validate: Validate) -> dict[str, float]:
@@ -426,18 +386,6 @@ class Trainer:
         value = float((terms[name] if bad else loss).detach().sum())
         return NonFiniteLossError(f"loss term '{name}' is {value} at epoch {epoch}, {where}; lower the "
                                   "learning rate, check the term's weight, or check the inputs for NaN")
-
-
-def metric_of(metrics: dict[str, float], name: str) -> float:
-    """``metrics[name]``, the name matched case-insensitively; ConfigError (``training.valid_metric``) naming what
-    the validation returned when it is absent."""
-    if name in metrics:
-        return metrics[name]
-    lowered = {k.lower(): v for k, v in metrics.items()}
-    if name.lower() in lowered:
-        return lowered[name.lower()]
-    returned = ", ".join(sorted(metrics)) or "nothing"
-    raise ConfigError(f"the validation returned no {name!r}; it returned: {returned}", key="training.valid_metric")
 
 
 def _means(logged: dict[str, tuple[list[torch.Tensor], list[int]]]) -> dict[str, float]:
