@@ -58,7 +58,10 @@ def test_search_writes_trials_best_config_and_resumes_where_it_stopped(data, tmp
 
     again = run_tune(CONFIG, sp, 3, out, overrides=sets(data), prune=False)  # carries on: one more trial
     assert again["counts"]["complete"] == 3
-    assert len(list(csv.DictReader((out / "trials.csv").open()))) == 3
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert len(rows) == 3
+    # the resumed process draws a new point, not the first process's first draw again
+    assert len({(r["training.lr"], r["model.params.similarity"]) for r in rows}) == 3
 
 
 def test_a_trial_cut_short_by_a_kill_is_marked_failed_and_not_counted(data, tmp_path, one_thread):

@@ -71,9 +71,12 @@ def run_tune(config: str | Path, space_file: str | Path, trials: int, out_dir: s
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             study_name=STUDY, storage=f"sqlite:///{(out / 'study.db').resolve()}", load_if_exists=True,
-            direction="maximize" if higher_is_better(metric) else "minimize", sampler=optuna.samplers.TPESampler(seed=base.seed),
+            direction="maximize" if higher_is_better(metric) else "minimize",
             pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=5) if prune
             else optuna.pruners.NopPruner())
+        # seeded by the config's seed and the trials already stored: a resumed search draws new points instead of
+        # repeating the first process's draws
+        study.sampler = optuna.samplers.TPESampler(seed=base.seed + len(study.trials))
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # cut short by a kill: this DIR is ours
             log(f"trial {stale.number}: cut short by an earlier stop, marked failed")
