@@ -24,3 +24,8 @@ $PY bench/seeds.py --configs configs/ml-100k --models fusionrec $S $II --set mod
 $PY bench/seeds.py --configs configs/amazon-scientific --models fusionrec-seq $S \
     --metrics ndcg@10,recall@10,ndcg@50,recall@50 --set model.params.use_text=false \
     --set model.params.item_item_text_weight=0 --out $OUT/fseq-cf-only
+# ... and the graph FusionRec with the item-item source (text in its Gram: ease.yaml's l2 50, text weight 20).
+$PY bench/seeds.py --configs configs/amazon-scientific --models fusionrec $S \
+    --metrics ndcg@10,recall@10,ndcg@50,recall@50 --set model.params.item_item=true \
+    --set model.params.item_item_l2=50 --set model.params.item_item_text_weight=20 \
+    --out $OUT/amazon-fusionrec-ii-text
