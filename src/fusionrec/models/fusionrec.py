@@ -44,7 +44,6 @@ from fusionrec.knowledge.kg.item_entities import item_entity_matrix
 from fusionrec.knowledge.kg.embedding import TransE, TransR
 from fusionrec.models.base import Batch, ForwardOut, HistoryReader, Model, ModelInputs, checked_history, dense_scores
 from fusionrec.models.capabilities import RatingPredictor
-from fusionrec.models.ease_shared import refuse_dense_fit, text_rows
 from fusionrec.models.fusionrec_content import FusionRecContent
 from fusionrec.models.fusionrec_knowledge import FusionRecKnowledge
 from fusionrec.models.fusionrec_params import FusionRecParams
@@ -112,10 +111,7 @@ class FusionRec(Model, HistoryReader, FusionRecContent, FusionRecKnowledge, Item
             else:
                 self.kg_model = TransR(self.n_entities, self.n_relations, d, d, margin=p.kg_margin)
         self.fusion = make_fusion(p.fusion, len(self.sources), d)
-        if p.item_item:
-            refuse_dense_fit(self.n_items, p.item_item_max_memory_gb, "the item-item source",
-                             "model.params.item_item_max_memory_gb", "set item_item: false")
-        self.item_item = ItemItemSource(self.n_items) if p.item_item else None
+        self.item_item = ItemItemSource.optional(self.n_items, p.item_item, p.item_item_max_memory_gb)
         self.rating = RatingHead(self.n_users, self.n_items) if p.rating_head else None
         # Data-sized buffers, filled by prepare() and restored by load_state_dict.
         for name, dtype in (("adj_indices", torch.long), ("adj_values", torch.float), ("item_degree", torch.float),
@@ -190,10 +186,7 @@ class FusionRec(Model, HistoryReader, FusionRecContent, FusionRecKnowledge, Item
                                 "(RecBole's NAME.user)", field="user_features")
             self.uf_indices, self.uf_values = buffers_from_scipy(features)
         if self.item_item is not None:
-            p = self.params
-            text = text_rows(inputs, self.n_items, "fusionrec with item_item_text_weight > 0") \
-                if p.item_item_text_weight > 0 else None
-            self.item_item.fit(inputs.train, p.item_item_l2, text, p.item_item_text_weight)
+            self.item_item.fit(inputs, self.params.item_item_l2, self.params.item_item_text_weight, "fusionrec")
             self.hist_indptr, self.hist_items = history_buffers(checked_history(inputs.train, self.n_users,
                                                                                 self.n_items))
         self._cache.clear()

@@ -23,7 +23,6 @@ from fusionrec.fusion import make_fusion
 from fusionrec.fusion.base import source_shares
 from fusionrec.models.base import Model, ModelInputs
 from fusionrec.models.capabilities import SequenceModel, SourceReporter, Transferable
-from fusionrec.models.ease_shared import refuse_dense_fit, text_rows
 from fusionrec.models.item_item_source import ItemItemShare, ItemItemSource
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.models.registry import register
@@ -99,10 +98,7 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
                 nn.init.normal_(table.weight, std=0.02)
         self.fusion = make_fusion(p.fusion, len(self.sources), d)
         self.encoder = CausalEncoder.from_params(p)
-        if p.item_item:
-            refuse_dense_fit(self.n_items, p.item_item_max_memory_gb, "the item-item source",
-                             "model.params.item_item_max_memory_gb", "set item_item: false")
-        self.item_item = ItemItemSource(self.n_items) if p.item_item else None
+        self.item_item = ItemItemSource.optional(self.n_items, p.item_item, p.item_item_max_memory_gb)
         self.register_buffer("item_text", torch.zeros(0, self.text_dim))
         self.register_buffer("text_mask", torch.zeros(0, dtype=torch.bool))
         self.register_buffer("text_mean", torch.zeros(self.text_dim))  # the frozen PCA (text_components > 0)
@@ -131,10 +127,7 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
                 raise FusionrecError("fusionrec-seq with use_kg needs a knowledge graph in its inputs")
             self.item_entity = inputs.kg.item_entity.long()
         if self.item_item is not None:
-            p = self.params
-            text = text_rows(inputs, self.n_items, "fusionrec-seq with item_item_text_weight > 0") \
-                if p.item_item_text_weight > 0 else None
-            self.item_item.fit(inputs.train, p.item_item_l2, text, p.item_item_text_weight)
+            self.item_item.fit(inputs, self.params.item_item_l2, self.params.item_item_text_weight, "fusionrec-seq")
         self._cache.clear()
 
     def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -6,13 +6,12 @@ vectors (sparse e-commerce) uses it, and one where it says nothing switches it o
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
-from fusionrec.models.base import standardise
+from fusionrec.models.base import ModelInputs, standardise
 from fusionrec.models.capabilities import ValidationTuned
-from fusionrec.models.ease_shared import collective_weights
+from fusionrec.models.ease_shared import collective_weights, refuse_dense_fit, text_rows
 from fusionrec.models.graph_ops import data_sized_buffers
 from fusionrec.util.sparse_ops import binary_csr
 
@@ -31,10 +30,22 @@ class ItemItemSource(nn.Module):
         self.register_buffer("share", torch.zeros((), dtype=torch.float64))  # exact grid values
         data_sized_buffers(self, ("weights",))
 
-    def fit(self, train: sp.csr_matrix, l2: float, text: np.ndarray | None, text_weight: float) -> None:
-        """B from the training interactions (n_users, n_items) and, with ``text_weight`` > 0, the text rows
-        (n_items, d) of :func:`fusionrec.models.ease_shared.text_rows`."""
-        self.weights = torch.from_numpy(collective_weights(binary_csr(train, dtype=np.float64), l2, text,
+    @classmethod
+    def optional(cls, n_items: int, wanted: bool, max_memory_gb: float) -> "ItemItemSource | None":
+        """The source when ``wanted`` (refused, naming ``model.params.item_item_max_memory_gb``, for a catalogue
+        whose dense fit needs more than ``max_memory_gb``), else None."""
+        if not wanted:
+            return None
+        refuse_dense_fit(n_items, max_memory_gb, "the item-item source", "model.params.item_item_max_memory_gb",
+                         "set item_item: false")
+        return cls(n_items)
+
+    def fit(self, inputs: ModelInputs, l2: float, text_weight: float, model: str) -> None:
+        """B from the training interactions of ``inputs`` and, with ``text_weight`` > 0, their item text rows
+        (:func:`fusionrec.models.ease_shared.text_rows`, whose error names ``model``)."""
+        text = text_rows(inputs, self.n_items, f"{model} with item_item_text_weight > 0") if text_weight > 0 \
+            else None
+        self.weights = torch.from_numpy(collective_weights(binary_csr(inputs.train, dtype=np.float64), l2, text,
                                                            text_weight))
 
     def mix(self, scores: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
