@@ -43,7 +43,7 @@ def test_search_writes_trials_best_config_and_resumes_where_it_stopped(data, tmp
     sp = space(tmp_path, "training.lr: {float: [0.001, 0.05], log: true}\n"
                          "model.params.similarity: {choices: [dot, cosine]}\n")
     out = tmp_path / "tune"
-    first = run_tune(CONFIG, sp, 2, out, overrides=sets(data), prune=False)
+    first = run_tune(CONFIG, sp, 2, out, overrides=sets(data), pruner="none")
     assert first["counts"] == {"complete": 2, "pruned": 0, "fail": 0}
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [r["trial"] for r in rows] == ["0", "1"] and all(r["state"] == "complete" for r in rows)
@@ -56,7 +56,7 @@ def test_search_writes_trials_best_config_and_resumes_where_it_stopped(data, tmp
     valid = json.loads((out / "trials" / f"{int(best['trial']):04d}" / "results.json").read_text())
     assert valid["metrics"]["valid"]["ndcg@10"] == pytest.approx(first["best"]["value"])
 
-    again = run_tune(CONFIG, sp, 3, out, overrides=sets(data), prune=False)  # carries on: one more trial
+    again = run_tune(CONFIG, sp, 3, out, overrides=sets(data), pruner="none")  # carries on: one more trial
     assert again["counts"]["complete"] == 3
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert len(rows) == 3
@@ -73,7 +73,7 @@ def test_a_trial_cut_short_by_a_kill_is_marked_failed_and_not_counted(data, tmp_
     study = optuna.create_study(study_name="fusionrec", storage=f"sqlite:///{out / 'study.db'}",
                                 direction="maximize")
     study.ask()  # what a killed process leaves: a trial that stays RUNNING
-    summary = run_tune(CONFIG, sp, 1, out, overrides=sets(data), prune=False)
+    summary = run_tune(CONFIG, sp, 1, out, overrides=sets(data), pruner="none")
     assert summary["counts"] == {"complete": 1, "pruned": 0, "fail": 1}
 
 
@@ -81,11 +81,27 @@ def test_median_pruning_stops_trials_that_fall_behind(data, tmp_path, one_thread
     """Trials whose learning rate is too small to learn in time fall below the median and are pruned."""
     sp = space(tmp_path, "training.lr: {float: [1.0e-7, 0.05], log: true}\n")
     out = tmp_path / "tune"
-    summary = run_tune(CONFIG, sp, 10, out, overrides=[*sets(data), "training.epochs=8"])
+    summary = run_tune(CONFIG, sp, 10, out, overrides=[*sets(data), "training.epochs=8"], pruner="median")
     rows = list(csv.DictReader((out / "trials.csv").open()))
     pruned = [r for r in rows if r["state"] == "pruned"]
-    assert summary["counts"]["pruned"] == len(pruned) >= 1
+    assert summary["counts"]["pruned"] == len(pruned) >= 1 and summary["pruner"] == "median"
     assert all(int(r["epochs"]) < 8 and r["stopped_by"] == "pruned" for r in pruned)
+
+
+def test_successive_halving_stops_most_trials_at_its_first_rungs(data, tmp_path, one_thread):
+    """Successive halving (the default) lets a trial past 2 and 6 epochs only while it is in the best third of the
+    trials that got there: with 9 trials, most stop at epoch 2 or 6, the best one is among those that went on, and
+    the search trains far fewer epochs than 9 full trainings would."""
+    sp = space(tmp_path, "training.lr: {float: [1.0e-7, 0.05], log: true}\n")
+    out = tmp_path / "tune"
+    summary = run_tune(CONFIG, sp, 9, out, overrides=[*sets(data), "training.epochs=8"])
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    assert summary["pruner"] == "halving" and summary["counts"]["pruned"] == len(pruned) >= 4
+    assert {int(r["epochs"]) for r in pruned} <= {2, 6}
+    best = next(r for r in rows if int(r["trial"]) == summary["best"]["trial"])
+    assert int(best["epochs"]) == 8 and summary["best"]["params"]["training.lr"] > 1e-4  # not a rate too small to learn
+    assert sum(int(r["epochs"]) for r in rows) < 0.75 * 9 * 8
 
 
 @pytest.mark.parametrize("text, key, message", [

@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                             "default: MLFLOW_TRACKING_URI, else ./mlruns")
     train.set_defaults(handler=_train)
 
-    tune = sub.add_parser("tune", help="hyper-parameter search on Optuna (TPE, median pruning), selected on "
+    tune = sub.add_parser("tune", help="hyper-parameter search on Optuna (TPE, successive halving), selected on "
                           "validation; resumable (DIR/study.db); writes DIR/best.yaml, DIR/trials.csv and .png")
     _run_args(tune)
     tune.add_argument("--space", required=True, metavar="SPACE.yaml",
@@ -125,7 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=int, required=True, help="trials in all (earlier ones in DIR count)")
     tune.add_argument("--time-budget", type=float, metavar="SECONDS",
                       help="start no trial after this many seconds; the running one trains at most until then")
-    tune.add_argument("--no-prune", action="store_true", help="train every trial to its own early stopping")
+    tune.add_argument("--pruner", choices=("halving", "median", "none"), default="halving",
+                      help="stop trials early: successive halving (default), below the median, or none (every "
+                           "trial trains to its own early stopping)")
+    tune.add_argument("--no-prune", action="store_const", const="none", dest="pruner", help="= --pruner none")
     tune.set_defaults(handler=_tune)
 
     pretrain = sub.add_parser("pretrain", help="train the text-side sequential model (fusionrec-seq, text only) on "
@@ -322,7 +325,7 @@ def _tune(args) -> int:
     from fusionrec.jobs.tune import run_tune
 
     summary = run_tune(args.config, args.space, args.trials, args.out, overrides=list(args.set),
-                       time_budget_s=args.time_budget, prune=not args.no_prune,
+                       time_budget_s=args.time_budget, pruner=args.pruner,
                        log=lambda m: print(m, file=sys.stderr, flush=True))
     print(json.dumps({"out": str(Path(args.out).resolve()), "best": summary["best"], "counts": summary["counts"]},
                      indent=2))

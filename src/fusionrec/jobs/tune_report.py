@@ -35,7 +35,8 @@ def trial_rows(study, dimensions: list[Dimension]) -> list[dict]:
 
 
 def write_reports(study, out: Path, dimensions: list[Dimension], metric: str, base: RunConfig, config,
-                  space_file, overrides: list[str], wall_s: float, data_sha256: str, trials: int) -> dict:
+                  space_file, overrides: list[str], wall_s: float, data_sha256: str, trials: int,
+                  pruner: str) -> dict:
     rows = trial_rows(study, dimensions)
     if rows:
         buffer = io.StringIO()
@@ -61,7 +62,7 @@ def write_reports(study, out: Path, dimensions: list[Dimension], metric: str, ba
         "metric": metric,
         "best": None if best is None else {"trial": best.number, "value": best.value, "params": best.params,
                                            "test (recorded, not used)": best.user_attrs.get("test")},
-        "trials_asked": trials, "counts": counts, "wall_s_this_call": round(wall_s, 1),
+        "trials_asked": trials, "pruner": pruner, "counts": counts, "wall_s_this_call": round(wall_s, 1),
         "space": {d.key: {k: v for k, v in vars(d).items() if k != "key" and v not in (None, (), False)}
                   for d in dimensions},
         "base_config": str(config), "overrides": user_sets, "seed": base.seed, "data_sha256": data_sha256,
