@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fusionrec.jobs.ablation import ablation_variants
+from fusionrec.jobs.ablation_plan import ablation_variants
 from fusionrec.config import load_config
 
 CONFIG = Path(__file__).parents[1] / "configs" / "ml-100k" / "fusionrec.yaml"
@@ -24,7 +24,7 @@ def test_variants_cover_sources_fusions_and_alphas():
     assert by_label["cf"].model.params["use_text"] is False and by_label["cf"].model.params["use_kg"] is False
     assert by_label["cf+kg"].model.params["use_kg"] is True and by_label["cf+kg"].model.params["use_text"] is False
     distinct = {(tuple(sorted(v.model.params.items())), v.training.kg_alpha) for _, _, v in variants}
-    assert len(variants) == 4 + 3 + 4 and len(distinct) == 9  # two rows repeat the full model: trained once
+    assert len(variants) == 4 + 4 + 3 + 4 and len(distinct) == 13  # two rows repeat the full model: trained once
 
 
 def test_ablation_needs_a_fusionrec_config():
@@ -34,7 +34,8 @@ def test_ablation_needs_a_fusionrec_config():
 
 
 # ------------------------------------------------------------------------ the plan, --variants, --dry-run, estimate
-from fusionrec.jobs.ablation import epoch_bounds, plan_ablation, run_ablation  # noqa: E402
+from fusionrec.jobs.ablation import run_ablation  # noqa: E402
+from fusionrec.jobs.ablation_plan import epoch_bounds, plan_ablation  # noqa: E402
 from fusionrec.cli import main  # noqa: E402
 from fusionrec.errors import ConfigError  # noqa: E402
 
@@ -51,7 +52,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
 
 def test_the_full_plan_marks_repeated_settings():
     plan = plan_ablation(load_config(CONFIG))
-    assert len(plan) == 11 and sum(p.same_as is None for p in plan) == 9
+    assert len(plan) == 15 and sum(p.same_as is None for p in plan) == 13
     by_label = {p.label: p for p in plan}
     # the shipped config fuses with a gate and alpha .1: both rows are the cf+text+kg run
     assert by_label["gate"].same_as == by_label["cf+text+kg"].index
@@ -110,3 +111,43 @@ def test_a_small_run_prints_plan_then_estimate_then_progress(tmp_path, one_threa
     assert [p["changes"] for p in saved["plan"]] == ["(the base config)", "use_kg false -> true"]
     assert (tmp_path / "out" / "00-sources-cf" / "results.json").is_file()
     assert (tmp_path / "out" / "02-sources-cf_kg" / "results.json").is_file()
+
+
+def test_the_knowledge_group_adds_one_source_each_and_a_cf_only_control():
+    plan = {p.label: p for p in plan_ablation(load_config(CONFIG), "knowledge")}
+    assert list(plan) == ["+item-item", "cf+item-item", "+user", "+social"]
+    assert plan["+item-item"].changes == "item_item (default) -> true"
+    assert plan["+user"].changes == "use_user_features (default) -> true"
+    control = plan["cf+item-item"].config.model.params
+    assert control["item_item"] and not control["use_text"] and not control["use_kg"]
+    assert control["item_item_text_weight"] == 0  # no text in the Gram either: a CF-only control
+    assert plan["cf+item-item"].folder.endswith("knowledge-cf_item-item")
+    assert plan["+item-item"].folder.endswith("knowledge-item-item")
+
+
+def test_rows_the_dataset_cannot_feed_are_skipped_and_seeds_give_a_spread(tmp_path, one_thread):
+    """The synthetic set has neither a social graph nor user fields: those rows are skipped with the reason, the
+    others train once per seed, and the table gives mean and sd."""
+    import json
+
+    from fusionrec.data.synth_atomic import write_synthetic
+
+    write_synthetic(tmp_path / "data", "syn", n_users=120, n_items=80, n_interactions=2400, seed=1)
+    cfg = load_config(None, ["dataset.name=syn", f"dataset.path={tmp_path / 'data'}", "model.name=fusionrec",
+                             "model.params={embedding_size: 8, use_text: false, use_kg: false}",
+                             "training.epochs=2", "training.progress=false", "evaluation.ks=[10]"])
+    said: list[str] = []
+    rows = run_ablation(cfg, tmp_path / "out", log=lambda _: None, variants="cf,+user,+social", echo=said.append,
+                        seeds=[1, 2], estimate=False)
+    by = {r["variant"]: r for r in rows}
+    assert "NAME.user" in by["+user"]["skipped"] and "NAME.net" in by["+social"]["skipped"]
+    assert by["cf"]["skipped"] is None and by["cf"]["ndcg@10 sd"] is not None
+    assert said[0].startswith("ablation plan: 3 row(s), 6 training(s)")
+    assert any(line.startswith("skipped: +user:") for line in said)
+    runs = [json.loads((tmp_path / "out" / "00-sources-cf" / f"seed-{s}" / "results.json").read_text())
+            for s in (1, 2)]
+    assert [r["seed"] for r in runs] == [1, 2]
+    mean = sum(r["metrics"]["test"]["ndcg@10"] for r in runs) / 2
+    assert abs(by["cf"]["ndcg@10"] - mean) < 1e-12
+    table = (tmp_path / "out" / "ablation.md").read_text()
+    assert "mean ± sd over seeds 1, 2" in table and "skipped: " in table and " ± " in table

@@ -152,9 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     ablate = sub.add_parser("ablate", help="FusionRec ablation: each source, each fusion strategy and the KG-loss "
                                            "weight, on one split; writes ablation.md/json/png")
     _run_args(ablate)
-    ablate.add_argument("--variants", help="comma-separated groups (sources, fusion, alpha) and / or variants (cf, "
-                                           "cf+text, cf+kg, cf+text+kg, concat, gate, attention, alpha=0, "
-                                           "alpha=0.01, alpha=0.1, alpha=1); default: all")
+    ablate.add_argument("--variants", help="comma-separated groups (sources, knowledge, fusion, alpha) and / or "
+                                           "variants (cf, cf+text, cf+kg, cf+text+kg, +item-item, cf+item-item, "
+                                           "+user, +social, concat, gate, attention, alpha=0, alpha=0.01, "
+                                           "alpha=0.1, alpha=1); default: all")
+    ablate.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",
+                        help="train every row once per seed and report mean +- sd (default: the config's seed)")
     ablate.add_argument("--dry-run", action="store_true", help="print the plan and stop (reads no data)")
     ablate.add_argument("--no-estimate", action="store_true",
                         help="do not time one epoch of the dearest variant before starting")
@@ -358,11 +361,18 @@ def _compare(args) -> int:
     return 0
 
 
+def _seed_list(text: str) -> list[int]:
+    seeds = [s.strip() for s in text.split(",") if s.strip()]
+    if not seeds or not all(s.lstrip("-").isdigit() for s in seeds):
+        raise argparse.ArgumentTypeError(f"must be whole numbers separated by commas, got {text!r}")
+    return [int(s) for s in seeds]
+
+
 def _ablate(args) -> int:
     from fusionrec.jobs.ablation import run_ablation
 
     run_ablation(_load(args), args.out, variants=args.variants, dry_run=args.dry_run,
-                 echo=lambda text: print(text, flush=True), estimate=not args.no_estimate)
+                 echo=lambda text: print(text, flush=True), estimate=not args.no_estimate, seeds=args.seeds)
     if not args.dry_run:
         print((Path(args.out) / "ablation.md").read_text())
     return 0

@@ -1,183 +1,50 @@
 """``fusionrec ablate``: what each knowledge source, fusion strategy and KG-loss weight adds, on one split.
 
-Variants (each a config change of the FusionRec run given), in three groups:
-
-* ``sources``: ``cf`` (id only), ``cf+text``, ``cf+kg``, ``cf+text+kg``;
-* ``fusion``: ``concat``, ``gate``, ``attention`` (all sources);
-* ``alpha``: KG-loss weight ``alpha=0``, ``alpha=0.01``, ``alpha=0.1``, ``alpha=1`` (all sources).
-
-``--variants`` picks groups and / or single variants by these names. Before training, the plan (each row and what
+The rows and their groups are :mod:`fusionrec.jobs.ablation_plan`'s. Before training, the plan (each row and what
 it changes against the base config; rows with the same settings train once) and an estimate are printed: the
 epochs each training may take (from ``training.epochs``, ``patience`` and ``eval_every``) times one epoch of the
 dearest planned variant, timed just before; after each training the estimate of the rest follows the measured runs.
+A row whose source the dataset lacks (a KG, the users' fields, a social graph) is skipped with the reason in its
+table cell, so one command serves any dataset. ``--seeds`` trains every row once per seed; the table then gives the
+mean and the standard deviation of each metric.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from fusionrec.util import atomic_io
 from fusionrec.config import RunConfig
-from fusionrec.errors import ConfigError
-
-ALPHAS = (0.0, 0.01, 0.1, 1.0)
-FUSIONS = ("concat", "gate", "attention")
-SOURCES = {"cf": (False, False), "cf+text": (True, False), "cf+kg": (False, True), "cf+text+kg": (True, True)}
-GROUPS = ("sources", "fusion", "alpha")
+from fusionrec.errors import FusionrecError
+from fusionrec.jobs.ablation_plan import PlannedVariant, format_estimate, format_plan, plan_ablation
+from fusionrec.util import atomic_io
 
 
-@dataclass(frozen=True, eq=False)
-class PlannedVariant:
-    """One row of the ablation table. ``index``: its place in the full grid (it names the run folder);
-    ``changes``: what differs from the base config; ``same_as``: the index of an earlier planned row with the same
-    settings, whose training this row reuses (None: this row trains)."""
-
-    index: int
-    group: str
-    label: str
-    config: RunConfig
-    changes: str
-    same_as: int | None
-
-    @property
-    def folder(self) -> str:
-        return f"{self.index:02d}-{self.group}-{self.label.replace('=', '-').replace('+', '_')}"
-
-
-def ablation_variants(cfg: RunConfig) -> list[tuple[str, str, RunConfig]]:
-    """(group, label, config) for every row of the ablation table (the same settings may appear in several groups;
-    :func:`run_ablation` trains them once)."""
-    if cfg.model.name != "fusionrec":
-        raise ConfigError(f"ablate needs a fusionrec config, got model {cfg.model.name!r}", key="model.name")
-    out = []
-
-    def add(group: str, label: str, params: dict, alpha: float) -> None:
-        model = replace(cfg.model, params={**cfg.model.params, **params})
-        out.append((group, label, replace(cfg, model=model, training=replace(cfg.training, kg_alpha=alpha))))
-
-    for label, (text, kg) in SOURCES.items():
-        add("sources", label, {"use_text": text, "use_kg": kg}, cfg.training.kg_alpha)
-    for fusion in FUSIONS:
-        add("fusion", fusion, {"use_text": True, "use_kg": True, "fusion": fusion}, cfg.training.kg_alpha)
-    for alpha in ALPHAS:
-        add("alpha", f"alpha={alpha:g}", {"use_text": True, "use_kg": True}, alpha)
-    return out
-
-
-def variant_names() -> list[str]:
-    """Every name ``--variants`` accepts: the groups, then the variants."""
-    return [*GROUPS, *SOURCES, *FUSIONS, *(f"alpha={a:g}" for a in ALPHAS)]
-
-
-def _settings(cfg: RunConfig) -> tuple:
-    return tuple(sorted(cfg.model.params.items())), cfg.training.kg_alpha
-
-
-def _yaml(value) -> str:
-    """A value as a YAML file would show it: ``true``, ``0.1``, ``gate``."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def describe_changes(base: RunConfig, variant: RunConfig) -> str:
-    """``use_text true -> false, training.kg_alpha 0.1 -> 0`` (a key the base leaves at its default shows as
-    ``(default)``); ``(the base config)`` when nothing changes."""
-    old, new = base.model.params, variant.model.params
-    parts = [f"{k} {_yaml(old[k]) if k in old else '(default)'} -> {_yaml(new[k])}"
-             for k in new if old.get(k, object()) != new[k]]
-    if variant.training.kg_alpha != base.training.kg_alpha:
-        parts.append(f"training.kg_alpha {_yaml(base.training.kg_alpha)} -> {_yaml(variant.training.kg_alpha)}")
-    return ", ".join(parts) or "(the base config)"
-
-
-def plan_ablation(cfg: RunConfig, variants: str | None = None) -> list[PlannedVariant]:
-    """The rows to run: all of them, or those ``variants`` names (comma-separated groups and variants, e.g.
-    ``sources,alpha=0.1``), in the grid's order. An unknown name raises ConfigError listing the known ones."""
-    grid = ablation_variants(cfg)
-    chosen = set(range(len(grid)))
-    if variants is not None:
-        names = [n.strip() for n in variants.split(",") if n.strip()]
-        if not names:
-            raise ConfigError(f"names no variant; choose from {', '.join(variant_names())}", key="--variants")
-        chosen = set()
-        for name in names:
-            hits = {i for i, (group, label, _) in enumerate(grid) if name in (group, label)
-                    or _same_alpha(name, label)}
-            if not hits:
-                raise ConfigError(f"unknown variant {name!r}; choose from groups {', '.join(GROUPS)} or variants "
-                                  f"{', '.join(variant_names()[len(GROUPS):])}", key="--variants")
-            chosen |= hits
-    plan, first = [], {}
-    for i in sorted(chosen):
-        group, label, variant = grid[i]
-        key = _settings(variant)
-        plan.append(PlannedVariant(i, group, label, variant, describe_changes(cfg, variant), first.get(key)))
-        first.setdefault(key, i)
-    return plan
-
-
-def _same_alpha(name: str, label: str) -> bool:
-    """``alpha=.1`` names ``alpha=0.1``."""
-    if not (name.startswith("alpha=") and label.startswith("alpha=")):
-        return False
-    try:
-        return float(name[6:]) == float(label[6:])
-    except ValueError:
-        return False
-
-
-def epoch_bounds(cfg: RunConfig) -> tuple[int, int]:
-    """(fewest, most) epochs one training can run: early stopping needs ``patience + 1`` validations, one every
-    ``eval_every`` epochs, and ``training.epochs`` caps both."""
-    t = cfg.training
-    fewest = t.epochs if t.patience == 0 else min(t.epochs, t.eval_every * (t.patience + 1))
-    return fewest, t.epochs
-
-
-def format_plan(cfg: RunConfig, plan: list[PlannedVariant]) -> str:
-    """The plan as text: one line per row (what it changes, whether it trains) and the epochs per training."""
-    from fusionrec.evaluation.report import markdown_table
-
-    trainings = sum(p.same_as is None for p in plan)
-    by_index = {p.index: n for n, p in enumerate(plan, 1)}
-    rows = [{"#": n, "group": p.group, "variant": p.label, "what changes (vs the base config)": p.changes,
-             "trains": "yes" if p.same_as is None else f"no: same run as #{by_index[p.same_as]}"}
-            for n, p in enumerate(plan, 1)]
-    fewest, most = epoch_bounds(cfg)
-    t = cfg.training
-    budget = f"; training.time_budget_s {t.time_budget_s:g} s caps each" if t.time_budget_s else ""
-    return (f"ablation plan: {len(plan)} row(s), {trainings} training(s) of fusionrec on {cfg.dataset.name}\n\n"
-            f"{markdown_table(rows)}\n"
-            f"each training: {fewest} to {most} epochs (early stopping after {t.patience} validations without "
-            f"improvement, one every {t.eval_every} epoch(s); training.epochs {t.epochs}){budget}\n")
-
-
-def format_estimate(cfg: RunConfig, plan: list[PlannedVariant], epoch_s: float, timed: str) -> str:
-    """The training time the plan may take, from one measured epoch (``epoch_s`` seconds, of variant ``timed``)."""
-    trainings = sum(p.same_as is None for p in plan)
-    fewest, most = epoch_bounds(cfg)
-    lo, hi = trainings * fewest * epoch_s, trainings * most * epoch_s
-    if cfg.training.time_budget_s:
-        hi = min(hi, trainings * cfg.training.time_budget_s)
-    return (f"estimate: one epoch of {timed} took {epoch_s:.2f} s (timed just now, the dearest planned variant); "
-            f"{trainings} training(s) x {fewest}..{most} epochs = {_duration(lo)} .. {_duration(hi)} of training, "
-            f"plus validation, test evaluation and any text encoding (not counted)\n")
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 \
-        else f"{seconds / 3600:.1f} h"
+def table_metrics(cfg: RunConfig) -> list[str]:
+    """The test columns: NDCG and Recall at the config's first two cut-offs (e.g. @10 and @20)."""
+    return [f"{metric}@{k}" for k in cfg.evaluation.ks[:2] for metric in ("ndcg", "recall")]
 
 
 def _cost_rank(p: PlannedVariant) -> tuple:
     params = p.config.model.params
-    return bool(params.get("use_text")) + bool(params.get("use_kg")), params.get("fusion") == "attention"
+    return (bool(params.get("use_text")) + bool(params.get("use_kg")) + bool(params.get("item_item")),
+            params.get("fusion") == "attention")
+
+
+def missing_source(variant: RunConfig, prepared) -> str | None:
+    """Why the dataset cannot feed ``variant`` (the error its inputs raise: no KG, no NAME.user, no NAME.net), or
+    None when it can."""
+    from fusionrec.jobs.experiment import model_inputs, model_params
+
+    cls, params = model_params(variant)
+    try:
+        model_inputs(variant, prepared, cls.required_inputs(params), log=lambda _: None)
+    except FusionrecError as err:
+        return str(err)
+    return None
 
 
 def time_one_epoch(variant: RunConfig, prepared) -> float:
@@ -196,46 +63,111 @@ def time_one_epoch(variant: RunConfig, prepared) -> float:
 
 
 def run_ablation(cfg: RunConfig, out_dir: str | Path, log=None, variants: str | None = None, dry_run: bool = False,
-                 echo: Callable[[str], None] = print, estimate: bool = True) -> list[dict]:
-    """Prints the plan (``echo``); with ``dry_run`` stops there (no data read) and returns []. Otherwise times one
-    epoch of the dearest planned variant (``estimate``), prints the estimate, trains each distinct setting once and
-    writes ``ablation.md``, ``ablation.json`` and ``ablation.png`` under ``out_dir``; returns the table rows."""
+                 echo: Callable[[str], None] = print, estimate: bool = True,
+                 seeds: list[int] | None = None) -> list[dict]:
+    """Prints the plan (``echo``); with ``dry_run`` stops there (no data read) and returns []. Otherwise skips the
+    rows the dataset cannot feed, times one epoch of the dearest planned variant (``estimate``), prints the estimate,
+    trains each distinct setting once per seed (``seeds``; default: the config's seed) and writes ``ablation.md``,
+    ``ablation.json`` and ``ablation.png`` under ``out_dir``; returns the table rows."""
+    seeds = list(seeds) if seeds else [cfg.seed]
     plan = plan_ablation(cfg, variants)
-    echo(format_plan(cfg, plan))
+    echo(format_plan(cfg, plan, len(seeds)))
     if dry_run:
         return []
-    from fusionrec.evaluation.report import bar_chart, markdown_table
-    from fusionrec.jobs.experiment import prepare_data, run_experiment
+    from fusionrec.evaluation.report import bar_chart
+    from fusionrec.jobs.experiment import prepare_data
 
     out_dir = Path(out_dir)
     prepared = prepare_data(cfg, log)
-    training = [p for p in plan if p.same_as is None]
-    if estimate:
+    skipped = {p.index: why for p in plan if p.same_as is None and (why := missing_source(p.config, prepared))}
+    for p in plan:
+        if p.index in skipped:
+            echo(f"skipped: {p.label}: {skipped[p.index]}")
+    training = [p for p in plan if p.same_as is None and p.index not in skipped]
+    if estimate and training:
         dearest = max(training, key=_cost_rank)
-        echo(format_estimate(cfg, plan, time_one_epoch(dearest.config, prepared), dearest.label))
-    results, spent = {}, []
-    for p in plan:
-        if p.same_as is None:
-            t0 = time.perf_counter()
-            results[p.index] = run_experiment(p.config, out_dir / p.folder, prepared=prepared, log=log)
-            spent.append(time.perf_counter() - t0)
-            left = len(training) - len(spent)
-            eta = f"; the {left} left: about {_duration(left * sum(spent) / len(spent))} at the mean so far" \
-                if left else ""
-            echo(f"done {len(spent)}/{len(training)}: {p.label} in {_duration(spent[-1])} "
-                 f"({results[p.index]['timings']['epochs']} epochs){eta}")
-    rows = []
-    for p in plan:
-        r = results[p.index if p.same_as is None else p.same_as]
-        test = r["metrics"]["test"]
-        rows.append({"group": p.group, "variant": p.label, "model": p.label, "ndcg@10": test.get("ndcg@10"),
-                     "recall@10": test.get("recall@10"), "ndcg@20": test.get("ndcg@20"),
-                     "recall@20": test.get("recall@20"), "valid ndcg@10": r["metrics"]["valid"].get("ndcg@10"),
-                     "epochs": r["timings"]["epochs"], "s/epoch": r["timings"]["epoch_s_median"]})
-    table = markdown_table([{k: v for k, v in row.items() if k != "model"} for row in rows])
-    atomic_io.write_text(out_dir / "ablation.md", f"# FusionRec ablation on {prepared.dataset.name}\n\n{table}")
-    atomic_io.write_json(out_dir / "ablation.json", {"data_sha256": prepared.data_sha256, "rows": rows,
+        echo(format_estimate(cfg, training, time_one_epoch(dearest.config, prepared), dearest.label, len(seeds)))
+    results = _train(training, seeds, prepared, out_dir, log, echo)
+    metrics = table_metrics(cfg)
+    rows = [_row(p, results.get(p.index if p.same_as is None else p.same_as),
+                 skipped.get(p.index if p.same_as is None else p.same_as), metrics) for p in plan]
+    name = prepared.dataset.name
+    seeds_note = f" (mean ± sd over seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
+    atomic_io.write_text(out_dir / "ablation.md", f"# FusionRec ablation on {name}{seeds_note}\n\n"
+                                                  f"{_markdown(rows, len(seeds) > 1, metrics)}")
+    atomic_io.write_json(out_dir / "ablation.json", {"data_sha256": prepared.data_sha256, "seeds": seeds,
+                                                     "rows": rows,
                                                      "plan": [{"group": p.group, "variant": p.label,
                                                                "changes": p.changes} for p in plan]})
-    bar_chart(rows, ["ndcg@10", "recall@10"], out_dir / "ablation.png", f"FusionRec ablation, {prepared.dataset.name}")
+    trained = [{**r, "model": r["variant"]} for r in rows if r["skipped"] is None]
+    if trained:
+        bar_chart(trained, metrics[:2], out_dir / "ablation.png", f"FusionRec ablation, {name}")
     return rows
+
+
+def _train(training: list[PlannedVariant], seeds: list[int], prepared, out_dir: Path, log, echo) -> dict:
+    """Each planned setting once per seed (folder ``NN-group-variant``, or ``.../seed-S`` with several seeds), with
+    the progress line and the estimate of what is left after each training."""
+    from fusionrec.jobs.experiment import run_experiment
+
+    results: dict[int, list[dict]] = {}
+    spent: list[float] = []
+    total = len(training) * len(seeds)
+    for p in training:
+        for seed in seeds:
+            folder = out_dir / p.folder / (f"seed-{seed}" if len(seeds) > 1 else "")
+            t0 = time.perf_counter()
+            results.setdefault(p.index, []).append(
+                run_experiment(replace(p.config, seed=seed), folder, prepared=prepared, log=log))
+            spent.append(time.perf_counter() - t0)
+            left = total - len(spent)
+            eta = f"; the {left} left: about {_duration(left * sum(spent) / len(spent))} at the mean so far" \
+                if left else ""
+            which = f" seed {seed}" if len(seeds) > 1 else ""
+            echo(f"done {len(spent)}/{total}: {p.label}{which} in {_duration(spent[-1])} "
+                 f"({results[p.index][-1]['timings']['epochs']} epochs){eta}")
+    return results
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 \
+        else f"{seconds / 3600:.1f} h"
+
+
+def _row(p: PlannedVariant, runs: list[dict] | None, skipped: str | None, metrics: list[str]) -> dict:
+    """One table row: each metric's mean over the seeds (and its sd under ``<metric> sd``), the chosen item-item
+    share when the variant has one, epochs and seconds per epoch."""
+    row: dict = {"group": p.group, "variant": p.label, "skipped": skipped}
+    if not runs:
+        return row
+    for metric in metrics:
+        _mean_sd(row, metric, [r["metrics"]["test"].get(metric) for r in runs])
+    _mean_sd(row, f"valid {metrics[0]}", [r["metrics"]["valid"].get(metrics[0]) for r in runs])
+    shares = [(r.get("chosen_on_validation") or {}).get("item_item_share") for r in runs]
+    row["item-item share"] = "/".join(f"{s:g}" for s in shares) if any(s is not None for s in shares) else None
+    row["epochs"] = "/".join(str(r["timings"]["epochs"]) for r in runs)
+    row["s/epoch"] = statistics.median(r["timings"]["epoch_s_median"] for r in runs)
+    return row
+
+
+def _mean_sd(row: dict, key: str, values: list) -> None:
+    values = [v for v in values if v is not None]
+    row[key] = statistics.fmean(values) if values else None
+    row[f"{key} sd"] = statistics.stdev(values) if len(values) > 1 else None
+
+
+def _markdown(rows: list[dict], with_sd: bool, metrics: list[str]) -> str:
+    """The table: metric columns as ``.3384 ± .0012`` with several seeds; a skipped row says why."""
+    from fusionrec.evaluation.report import markdown_table
+
+    def cell(row: dict, key: str):
+        if row["skipped"] is not None or row.get(key) is None:
+            return None
+        sd = row.get(f"{key} sd")
+        return f"{row[key]:.4f} ± {sd:.4f}" if with_sd and sd is not None else row[key]
+
+    keys = [*metrics, f"valid {metrics[0]}"]
+    table = [{"group": r["group"], "variant": r["variant"], **{k: cell(r, k) for k in keys},
+              "item-item share": r.get("item-item share"), "epochs": r.get("epochs"), "s/epoch": r.get("s/epoch"),
+              "note": f"skipped: {r['skipped']}" if r["skipped"] else None} for r in rows]
+    return markdown_table(table)
