@@ -321,9 +321,10 @@ def rating_metrics(model: RatingPredictor, part: Interactions, chunk: int = 6553
 
 
 def choose_on_validation(model: ValidationTuned, validate, metric: str, log=None) -> dict | None:
-    """Scores every setting of the model's validation grid on ``validate`` and keeps the best by ``metric`` (the
-    earliest among equals: the grid starts with the setting the model trained with); returns the choice and every
-    setting's score for results.json, or None when there is nothing to choose."""
+    """Scores every setting of the model's validation grid on ``validate`` and keeps the one the model's own rule
+    selects (:meth:`ValidationTuned.select`) or else the best by ``metric`` (the earliest among equals: the grid
+    starts with the setting the model trained with); returns the choice and every setting's scores for
+    results.json, or None when there is nothing to choose."""
     log = log or _stderr
     grid = model.validation_grid()
     if not grid:
@@ -333,9 +334,12 @@ def choose_on_validation(model: ValidationTuned, validate, metric: str, log=None
         model.choose(setting)
         with torch.no_grad():
             metrics = validate(model)
-        tried.append({"setting": setting, metric: float(metric_of(metrics, metric))})
+        tried.append({"setting": setting, **{name: float(metric_of(metrics, name))
+                                             for name in (metric, *model.validation_metrics())}})
     sign = 1.0 if higher_is_better(metric) else -1.0
-    best = max(range(len(tried)), key=lambda k: (sign * tried[k][metric], -k))
+    best = model.select(grid, tried)
+    if best is None:
+        best = max(range(len(tried)), key=lambda k: (sign * tried[k][metric], -k))
     model.choose(grid[best])
     log(f"chosen on validation: {grid[best]} ({metric} {tried[best][metric]:.4f}; "
         f"{grid[0]}: {tried[0][metric]:.4f})")

@@ -149,6 +149,16 @@ class ValidationTuned(abc.ABC):
     def chosen(self) -> dict[str, float]:
         """The setting the model scores with now."""
 
+    def validation_metrics(self) -> tuple[str, ...]:
+        """Validation metrics (such as ``warm_items/ndcg@10``) that :meth:`select` reads beside the run's own, recorded
+        for every setting; none by default."""
+        return ()
+
+    def select(self, grid: list[dict[str, float]], scores: list[dict[str, float]]) -> int | None:
+        """The index into ``grid`` of the setting to keep, from each setting's :meth:`validation_metrics` in
+        ``scores``, for a model with a rule of its own; None (the default): the best by the run's validation metric."""
+        return None
+
 
 class RatingPredictor(abc.ABC):
     """A model that predicts explicit ratings (on the data's own scale), trained by the ``mse`` loss or, beside a

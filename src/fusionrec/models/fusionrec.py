@@ -51,7 +51,8 @@ from fusionrec.models.graph_ops import (BipartiteGraph, SocialMix, bipartite_gra
                                         data_sized_buffers, history_buffers, history_columns, mean_over_layers,
                                         normalized_bipartite_adjacency, normalized_social, optional_buffers,
                                         sparse_from_buffers)
-from fusionrec.models.item_item_source import ItemItemShare, ItemItemSource
+from fusionrec.models.fusionrec_choices import FusionRecChoices
+from fusionrec.models.item_item_source import ItemItemSource
 from fusionrec.models.rating_head import RatingHead
 from fusionrec.models.registry import register
 from fusionrec.models.similarity import catalogue_out, finish
@@ -63,7 +64,7 @@ SOURCES = ("cf", "text", "kg")
 
 
 @register
-class FusionRec(Model, HistoryReader, FusionRecContent, FusionRecKnowledge, ItemItemShare, RatingPredictor):
+class FusionRec(Model, HistoryReader, FusionRecContent, FusionRecKnowledge, FusionRecChoices, RatingPredictor):
     name = "fusionrec"
     Params = FusionRecParams
     uses_kg_loss = True
@@ -124,7 +125,8 @@ class FusionRec(Model, HistoryReader, FusionRecContent, FusionRecKnowledge, Item
         # cold_path neighbours: per borrowing item, its neighbour items (-1: none) and their weights, (n_items, k)
         self.register_buffer("cold_nbr_index", torch.zeros(0, 0, dtype=torch.long))
         self.register_buffer("cold_nbr_weight", torch.zeros(0, 0))
-        later = ("cold_nbr_index", "cold_nbr_weight", "social_indices", "social_values", "has_friends",
+        self.register_buffer("cold_scale_now", torch.tensor(float(p.cold_scale)))  # cold_warm_tolerance: chosen
+        later = ("cold_nbr_index", "cold_nbr_weight", "cold_scale_now", "social_indices", "social_values", "has_friends",
                  "hist_indptr", "hist_items", "uf_indices", "uf_values")
         data_sized_buffers(self, ("adj_indices", "adj_values", "item_degree", "item_text", "text_mask",
                                   "item_entity", "kg_indices", "kg_values") + later)

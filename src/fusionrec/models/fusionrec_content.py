@@ -73,5 +73,6 @@ class FusionRecContent(ContentPlacer):
                                self.params.cold_temperature)
 
     def borrow(self, items: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """:func:`~fusionrec.models.cold_borrowing.borrow` with this model's ``cold_scale``."""
-        return borrow(items, index, weight, self.params.cold_scale)
+        """:func:`~fusionrec.models.cold_borrowing.borrow` with this model's ``cold_scale`` (or the one chosen on
+        validation under ``cold_warm_tolerance``)."""
+        return borrow(items, index, weight, float(self.cold_scale_now))

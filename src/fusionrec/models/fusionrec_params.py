@@ -32,6 +32,9 @@ class FusionRecParams(HyperParameters):
     cold_neighbours: PositiveInt = 10  # neighbours: warm items (most similar text) a cold item borrows from; >= 1
     cold_temperature: PositiveFloat = 0.05  # neighbours: softmax temperature over their text cosines; > 0
     cold_scale: PositiveFloat = 1.0  # neighbours: borrowed norm relative to the neighbours' weighted mean norm; > 0
+    # neighbours: choose cold_scale on validation instead: the most cold-item Recall@20 whose warm-item NDCG@10 stays
+    # within this share (e.g. 0.02) of the warm lists' (cold items scored 0); None: keep cold_scale; 0..1
+    cold_warm_tolerance: Annotated[float | None, Range(0, 1)] = None
     use_social: bool = False  # user vectors also smoothed over the friends' (needs the social graph, NAME.net)
     social_weight: Annotated[float, Range(0, 1)] = 0.5  # a user's share of friends' vectors per layer; 0..1
     rating_head: bool = False  # also predict explicit ratings: mu + b_u + b_i + s * score (needs ratings)
@@ -46,3 +49,7 @@ class FusionRecParams(HyperParameters):
         if self.cold_path == "neighbours" and not self.use_text:
             raise ConfigError("cold_path neighbours finds a cold item's neighbours by text: set use_text true",
                               key=self.key_of("cold_path"))
+        if self.cold_warm_tolerance is not None and (self.cold_path != "neighbours" or self.item_item):
+            raise ConfigError("chooses the cold items' scale on validation: needs cold_path neighbours and no "
+                              "item_item source (whose share is chosen there instead)",
+                              key=self.key_of("cold_warm_tolerance"))
