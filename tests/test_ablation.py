@@ -151,3 +151,36 @@ def test_rows_the_dataset_cannot_feed_are_skipped_and_seeds_give_a_spread(tmp_pa
     assert abs(by["cf"]["ndcg@10"] - mean) < 1e-12
     table = (tmp_path / "out" / "ablation.md").read_text()
     assert "mean ± sd over seeds 1, 2" in table and "skipped: " in table and " ± " in table
+
+
+def test_the_row_best_on_validation_becomes_best_yaml_and_a_rerun_keeps_finished_trainings(tmp_path, one_thread):
+    import json
+
+    import yaml
+
+    from fusionrec.data.synth_atomic import write_synthetic
+
+    write_synthetic(tmp_path / "data", "syn", n_users=120, n_items=80, n_interactions=2400, kg=True, seed=1)
+    cfg = load_config(None, ["dataset.name=syn", f"dataset.path={tmp_path / 'data'}", "model.name=fusionrec",
+                             "model.params={embedding_size: 8, use_text: false, use_kg: false}",
+                             "training.epochs=2", "training.progress=false", "evaluation.ks=[10]"])
+    rows = run_ablation(cfg, tmp_path / "out", log=lambda _: None, variants="cf,cf+kg", echo=lambda _: None,
+                        estimate=False)
+    best = max(rows, key=lambda r: r["valid ndcg@10"])
+    saved = json.loads((tmp_path / "out" / "ablation.json").read_text())["chosen_on_validation"]
+    assert saved["variant"] == best["variant"] and saved["value"] == best["valid ndcg@10"]
+    chosen = yaml.safe_load((tmp_path / "out" / "best.yaml").read_text())
+    assert chosen["model"]["params"]["use_kg"] is (best["variant"] == "cf+kg")
+    assert load_config(tmp_path / "out" / "best.yaml").model.name == "fusionrec"  # ready for fusionrec train
+    said: list[str] = []
+    again = run_ablation(cfg, tmp_path / "out", log=lambda _: None, variants="cf,cf+kg", echo=said.append,
+                         estimate=False)
+    assert [r["ndcg@10"] for r in again] == [r["ndcg@10"] for r in rows]
+    assert sum("kept from an earlier run" in line for line in said) == 2
+    changed = load_config(None, ["dataset.name=syn", f"dataset.path={tmp_path / 'data'}",
+                                 "model.name=fusionrec", "model.params={embedding_size: 8, use_text: false, "
+                                 "use_kg: false}", "training.epochs=3", "training.progress=false",
+                                 "evaluation.ks=[10]"])
+    said.clear()
+    run_ablation(changed, tmp_path / "out", log=lambda _: None, variants="cf", echo=said.append, estimate=False)
+    assert not any("kept" in line for line in said)  # another config: trained again

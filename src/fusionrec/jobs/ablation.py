@@ -6,11 +6,14 @@ epochs each training may take (from ``training.epochs``, ``patience`` and ``eval
 dearest planned variant, timed just before; after each training the estimate of the rest follows the measured runs.
 A row whose source the dataset lacks (a KG, the users' fields, a social graph) is skipped with the reason in its
 table cell, so one command serves any dataset. ``--seeds`` trains every row once per seed; the table then gives the
-mean and the standard deviation of each metric.
+mean and the standard deviation of each metric. ``best.yaml`` is the config of the row best on validation (mean over
+the seeds): the sources a dataset keeps, chosen by its data. Run again with the same ``--out`` (after a kill, or with
+more rows), a training whose results.json is already there for the same config and seed is kept, not redone.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import replace
@@ -67,8 +70,9 @@ def run_ablation(cfg: RunConfig, out_dir: str | Path, log=None, variants: str | 
                  seeds: list[int] | None = None) -> list[dict]:
     """Prints the plan (``echo``); with ``dry_run`` stops there (no data read) and returns []. Otherwise skips the
     rows the dataset cannot feed, times one epoch of the dearest planned variant (``estimate``), prints the estimate,
-    trains each distinct setting once per seed (``seeds``; default: the config's seed) and writes ``ablation.md``,
-    ``ablation.json`` and ``ablation.png`` under ``out_dir``; returns the table rows."""
+    trains each distinct setting once per seed (``seeds``; default: the config's seed; kept from an earlier run in
+    ``out_dir`` when there) and writes ``ablation.md``, ``ablation.json``, ``ablation.png`` and ``best.yaml`` under
+    ``out_dir``; returns the table rows."""
     seeds = list(seeds) if seeds else [cfg.seed]
     plan = plan_ablation(cfg, variants)
     echo(format_plan(cfg, plan, len(seeds)))
@@ -88,15 +92,18 @@ def run_ablation(cfg: RunConfig, out_dir: str | Path, log=None, variants: str | 
         dearest = max(training, key=_cost_rank)
         echo(format_estimate(cfg, training, time_one_epoch(dearest.config, prepared), dearest.label, len(seeds)))
     results = _train(training, seeds, prepared, out_dir, log, echo)
-    metrics = table_metrics(cfg)
+    metrics, valid_key = table_metrics(cfg), f"valid {cfg.training.valid_metric}"
     rows = [_row(p, results.get(p.index if p.same_as is None else p.same_as),
-                 skipped.get(p.index if p.same_as is None else p.same_as), metrics) for p in plan]
+                 skipped.get(p.index if p.same_as is None else p.same_as), metrics, cfg.training.valid_metric)
+            for p in plan]
+    choice = write_choice(out_dir, plan, rows, cfg.training.valid_metric)
     name = prepared.dataset.name
     seeds_note = f" (mean ± sd over seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
     atomic_io.write_text(out_dir / "ablation.md", f"# FusionRec ablation on {name}{seeds_note}\n\n"
-                                                  f"{_markdown(rows, len(seeds) > 1, metrics)}")
+                                                  f"{_markdown(rows, len(seeds) > 1, metrics, valid_key)}"
+                                                  f"{_choice_line(choice)}")
     atomic_io.write_json(out_dir / "ablation.json", {"data_sha256": prepared.data_sha256, "seeds": seeds,
-                                                     "rows": rows,
+                                                     "rows": rows, "chosen_on_validation": choice,
                                                      "plan": [{"group": p.group, "variant": p.label,
                                                                "changes": p.changes} for p in plan]})
     trained = [{**r, "model": r["variant"]} for r in rows if r["skipped"] is None]
@@ -112,21 +119,41 @@ def _train(training: list[PlannedVariant], seeds: list[int], prepared, out_dir: 
 
     results: dict[int, list[dict]] = {}
     spent: list[float] = []
-    total = len(training) * len(seeds)
+    total, done = len(training) * len(seeds), 0
     for p in training:
         for seed in seeds:
             folder = out_dir / p.folder / (f"seed-{seed}" if len(seeds) > 1 else "")
+            config = replace(p.config, seed=seed)
+            done += 1
+            if (earlier := finished_run(folder, config)) is not None:
+                results.setdefault(p.index, []).append(earlier)
+                echo(f"done {done}/{total}: {p.label}{f' seed {seed}' if len(seeds) > 1 else ''}: kept from an "
+                     f"earlier run ({folder / 'results.json'})")
+                continue
             t0 = time.perf_counter()
-            results.setdefault(p.index, []).append(
-                run_experiment(replace(p.config, seed=seed), folder, prepared=prepared, log=log))
+            results.setdefault(p.index, []).append(run_experiment(config, folder, prepared=prepared, log=log))
             spent.append(time.perf_counter() - t0)
-            left = total - len(spent)
+            left = total - done
             eta = f"; the {left} left: about {_duration(left * sum(spent) / len(spent))} at the mean so far" \
                 if left else ""
             which = f" seed {seed}" if len(seeds) > 1 else ""
-            echo(f"done {len(spent)}/{total}: {p.label}{which} in {_duration(spent[-1])} "
+            echo(f"done {done}/{total}: {p.label}{which} in {_duration(spent[-1])} "
                  f"({results[p.index][-1]['timings']['epochs']} epochs){eta}")
     return results
+
+
+def finished_run(folder: Path, config: RunConfig) -> dict | None:
+    """The results.json an earlier ablation left in ``folder`` for exactly ``config`` (same settings and seed, not
+    interrupted), or None: a rerun after a kill trains only what is missing."""
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = earlier.get("config") == json.loads(json.dumps(config.to_dict()))
+    return earlier if same and not earlier.get("interrupted") else None
 
 
 def _duration(seconds: float) -> str:
@@ -134,7 +161,8 @@ def _duration(seconds: float) -> str:
         else f"{seconds / 3600:.1f} h"
 
 
-def _row(p: PlannedVariant, runs: list[dict] | None, skipped: str | None, metrics: list[str]) -> dict:
+def _row(p: PlannedVariant, runs: list[dict] | None, skipped: str | None, metrics: list[str],
+         valid_metric: str) -> dict:
     """One table row: each metric's mean over the seeds (and its sd under ``<metric> sd``), the chosen item-item
     share when the variant has one, epochs and seconds per epoch."""
     row: dict = {"group": p.group, "variant": p.label, "skipped": skipped}
@@ -142,12 +170,41 @@ def _row(p: PlannedVariant, runs: list[dict] | None, skipped: str | None, metric
         return row
     for metric in metrics:
         _mean_sd(row, metric, [r["metrics"]["test"].get(metric) for r in runs])
-    _mean_sd(row, f"valid {metrics[0]}", [r["metrics"]["valid"].get(metrics[0]) for r in runs])
+    _mean_sd(row, f"valid {valid_metric}", [r["metrics"]["valid"].get(valid_metric) for r in runs])
     shares = [(r.get("chosen_on_validation") or {}).get("item_item_share") for r in runs]
     row["item-item share"] = "/".join(f"{s:g}" for s in shares) if any(s is not None for s in shares) else None
     row["epochs"] = "/".join(str(r["timings"]["epochs"]) for r in runs)
     row["s/epoch"] = statistics.median(r["timings"]["epoch_s_median"] for r in runs)
     return row
+
+
+def write_choice(out_dir: Path, plan: list[PlannedVariant], rows: list[dict], valid_metric: str) -> dict | None:
+    """Writes ``best.yaml``: the config of the row with the best mean validation metric (the sources a dataset's
+    validation keeps, the others switched off by the data); returns the choice for ablation.json (None: no row
+    trained)."""
+    import yaml
+
+    from fusionrec.training.run_record import higher_is_better
+
+    key = f"valid {valid_metric}"
+    sign = 1.0 if higher_is_better(valid_metric) else -1.0
+    candidates = [(p, r) for p, r in zip(plan, rows) if r["skipped"] is None and r.get(key) is not None]
+    if not candidates:
+        return None
+    best, row = max(candidates, key=lambda pr: sign * pr[1][key])  # the earliest among equals
+    header = (f"# fusionrec ablate: variant {best.label} ({best.group}), mean {key} {row[key]:.4f}, the best of "
+              f"{len(candidates)} rows on validation only\n# what it changes against the base config: "
+              f"{best.changes}\n")
+    atomic_io.write_text(out_dir / "best.yaml", header + yaml.safe_dump(best.config.to_dict(), sort_keys=False))
+    return {"variant": best.label, "group": best.group, "metric": key, "value": row[key],
+            "tried": {r["variant"]: r[key] for _, r in candidates}}
+
+
+def _choice_line(choice: dict | None) -> str:
+    if choice is None:
+        return ""
+    return (f"\nBest on validation: **{choice['variant']}** ({choice['metric']} {choice['value']:.4f}); its config "
+            "is best.yaml.\n")
 
 
 def _mean_sd(row: dict, key: str, values: list) -> None:
@@ -156,7 +213,7 @@ def _mean_sd(row: dict, key: str, values: list) -> None:
     row[f"{key} sd"] = statistics.stdev(values) if len(values) > 1 else None
 
 
-def _markdown(rows: list[dict], with_sd: bool, metrics: list[str]) -> str:
+def _markdown(rows: list[dict], with_sd: bool, metrics: list[str], valid_key: str) -> str:
     """The table: metric columns as ``.3384 ± .0012`` with several seeds; a skipped row says why."""
     from fusionrec.evaluation.report import markdown_table
 
@@ -166,7 +223,7 @@ def _markdown(rows: list[dict], with_sd: bool, metrics: list[str]) -> str:
         sd = row.get(f"{key} sd")
         return f"{row[key]:.4f} ± {sd:.4f}" if with_sd and sd is not None else row[key]
 
-    keys = [*metrics, f"valid {metrics[0]}"]
+    keys = [*metrics, valid_key]
     table = [{"group": r["group"], "variant": r["variant"], **{k: cell(r, k) for k in keys},
               "item-item share": r.get("item-item share"), "epochs": r.get("epochs"), "s/epoch": r.get("s/epoch"),
               "note": f"skipped: {r['skipped']}" if r["skipped"] else None} for r in rows]
