@@ -78,16 +78,26 @@ class WindowBatches:
     Each epoch shuffles the windows, orders them by length (a stable sort, so equal lengths stay shuffled), cuts
     that order into batches and shuffles the batches: a batch is padded to its own longest window, not to
     ``max_length`` (on sparse data most histories are a few items long; one long window would otherwise make every
-    batch it lands in ~10x as costly)."""
+    batch it lands in ~10x as costly).
+
+    With ``ranks`` of several processes every rank draws the same shuffles from a generator seeded by
+    ``shared_seed`` and the epoch, cuts the same global batches and keeps every world-th window of each
+    (:func:`~fusionrec.training.distributed.this_ranks_part`; a batch's windows have about the same length, so the
+    ranks' shares carry about the same number of pairs)."""
 
     def __init__(self, sequences: UserSequences, max_length: int, batch_size: int,
-                 sampler: NegativeSampler | None, neg_samples: int):
+                 sampler: NegativeSampler | None, neg_samples: int, ranks: Ranks | None = None,
+                 shared_seed: int = 0):
         windows, users = sequences.windows(max_length)
         self.windows, self.window_users = torch.from_numpy(windows), torch.from_numpy(users)
         self.pairs = window_targets(self.windows)[1].sum(1)  # (W,) training pairs per window
         self.batch_size, self.sampler, self.neg_samples = batch_size, sampler, neg_samples
+        self.ranks, self.shared_seed, self.epochs_drawn = ranks or Ranks(), shared_seed, 0
 
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        if self.ranks.active:  # the same windows, batches and batch order on every rank
+            self.epochs_drawn += 1
+            generator = torch.Generator().manual_seed(self.shared_seed * 100_003 + self.epochs_drawn)
         shuffled = torch.randperm(len(self.windows), generator=generator)
         order = shuffled[torch.sort(self.pairs[shuffled], stable=True).indices]
         ends = torch.cumsum(self.pairs[order], 0)
@@ -97,11 +107,12 @@ class WindowBatches:
         chunks = [order[lo:hi] for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()) if hi > lo] \
             if len(order) else []
         for k in torch.randperm(len(chunks), generator=generator).tolist():
-            windows = self.windows.index_select(0, chunks[k])
+            chunk = this_ranks_part(chunks[k], self.ranks) if self.ranks.active else chunks[k]
+            windows = self.windows.index_select(0, chunk)
             present = int((windows >= 0).sum(1).max())
             windows = windows[:, windows.shape[1] - present:]  # cut to this batch's longest window
             _, mask, pos = window_targets(windows)
-            users = self.window_users.index_select(0, chunks[k]).repeat_interleave(mask.sum(1))
+            users = self.window_users.index_select(0, chunk).repeat_interleave(mask.sum(1))
             neg = self.sampler.sample(users, self.neg_samples) if self.sampler is not None \
                 else torch.zeros(len(users), 0, dtype=torch.long)
             yield Batch(users, pos, neg, windows=windows)

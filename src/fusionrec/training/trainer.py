@@ -100,9 +100,6 @@ class Trainer:
             if inputs.ratings is None:
                 raise DataError("the mse loss needs explicit ratings (a rating field in NAME.inter)", field="rating")
         sequential = isinstance(model, SequenceModel)
-        if self.ranks.active and sequential:
-            raise ConfigError(f"{model.name} trains on windows of ordered sequences, which data-parallel training "
-                              "does not shard yet: train it in one process", key="training")
         if sequential and inputs.sequences is None:
             raise DataError(f"{model.name} reads each user's ordered history, but the inputs carry no sequences",
                             field="sequences")
@@ -118,7 +115,8 @@ class Trainer:
                                           generator, pool=pool)
         elif cfg.loss not in CATALOGUE_LOSSES + (RATING_LOSS,):
             sampler = NegativeSampler(train, generator, pool=pool)
-        source = WindowBatches(inputs.sequences, model.max_length, cfg.batch_size, sampler, cfg.neg_samples) \
+        source = WindowBatches(inputs.sequences, model.max_length, cfg.batch_size, sampler, cfg.neg_samples,
+                               ranks=self.ranks, shared_seed=self.seed) \
             if sequential else PairBatches(train, cfg.batch_size, sampler, cfg.neg_samples, inputs.ratings,
                                            ranks=self.ranks, shared_seed=self.seed)
         # the full softmax's candidates outside the pool get a score of -inf: no probability, no gradient
