@@ -14,7 +14,7 @@ def test_variants_cover_sources_fusions_and_alphas():
     cfg = load_config(CONFIG)
     variants = ablation_variants(cfg)
     labels = [(g, label) for g, label, _ in variants]
-    assert [lab for g, lab in labels if g == "sources"] == ["cf", "cf+text", "cf+kg", "cf+text+kg"]
+    assert [lab for g, lab in labels if g == "sources"] == ["cf", "cf+text", "cf+kg", "cf+text+kg", "text"]
     fusions = {v.model.params.get("fusion", "attention") for g, _, v in variants if v.model.params["use_text"]
                and v.model.params["use_kg"]}
     assert fusions == {"concat", "gate", "attention"}
@@ -24,7 +24,8 @@ def test_variants_cover_sources_fusions_and_alphas():
     assert by_label["cf"].model.params["use_text"] is False and by_label["cf"].model.params["use_kg"] is False
     assert by_label["cf+kg"].model.params["use_kg"] is True and by_label["cf+kg"].model.params["use_text"] is False
     distinct = {(tuple(sorted(v.model.params.items())), v.training.kg_alpha) for _, _, v in variants}
-    assert len(variants) == 4 + 4 + 3 + 4 and len(distinct) == 13  # two rows repeat the full model: trained once
+    assert len(variants) == 5 + 4 + 3 + 4 and len(distinct) == 14  # two rows repeat the full model: trained once
+    assert by_label["text"].model.params["use_id"] is False and by_label["text"].model.params["use_text"] is True
 
 
 def test_ablation_needs_a_fusionrec_config():
@@ -44,7 +45,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     out = tmp_path / "ablate"
     assert main(["ablate", "--config", str(CONFIG), "--out", str(out), "--dry-run", "--variants", "sources"]) == 0
     text = capsys.readouterr().out
-    assert "ablation plan: 4 row(s), 4 training(s)" in text
+    assert "ablation plan: 5 row(s), 5 training(s)" in text
     assert "| 1 | sources | cf | use_text true -> false | yes |" in text
     assert "each training: 11 to 300 epochs" in text
     assert not out.exists()
@@ -52,7 +53,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
 
 def test_the_full_plan_marks_repeated_settings():
     plan = plan_ablation(load_config(CONFIG))
-    assert len(plan) == 15 and sum(p.same_as is None for p in plan) == 13
+    assert len(plan) == 16 and sum(p.same_as is None for p in plan) == 14
     by_label = {p.label: p for p in plan}
     # the shipped config fuses with a gate and alpha .1: both rows are the cf+text+kg run
     assert by_label["gate"].same_as == by_label["cf+text+kg"].index

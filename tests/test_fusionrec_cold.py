@@ -188,3 +188,20 @@ def test_neighbours_model_round_trips_and_an_older_state_dict_without_its_buffer
     again = FusionRec(**{**plain.init_args(), "params": plain.params})
     again.load_state_dict(old, assign=True)
     assert torch.equal(again.eval().score_all(torch.arange(5)), plain.score_all(torch.arange(5)))
+
+
+# -- use_id: false (text as the item's base representation) ----------------------------------------------------------
+def test_without_the_id_source_every_item_is_its_content_and_new_items_rank_with_their_cluster(planted):
+    """use_id false: the fused vector of every item is its content vector (the id table is read by nothing), and
+    a model trained so places the never-seen items 7 and 20 above the other clusters' items like its warm ones."""
+    inputs, item_cluster = planted[0], planted[1]
+    m = model(inputs, source_dropout=0.0, use_id=False).eval()
+    with torch.no_grad():
+        vecs = m.item_vectors()
+    assert torch.allclose(vecs["full"], vecs["content"])
+    scores = trained_scores(inputs, source_dropout=0.0, use_id=False)
+    for c, users in cold_item_audiences(planted):
+        assert_above_other_clusters(scores, c, users, item_cluster)
+    with pytest.raises(ConfigError) as err:
+        FusionRecParams(use_id=False, use_text=False, use_kg=False)
+    assert err.value.key == "model.params.use_id"

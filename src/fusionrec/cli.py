@@ -153,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
                                            "weight, on one split; writes ablation.md/json/png")
     _run_args(ablate)
     ablate.add_argument("--variants", help="comma-separated groups (sources, knowledge, fusion, alpha) and / or "
-                                           "variants (cf, cf+text, cf+kg, cf+text+kg, +item-item, cf+item-item, "
+                                           "variants (cf, cf+text, cf+kg, cf+text+kg, text, +item-item, cf+item-item, "
                                            "+user, +social, concat, gate, attention, alpha=0, alpha=0.01, "
                                            "alpha=0.1, alpha=1); default: all")
     ablate.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",

@@ -1,6 +1,7 @@
 """The plan of ``fusionrec ablate``: its rows (each a config change of the FusionRec run given), in four groups:
 
-* ``sources``: ``cf`` (id only), ``cf+text``, ``cf+kg``, ``cf+text+kg``;
+* ``sources``: ``cf`` (id only), ``cf+text``, ``cf+kg``, ``cf+text+kg``, and ``text`` (no id vector: text as the
+  items' base representation);
 * ``knowledge``: the base config plus one more source each: ``+item-item`` (EASE's item-item weights mixed in by a
   share chosen on validation), ``+user`` (the users' own fields), ``+social`` (the users' social graph), and
   ``cf+item-item``, the CF-only control of ``+item-item`` (no text or KG anywhere, not in the item-item Gram either);
@@ -21,7 +22,9 @@ from fusionrec.errors import ConfigError
 
 ALPHAS = (0.0, 0.01, 0.1, 1.0)
 FUSIONS = ("concat", "gate", "attention")
-SOURCES = {"cf": (False, False), "cf+text": (True, False), "cf+kg": (False, True), "cf+text+kg": (True, True)}
+SOURCES = {"cf": {"use_text": False, "use_kg": False}, "cf+text": {"use_text": True, "use_kg": False},
+           "cf+kg": {"use_text": False, "use_kg": True}, "cf+text+kg": {"use_text": True, "use_kg": True},
+           "text": {"use_id": False, "use_text": True, "use_kg": False}}  # text as the items' base, no id vector
 KNOWLEDGE = {"+item-item": {"item_item": True}, "cf+item-item": {"item_item": True, "item_item_text_weight": 0.0,
                                                                   "use_text": False, "use_kg": False},
              "+user": {"use_user_features": True}, "+social": {"use_social": True}}
@@ -58,8 +61,8 @@ def ablation_variants(cfg: RunConfig) -> list[tuple[str, str, RunConfig]]:
         model = replace(cfg.model, params={**cfg.model.params, **params})
         out.append((group, label, replace(cfg, model=model, training=replace(cfg.training, kg_alpha=alpha))))
 
-    for label, (text, kg) in SOURCES.items():
-        add("sources", label, {"use_text": text, "use_kg": kg}, cfg.training.kg_alpha)
+    for label, params in SOURCES.items():
+        add("sources", label, params, cfg.training.kg_alpha)
     for label, params in KNOWLEDGE.items():
         add("knowledge", label, params, cfg.training.kg_alpha)
     for fusion in FUSIONS:

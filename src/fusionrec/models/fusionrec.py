@@ -251,7 +251,8 @@ class FusionRec(Model, HistoryReader, FusionRecContent, FusionRecKnowledge, Fusi
 
     def source_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every item's sources (n_items, S, d) and their presence mask (n_items, S); S follows ``self.sources``."""
-        vecs, masks = [self.item_emb.weight], [self.item_degree > 0]
+        # use_id false: no item reads its id vector, every item is placed by its content (warm items propagate it)
+        vecs, masks = [self.item_emb.weight], [(self.item_degree > 0) & self.params.use_id]
         if "text" in self.sources:
             if "text_features" not in self._cache:  # frozen inputs: computed once, in train mode too
                 self._cache["text_features"] = self.text_features(self.item_text)

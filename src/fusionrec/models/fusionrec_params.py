@@ -15,6 +15,7 @@ from fusionrec.typed_config import NonNegativeFloat, NonNegativeInt, PositiveFlo
 class FusionRecParams(HyperParameters):
     embedding_size: PositiveInt = 64  # d, width of every source and of the fused vector; 16..256
     n_layers: NonNegativeInt = 2  # LightGCN propagation steps over the user-item graph; 0..4
+    use_id: bool = True  # the item id vector as a source; false: an item is its text / KG alone (AlphaRec-style)
     use_text: bool = True  # the text source (needs item text embeddings)
     use_kg: bool = True  # the knowledge-graph source and the KG loss (needs a knowledge graph)
     fusion: Literal["concat", "gate", "attention"] = "attention"  # concat | gate | attention
@@ -46,6 +47,9 @@ class FusionRecParams(HyperParameters):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.use_id and not (self.use_text or self.use_kg):
+            raise ConfigError("an item needs a source: with use_id false, set use_text or use_kg true",
+                              key=self.key_of("use_id"))
         if self.cold_path == "neighbours" and not self.use_text:
             raise ConfigError("cold_path neighbours finds a cold item's neighbours by text: set use_text true",
                               key=self.key_of("cold_path"))
