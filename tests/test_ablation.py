@@ -138,12 +138,15 @@ def test_rows_the_dataset_cannot_feed_are_skipped_and_seeds_give_a_spread(tmp_pa
                              "model.params={embedding_size: 8, use_text: false, use_kg: false}",
                              "training.epochs=2", "training.progress=false", "evaluation.ks=[10]"])
     said: list[str] = []
-    rows = run_ablation(cfg, tmp_path / "out", log=lambda _: None, variants="cf,+user,+social", echo=said.append,
-                        seeds=[1, 2], estimate=False)
+    rows = run_ablation(cfg, tmp_path / "out", log=lambda _: None, variants="cf,+user,+social,cf+item-item",
+                        echo=said.append, seeds=[1, 2], estimate=False)
     by = {r["variant"]: r for r in rows}
     assert "NAME.user" in by["+user"]["skipped"] and "NAME.net" in by["+social"]["skipped"]
     assert by["cf"]["skipped"] is None and by["cf"]["ndcg@10 sd"] is not None
-    assert said[0].startswith("ablation plan: 3 row(s), 6 training(s)")
+    assert by["cf"]["chosen on validation"] is None  # nothing to choose without the item-item source
+    assert said[0].startswith("ablation plan: 4 row(s), 8 training(s)")
+    shares = by["cf+item-item"]["chosen on validation"]  # the share each seed's run chose, e.g. "... 0.3/0.4"
+    assert shares.startswith("item_item_share ") and len(shares.split()[1].split("/")) == 2
     assert any(line.startswith("skipped: +user:") for line in said)
     runs = [json.loads((tmp_path / "out" / "00-sources-cf" / f"seed-{s}" / "results.json").read_text())
             for s in (1, 2)]

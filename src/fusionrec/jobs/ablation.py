@@ -163,16 +163,18 @@ def _duration(seconds: float) -> str:
 
 def _row(p: PlannedVariant, runs: list[dict] | None, skipped: str | None, metrics: list[str],
          valid_metric: str) -> dict:
-    """One table row: each metric's mean over the seeds (and its sd under ``<metric> sd``), the chosen item-item
-    share when the variant has one, epochs and seconds per epoch."""
+    """One table row: each metric's mean over the seeds (and its sd under ``<metric> sd``), what each run chose on
+    validation (e.g. the item-item share, one value a seed), epochs and seconds per epoch."""
     row: dict = {"group": p.group, "variant": p.label, "skipped": skipped}
     if not runs:
         return row
     for metric in metrics:
         _mean_sd(row, metric, [r["metrics"]["test"].get(metric) for r in runs])
     _mean_sd(row, f"valid {valid_metric}", [r["metrics"]["valid"].get(valid_metric) for r in runs])
-    shares = [(r.get("chosen_on_validation") or {}).get("item_item_share") for r in runs]
-    row["item-item share"] = "/".join(f"{s:g}" for s in shares) if any(s is not None for s in shares) else None
+    chosen = [(r.get("chosen_on_validation") or {}).get("chosen") or {} for r in runs]
+    keys = sorted({k for c in chosen for k in c})
+    row["chosen on validation"] = ", ".join(f"{k} {'/'.join(f'{c[k]:g}' if k in c else '-' for c in chosen)}"
+                                            for k in keys) or None
     row["epochs"] = "/".join(str(r["timings"]["epochs"]) for r in runs)
     row["s/epoch"] = statistics.median(r["timings"]["epoch_s_median"] for r in runs)
     return row
@@ -225,6 +227,7 @@ def _markdown(rows: list[dict], with_sd: bool, metrics: list[str], valid_key: st
 
     keys = [*metrics, valid_key]
     table = [{"group": r["group"], "variant": r["variant"], **{k: cell(r, k) for k in keys},
-              "item-item share": r.get("item-item share"), "epochs": r.get("epochs"), "s/epoch": r.get("s/epoch"),
+              "chosen on validation": r.get("chosen on validation"), "epochs": r.get("epochs"),
+              "s/epoch": r.get("s/epoch"),
               "note": f"skipped: {r['skipped']}" if r["skipped"] else None} for r in rows]
     return markdown_table(table)
