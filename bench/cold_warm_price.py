@@ -9,7 +9,7 @@ them, content-knn's cold-item Recall@20 on the same split from its own results.j
         --knn-runs bench/out/cold-choice-ml100k --knn-model content-knn-cold --out bench/out/cold-choice-ml100k.json
 
 Per split: the chosen scale, cold Recall@20 of both models and their ratio, warm NDCG@10 as saved and at scale 0
-and their ratio. The summary gives the mean and sd over splits and whether each of the knowledge issue's cold
+and their ratio, and every scale of the validation grid on test (the price curve: reported, never used to choose). The summary gives the mean and sd over splits and whether each of the knowledge issue's cold
 conditions holds (mean ratio >= 1.5, no split below content-knn, warm NDCG@10 within 2 %).
 """
 
@@ -31,6 +31,7 @@ from fusionrec.artifacts import load_artifact  # noqa: E402
 from fusionrec.config import config_from_dict  # noqa: E402
 from fusionrec.evaluation.evaluator import Evaluator  # noqa: E402
 from fusionrec.jobs.experiment import prepare_data, use_test_history  # noqa: E402
+from fusionrec.models.fusionrec_choices import COLD_SCALES  # noqa: E402
 from fusionrec.util import atomic_io  # noqa: E402
 from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         chosen = float(model.chosen().get("cold_scale", cfg.model.params.get("cold_scale", 1.0)))
         with torch.no_grad():
             saved = test_lists(model, prepared, evaluator)
+            frontier = {}  # every scale of the grid on test: reported beside the choice, never used to make it
+            for setting in model.validation_grid() or [{"cold_scale": s} for s in COLD_SCALES]:
+                model.choose(setting)
+                frontier[setting["cold_scale"]] = test_lists(model, prepared, evaluator)
             model.choose({"cold_scale": 0.0})
             silent = test_lists(model, prepared, evaluator)
         knn_cold = knn["segments"]["cold_items"]["recall@20"]
@@ -72,10 +77,13 @@ def main(argv: list[str] | None = None) -> int:
                "content-knn cold R@20": knn_cold, "cold ratio": saved["cold recall@20"] / knn_cold,
                "warm N@10": saved["warm ndcg@10"], "warm N@10 at scale 0": silent["warm ndcg@10"],
                "warm ratio": saved["warm ndcg@10"] / silent["warm ndcg@10"],
+               "test frontier": {scale: {"cold ratio": v["cold recall@20"] / knn_cold,
+                                         "warm ratio": v["warm ndcg@10"] / silent["warm ndcg@10"]}
+                                 for scale, v in sorted(frontier.items())},
                "recorded on validation": results.get("chosen_on_validation")}
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
-                          if k != "recorded on validation"}), flush=True)
+                          if k not in ("recorded on validation", "test frontier")}), flush=True)
     keys = ["chosen scale", "fusionrec cold R@20", "content-knn cold R@20", "cold ratio", "warm N@10",
             "warm N@10 at scale 0", "warm ratio"]
     summary = {k: {"mean": statistics.fmean(r[k] for r in rows),
@@ -86,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                "warm N@10 within 2 % on every split": all(r["warm ratio"] >= 0.98 for r in rows),
                "warm N@10 within 2 % on the mean": summary["warm N@10"]["mean"]
                >= 0.98 * summary["warm N@10 at scale 0"]["mean"]}
+    scales = sorted(rows[0]["test frontier"])
+    frontier = {f"{scale:g}": {key: statistics.fmean(r["test frontier"][scale][key] for r in rows)
+                               for key in ("cold ratio", "warm ratio")} for scale in scales}
+    verdict["test frontier (mean over splits)"] = frontier
     print(json.dumps({"summary": summary, "verdict": verdict}, indent=2))
     if args.out:
         atomic_io.write_json(args.out, {"command": " ".join([sys.executable, *sys.argv]), "rows": rows,
