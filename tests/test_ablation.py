@@ -177,8 +177,8 @@ def test_the_row_best_on_validation_becomes_best_yaml_and_a_rerun_keeps_finished
     assert chosen["model"]["params"]["use_kg"] is (best["variant"] == "cf+kg")
     assert load_config(tmp_path / "out" / "best.yaml").model.name == "fusionrec"  # ready for fusionrec train
     said: list[str] = []
-    again = run_ablation(cfg, tmp_path / "out", log=lambda _: None, variants="cf,cf+kg", echo=said.append,
-                         estimate=False)
+    again = run_ablation(cfg, tmp_path / "out", log=lambda _: None, variants="cf,cf+kg", echo=said.append)
+    assert not any(line.startswith("estimate:") for line in said)  # nothing left to train: nothing timed
     assert [r["ndcg@10"] for r in again] == [r["ndcg@10"] for r in rows]
     assert sum("kept from an earlier run" in line for line in said) == 2
     changed = load_config(None, ["dataset.name=syn", f"dataset.path={tmp_path / 'data'}",

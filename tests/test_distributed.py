@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import scipy.sparse as sp
 import torch
@@ -75,12 +76,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_cpu_processes_train_one_model_as_one_process_does(tmp_path):
-    from fusionrec.data.synth_atomic import write_synthetic
-
-    write_synthetic(tmp_path / "data", "s", 300, 120, 6000, seed=1)
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(CONFIG.format(data=tmp_path / "data"))
+def train_in_two_processes_and_in_one(cfg: Path, tmp_path: Path):
+    """`torchrun --nproc_per_node 2 -m fusionrec train` into tmp_path/two, then `fusionrec train` into tmp_path/one
+    (one torch thread each); returns the two-process run's CompletedProcess and both results.json."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                           "--master_port", str(free_port()), "-m", "fusionrec", "train", "--config", str(cfg),
@@ -89,9 +87,18 @@ def test_two_cpu_processes_train_one_model_as_one_process_does(tmp_path):
     one = subprocess.run([sys.executable, "-m", "fusionrec", "train", "--config", str(cfg), "--out",
                           str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
+    results = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("one", "two")]
+    return two, *results
+
+
+def test_two_cpu_processes_train_one_model_as_one_process_does(tmp_path):
+    from fusionrec.data.synth_atomic import write_synthetic
+
+    write_synthetic(tmp_path / "data", "s", 300, 120, 6000, seed=1)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(CONFIG.format(data=tmp_path / "data"))
+    two, a, b = train_in_two_processes_and_in_one(cfg, tmp_path)
     assert two.stdout.count('"out"') == 1 and two.stderr.count("train: bpr") == 1  # rank 0 alone speaks
-    a = json.loads((tmp_path / "one" / "results.json").read_text())
-    b = json.loads((tmp_path / "two" / "results.json").read_text())
     assert b["distributed"] == {"world_size": 2, "backend": "gloo"} and a["distributed"] is None
     assert (tmp_path / "two" / "model" / "config.json").is_file() and not (tmp_path / "two" / "checkpoint").exists()
     # measured: one process .333, two .335 (popularity on this data: about .1)
@@ -119,16 +126,7 @@ def test_two_cpu_processes_train_a_sequence_model_as_one_process_does(tmp_path):
     (tmp_path / "data" / "q.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + rows)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(SEQ_CONFIG.format(data=tmp_path / "data"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", str(free_port()), "-m", "fusionrec", "train", "--config", str(cfg),
-                          "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-2000:]
-    one = subprocess.run([sys.executable, "-m", "fusionrec", "train", "--config", str(cfg), "--out",
-                          str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-2000:]
-    a = json.loads((tmp_path / "one" / "results.json").read_text())
-    b = json.loads((tmp_path / "two" / "results.json").read_text())
+    _, a, b = train_in_two_processes_and_in_one(cfg, tmp_path)
     assert b["distributed"] == {"world_size": 2, "backend": "gloo"}
     # measured after 2 epochs (mid-way, not saturated): one process .473, two .439; after 10 epochs both .999+
     assert abs(a["metrics"]["test"]["ndcg@10"] - b["metrics"]["test"]["ndcg@10"]) < 0.06

@@ -88,9 +88,11 @@ def run_ablation(cfg: RunConfig, out_dir: str | Path, log=None, variants: str | 
         if p.index in skipped:
             echo(f"skipped: {p.label}: {skipped[p.index]}")
     training = [p for p in plan if p.same_as is None and p.index not in skipped]
-    if estimate and training:
-        dearest = max(training, key=_cost_rank)
-        echo(format_estimate(cfg, training, time_one_epoch(dearest.config, prepared), dearest.label, len(seeds)))
+    pending = [p for p in training if any(finished_run(_folder(out_dir, p, s, len(seeds)), replace(p.config, seed=s))
+                                          is None for s in seeds)]
+    if estimate and pending:
+        dearest = max(pending, key=_cost_rank)
+        echo(format_estimate(cfg, pending, time_one_epoch(dearest.config, prepared), dearest.label, len(seeds)))
     results = _train(training, seeds, prepared, out_dir, log, echo)
     metrics, valid_key = table_metrics(cfg), f"valid {cfg.training.valid_metric}"
     rows = [_row(p, results.get(p.index if p.same_as is None else p.same_as),
@@ -122,7 +124,7 @@ def _train(training: list[PlannedVariant], seeds: list[int], prepared, out_dir: 
     total, done = len(training) * len(seeds), 0
     for p in training:
         for seed in seeds:
-            folder = out_dir / p.folder / (f"seed-{seed}" if len(seeds) > 1 else "")
+            folder = _folder(out_dir, p, seed, len(seeds))
             config = replace(p.config, seed=seed)
             done += 1
             if (earlier := finished_run(folder, config)) is not None:
@@ -140,6 +142,10 @@ def _train(training: list[PlannedVariant], seeds: list[int], prepared, out_dir: 
             echo(f"done {done}/{total}: {p.label}{which} in {_duration(spent[-1])} "
                  f"({results[p.index][-1]['timings']['epochs']} epochs){eta}")
     return results
+
+
+def _folder(out_dir: Path, p: PlannedVariant, seed: int, n_seeds: int) -> Path:
+    return out_dir / p.folder / (f"seed-{seed}" if n_seeds > 1 else "")
 
 
 def finished_run(folder: Path, config: RunConfig) -> dict | None:
