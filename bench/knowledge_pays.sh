@@ -29,3 +29,8 @@ $PY bench/seeds.py --configs configs/amazon-scientific --models fusionrec $S \
     --metrics ndcg@10,recall@10,ndcg@50,recall@50 --set model.params.item_item=true \
     --set model.params.item_item_l2=50 --set model.params.item_item_text_weight=20 \
     --out $OUT/amazon-fusionrec-ii-text
+# ... and the same with text as the items' base representation (no id vector: use_id false).
+$PY bench/seeds.py --configs configs/amazon-scientific --models fusionrec $S \
+    --metrics ndcg@10,recall@10,ndcg@50,recall@50 --set model.params.use_id=false --set model.params.item_item=true \
+    --set model.params.item_item_l2=50 --set model.params.item_item_text_weight=20 \
+    --out $OUT/amazon-fusionrec-textbase-ii
