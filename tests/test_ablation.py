@@ -110,8 +110,8 @@ def test_a_small_run_prints_plan_then_estimate_then_progress(tmp_path, one_threa
     assert said[3].startswith("done 2/2: cf+kg in")
     saved = json.loads((tmp_path / "out" / "ablation.json").read_text())
     assert [p["changes"] for p in saved["plan"]] == ["(the base config)", "use_kg false -> true"]
-    assert (tmp_path / "out" / "00-sources-cf" / "results.json").is_file()
-    assert (tmp_path / "out" / "02-sources-cf_kg" / "results.json").is_file()
+    assert (tmp_path / "out" / "sources-cf" / "results.json").is_file()
+    assert (tmp_path / "out" / "sources-cf_kg" / "results.json").is_file()
 
 
 def test_the_knowledge_group_adds_one_source_each_and_a_cf_only_control():
@@ -122,8 +122,9 @@ def test_the_knowledge_group_adds_one_source_each_and_a_cf_only_control():
     control = plan["cf+item-item"].config.model.params
     assert control["item_item"] and not control["use_text"] and not control["use_kg"]
     assert control["item_item_text_weight"] == 0  # no text in the Gram either: a CF-only control
-    assert plan["cf+item-item"].folder.endswith("knowledge-cf_item-item")
-    assert plan["+item-item"].folder.endswith("knowledge-item-item")
+    assert plan["cf+item-item"].folder == "knowledge-cf_item-item"
+    assert plan["+item-item"].folder == "knowledge-item-item"
+    assert {p.folder for p in plan_ablation(load_config(CONFIG))} >= {"alpha-alpha-0.1", "fusion-gate", "sources-text"}
 
 
 def test_rows_the_dataset_cannot_feed_are_skipped_and_seeds_give_a_spread(tmp_path, one_thread):
@@ -148,7 +149,7 @@ def test_rows_the_dataset_cannot_feed_are_skipped_and_seeds_give_a_spread(tmp_pa
     shares = by["cf+item-item"]["chosen on validation"]  # the share each seed's run chose, e.g. "... 0.3/0.4"
     assert shares.startswith("item_item_share ") and len(shares.split()[1].split("/")) == 2
     assert any(line.startswith("skipped: +user:") for line in said)
-    runs = [json.loads((tmp_path / "out" / "00-sources-cf" / f"seed-{s}" / "results.json").read_text())
+    runs = [json.loads((tmp_path / "out" / "sources-cf" / f"seed-{s}" / "results.json").read_text())
             for s in (1, 2)]
     assert [r["seed"] for r in runs] == [1, 2]
     mean = sum(r["metrics"]["test"]["ndcg@10"] for r in runs) / 2

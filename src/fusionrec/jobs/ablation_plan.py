@@ -33,7 +33,9 @@ GROUPS = ("sources", "knowledge", "fusion", "alpha")
 
 @dataclass(frozen=True, eq=False)
 class PlannedVariant:
-    """One row of the ablation table. ``index``: its place in the full grid (it names the run folder);
+    """One row of the ablation table. ``index``: its place in the full grid; ``folder``: its runs' folder, named by
+    group and variant alone, so adding rows to the grid leaves the earlier rows' folders (and a rerun's reuse) as
+    they were;
     ``changes``: what differs from the base config; ``same_as``: the index of an earlier planned row with the same
     settings, whose training this row reuses (None: this row trains)."""
 
@@ -47,7 +49,7 @@ class PlannedVariant:
     @property
     def folder(self) -> str:
         label = self.label.replace('=', '-').replace('+', '_')
-        return f"{self.index:02d}-{self.group}-{label.lstrip('_')}"
+        return f"{self.group}-{label.lstrip('_')}"
 
 
 def ablation_variants(cfg: RunConfig) -> list[tuple[str, str, RunConfig]]:
