@@ -31,7 +31,6 @@ from fusionrec.artifacts import load_artifact  # noqa: E402
 from fusionrec.config import config_from_dict  # noqa: E402
 from fusionrec.evaluation.evaluator import Evaluator  # noqa: E402
 from fusionrec.jobs.experiment import prepare_data, use_test_history  # noqa: E402
-from fusionrec.models.fusionrec_choices import COLD_SCALES  # noqa: E402
 from fusionrec.util import atomic_io  # noqa: E402
 from fusionrec.util.provenance import machine, package_versions  # noqa: E402
 
@@ -63,11 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         prepared = prepare_data(cfg, log=lambda m: None)
         model = load_artifact(run / "model").model.eval()
         use_test_history(model, prepared.split, lambda m: None)
-        chosen = float(model.chosen().get("cold_scale", cfg.model.params.get("cold_scale", 1.0)))
+        grid = model.validation_grid()
+        if not grid or "cold_scale" not in grid[0]:
+            raise SystemExit(f"{run}: not a FusionRec with cold_path neighbours and cold_warm_tolerance")
+        chosen = model.chosen()["cold_scale"]
         with torch.no_grad():
             saved = test_lists(model, prepared, evaluator)
             frontier = {}  # every scale of the grid on test: reported beside the choice, never used to make it
-            for setting in model.validation_grid() or [{"cold_scale": s} for s in COLD_SCALES]:
+            for setting in grid:
                 model.choose(setting)
                 frontier[setting["cold_scale"]] = test_lists(model, prepared, evaluator)
             model.choose({"cold_scale": 0.0})

@@ -22,7 +22,7 @@ from typing import Callable
 
 from fusionrec.config import RunConfig
 from fusionrec.errors import FusionrecError
-from fusionrec.jobs.ablation_plan import PlannedVariant, format_estimate, format_plan, plan_ablation
+from fusionrec.jobs.ablation_plan import PlannedVariant, duration, format_estimate, format_plan, plan_ablation
 from fusionrec.util import atomic_io
 
 
@@ -88,12 +88,13 @@ def run_ablation(cfg: RunConfig, out_dir: str | Path, log=None, variants: str | 
         if p.index in skipped:
             echo(f"skipped: {p.label}: {skipped[p.index]}")
     training = [p for p in plan if p.same_as is None and p.index not in skipped]
-    pending = [p for p in training if any(finished_run(_folder(out_dir, p, s, len(seeds)), replace(p.config, seed=s))
-                                          is None for s in seeds)]
+    earlier = {(p.index, s): finished_run(_folder(out_dir, p, s, len(seeds)), replace(p.config, seed=s))
+               for p in training for s in seeds}  # read once: what a rerun keeps
+    pending = [p for p in training if any(earlier[p.index, s] is None for s in seeds)]
     if estimate and pending:
         dearest = max(pending, key=_cost_rank)
         echo(format_estimate(cfg, pending, time_one_epoch(dearest.config, prepared), dearest.label, len(seeds)))
-    results = _train(training, seeds, prepared, out_dir, log, echo)
+    results = _train(training, seeds, earlier, prepared, out_dir, log, echo)
     metrics, valid_key = table_metrics(cfg), f"valid {cfg.training.valid_metric}"
     rows = [_row(p, results.get(p.index if p.same_as is None else p.same_as),
                  skipped.get(p.index if p.same_as is None else p.same_as), metrics, cfg.training.valid_metric)
@@ -114,9 +115,11 @@ def run_ablation(cfg: RunConfig, out_dir: str | Path, log=None, variants: str | 
     return rows
 
 
-def _train(training: list[PlannedVariant], seeds: list[int], prepared, out_dir: Path, log, echo) -> dict:
-    """Each planned setting once per seed (folder ``NN-group-variant``, or ``.../seed-S`` with several seeds), with
-    the progress line and the estimate of what is left after each training."""
+def _train(training: list[PlannedVariant], seeds: list[int], earlier: dict, prepared, out_dir: Path, log,
+           echo) -> dict:
+    """Each planned setting once per seed (folder ``group-variant``, or ``.../seed-S`` with several seeds), unless
+    ``earlier`` holds its results from a former run, with the progress line and the estimate of what is left after
+    each training."""
     from fusionrec.jobs.experiment import run_experiment
 
     results: dict[int, list[dict]] = {}
@@ -127,8 +130,8 @@ def _train(training: list[PlannedVariant], seeds: list[int], prepared, out_dir: 
             folder = _folder(out_dir, p, seed, len(seeds))
             config = replace(p.config, seed=seed)
             done += 1
-            if (earlier := finished_run(folder, config)) is not None:
-                results.setdefault(p.index, []).append(earlier)
+            if (kept := earlier[p.index, seed]) is not None:
+                results.setdefault(p.index, []).append(kept)
                 echo(f"done {done}/{total}: {p.label}{f' seed {seed}' if len(seeds) > 1 else ''}: kept from an "
                      f"earlier run ({folder / 'results.json'})")
                 continue
@@ -136,10 +139,10 @@ def _train(training: list[PlannedVariant], seeds: list[int], prepared, out_dir: 
             results.setdefault(p.index, []).append(run_experiment(config, folder, prepared=prepared, log=log))
             spent.append(time.perf_counter() - t0)
             left = total - done
-            eta = f"; the {left} left: about {_duration(left * sum(spent) / len(spent))} at the mean so far" \
+            eta = f"; the {left} left: about {duration(left * sum(spent) / len(spent))} at the mean so far" \
                 if left else ""
             which = f" seed {seed}" if len(seeds) > 1 else ""
-            echo(f"done {done}/{total}: {p.label}{which} in {_duration(spent[-1])} "
+            echo(f"done {done}/{total}: {p.label}{which} in {duration(spent[-1])} "
                  f"({results[p.index][-1]['timings']['epochs']} epochs){eta}")
     return results
 
@@ -160,11 +163,6 @@ def finished_run(folder: Path, config: RunConfig) -> dict | None:
         return None
     same = earlier.get("config") == json.loads(json.dumps(config.to_dict()))
     return earlier if same and not earlier.get("interrupted") else None
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 \
-        else f"{seconds / 3600:.1f} h"
 
 
 def _row(p: PlannedVariant, runs: list[dict] | None, skipped: str | None, metrics: list[str],

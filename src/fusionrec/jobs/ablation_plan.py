@@ -33,11 +33,10 @@ GROUPS = ("sources", "knowledge", "fusion", "alpha")
 
 @dataclass(frozen=True, eq=False)
 class PlannedVariant:
-    """One row of the ablation table. ``index``: its place in the full grid; ``folder``: its runs' folder, named by
-    group and variant alone, so adding rows to the grid leaves the earlier rows' folders (and a rerun's reuse) as
-    they were;
-    ``changes``: what differs from the base config; ``same_as``: the index of an earlier planned row with the same
-    settings, whose training this row reuses (None: this row trains)."""
+    """One row of the ablation table. ``index``: its place in the full grid; ``changes``: what differs from the base
+    config; ``same_as``: the index of an earlier planned row with the same settings, whose training this row reuses
+    (None: this row trains). :attr:`folder` is named by group and variant alone, so rows added to the grid leave the
+    other rows' folders (and a rerun's reuse of them) as they were."""
 
     index: int
     group: str
@@ -174,10 +173,11 @@ def format_estimate(cfg: RunConfig, plan: list[PlannedVariant], epoch_s: float, 
     if cfg.training.time_budget_s:
         hi = min(hi, trainings * cfg.training.time_budget_s)
     return (f"estimate: one epoch of {timed} took {epoch_s:.2f} s (timed just now, the dearest planned variant); "
-            f"{trainings} training(s) x {fewest}..{most} epochs = {_duration(lo)} .. {_duration(hi)} of training, "
+            f"{trainings} training(s) x {fewest}..{most} epochs = {duration(lo)} .. {duration(hi)} of training, "
             f"plus validation, test evaluation and any text encoding (not counted)\n")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``45 s``, ``3.2 min`` or ``1.5 h``."""
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 \
         else f"{seconds / 3600:.1f} h"

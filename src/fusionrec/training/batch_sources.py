@@ -16,7 +16,19 @@ from fusionrec.training.distributed import Ranks, this_ranks_part
 from fusionrec.training.sampling import NegativeSampler
 
 
-class PairBatches:
+class SharedShuffle:
+    """For a batch source under data-parallel training: one generator per epoch, seeded by ``shared_seed`` and the
+    epoch's number, so every rank draws the same shuffle and cuts the same global batches."""
+
+    def __init__(self, ranks: Ranks | None, shared_seed: int):
+        self.ranks, self.shared_seed, self.epochs_drawn = ranks or Ranks(), shared_seed, 0
+
+    def next_generator(self) -> torch.Generator:
+        self.epochs_drawn += 1
+        return torch.Generator().manual_seed(self.shared_seed * 100_003 + self.epochs_drawn)
+
+
+class PairBatches(SharedShuffle):
     """Every training interaction once per epoch, shuffled, ``batch_size`` at a time; with a
     :class:`NegativeSampler`, ``neg_samples`` negatives per pair drawn for the whole epoch at once; with
     ``ratings`` (n_users, n_items), each pair's rating in ``Batch.ratings``.
@@ -34,7 +46,7 @@ class PairBatches:
         self.batch_size, self.sampler, self.neg_samples = batch_size, sampler, neg_samples
         self.ratings = None if ratings is None else torch.from_numpy(
             np.asarray(sp.csr_matrix(ratings)[users, items], dtype=np.float32).ravel())
-        self.ranks, self.shared_seed, self.epochs_drawn = ranks or Ranks(), shared_seed, 0
+        super().__init__(ranks, shared_seed)
 
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
         if self.ranks.active:
@@ -52,9 +64,7 @@ class PairBatches:
 
 
     def _sharded_epoch(self, generator: torch.Generator) -> Iterator[Batch]:
-        self.epochs_drawn += 1
-        shared = torch.Generator().manual_seed(self.shared_seed * 100_003 + self.epochs_drawn)
-        order = torch.randperm(len(self.users), generator=shared)  # the same on every rank
+        order = torch.randperm(len(self.users), generator=self.next_generator())  # the same on every rank
         parts = [this_ranks_part(order[lo:lo + self.batch_size], self.ranks)
                  for lo in range(0, len(order), self.batch_size)]
         mine = torch.cat(parts)
@@ -69,7 +79,7 @@ class PairBatches:
                         ratings=self.ratings.index_select(0, part) if self.ratings is not None else None)
 
 
-class WindowBatches:
+class WindowBatches(SharedShuffle):
     """Every user's training sequence cut into windows of ``max_length + 1`` items
     (:meth:`UserSequences.windows`); a batch holds windows of about the same length carrying about ``batch_size``
     training pairs (each item that follows another is one), with ``neg_samples`` negatives per pair when a
@@ -92,12 +102,11 @@ class WindowBatches:
         self.windows, self.window_users = torch.from_numpy(windows), torch.from_numpy(users)
         self.pairs = window_targets(self.windows)[1].sum(1)  # (W,) training pairs per window
         self.batch_size, self.sampler, self.neg_samples = batch_size, sampler, neg_samples
-        self.ranks, self.shared_seed, self.epochs_drawn = ranks or Ranks(), shared_seed, 0
+        super().__init__(ranks, shared_seed)
 
     def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
         if self.ranks.active:  # the same windows, batches and batch order on every rank
-            self.epochs_drawn += 1
-            generator = torch.Generator().manual_seed(self.shared_seed * 100_003 + self.epochs_drawn)
+            generator = self.next_generator()
         shuffled = torch.randperm(len(self.windows), generator=generator)
         order = shuffled[torch.sort(self.pairs[shuffled], stable=True).indices]
         ends = torch.cumsum(self.pairs[order], 0)
