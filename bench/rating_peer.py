@@ -102,7 +102,8 @@ def main() -> int:
                                 **seeds_of(out / "tune-mf" / "best.yaml", [], seeds, out / "biased-mf", prepared,
                                            quiet)}
     if "head" not in skip:
-        head = ["model.params.rating_head=true"]
+        # as measured: before the shipped config took the item-item source on
+        head = ["model.params.rating_head=true", "model.params.item_item=false"]
         summary["fusionrec_rating_only"] = seeds_of(
             FUSIONREC, [*head, "training.loss=mse", "training.valid_metric=rmse"], seeds, out / "fusionrec-mse",
             prepared, quiet)

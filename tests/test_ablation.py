@@ -24,7 +24,9 @@ def test_variants_cover_sources_fusions_and_alphas():
     assert by_label["cf"].model.params["use_text"] is False and by_label["cf"].model.params["use_kg"] is False
     assert by_label["cf+kg"].model.params["use_kg"] is True and by_label["cf+kg"].model.params["use_text"] is False
     distinct = {(tuple(sorted(v.model.params.items())), v.training.kg_alpha) for _, _, v in variants}
-    assert len(variants) == 5 + 4 + 3 + 4 and len(distinct) == 14  # two rows repeat the full model: trained once
+    # the shipped config has the item-item source: +item-item is the base (cf+text), cf+item-item is cf, and two
+    # rows repeat the full model (gate, alpha=0.1 = cf+text+kg): each trained once
+    assert len(variants) == 5 + 5 + 3 + 4 and len(distinct) == 13
     assert by_label["text"].model.params["use_id"] is False and by_label["text"].model.params["use_text"] is True
 
 
@@ -46,15 +48,17 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     assert main(["ablate", "--config", str(CONFIG), "--out", str(out), "--dry-run", "--variants", "sources"]) == 0
     text = capsys.readouterr().out
     assert "ablation plan: 5 row(s), 5 training(s)" in text
-    assert "| 1 | sources | cf | use_text true -> false | yes |" in text
+    assert "| 1 | sources | cf | use_text true -> false, item_item_text_weight 20 -> 0 | yes |" in text
     assert "each training: 11 to 300 epochs" in text
     assert not out.exists()
 
 
 def test_the_full_plan_marks_repeated_settings():
     plan = plan_ablation(load_config(CONFIG))
-    assert len(plan) == 16 and sum(p.same_as is None for p in plan) == 14
+    assert len(plan) == 17 and sum(p.same_as is None for p in plan) == 13
     by_label = {p.label: p for p in plan}
+    assert by_label["+item-item"].same_as == by_label["cf+text"].index  # the shipped config has the source
+    assert by_label["cf+item-item"].same_as == by_label["cf"].index  # no text anywhere, the Gram's included
     # the shipped config fuses with a gate and alpha .1: both rows are the cf+text+kg run
     assert by_label["gate"].same_as == by_label["cf+text+kg"].index
     assert by_label["alpha=0.1"].same_as == by_label["cf+text+kg"].index
@@ -115,10 +119,15 @@ def test_a_small_run_prints_plan_then_estimate_then_progress(tmp_path, one_threa
 
 
 def test_the_knowledge_group_adds_one_source_each_and_a_cf_only_control():
-    plan = {p.label: p for p in plan_ablation(load_config(CONFIG), "knowledge")}
-    assert list(plan) == ["+item-item", "cf+item-item", "+user", "+social"]
-    assert plan["+item-item"].changes == "item_item (default) -> true"
+    plan = {p.label: p for p in plan_ablation(load_config(CONFIG, ["model.params.item_item=false"]), "knowledge")}
+    assert list(plan) == ["+item-item", "cf+item-item", "+user", "+social", "no-item-item"]
+    assert plan["+item-item"].changes == "item_item false -> true"
+    assert plan["no-item-item"].changes == "(the base config)"
     assert plan["+user"].changes == "use_user_features (default) -> true"
+    shipped = {p.label: p for p in plan_ablation(load_config(CONFIG), "knowledge,cf")}
+    assert shipped["no-item-item"].changes == "item_item true -> false"
+    assert shipped["cf"].config.model.params["item_item_text_weight"] == 0  # a row without text reads none anywhere
+    assert shipped["cf"].changes == "use_text true -> false, item_item_text_weight 20 -> 0"
     control = plan["cf+item-item"].config.model.params
     assert control["item_item"] and not control["use_text"] and not control["use_kg"]
     assert control["item_item_text_weight"] == 0  # no text in the Gram either: a CF-only control

@@ -154,8 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     _run_args(ablate)
     ablate.add_argument("--variants", help="comma-separated groups (sources, knowledge, fusion, alpha) and / or "
                                            "variants (cf, cf+text, cf+kg, cf+text+kg, text, +item-item, cf+item-item, "
-                                           "+user, +social, concat, gate, attention, alpha=0, alpha=0.01, "
-                                           "alpha=0.1, alpha=1); default: all")
+                                           "+user, +social, no-item-item, concat, gate, attention, alpha=0, "
+                                           "alpha=0.01, alpha=0.1, alpha=1); default: all")
     ablate.add_argument("--seeds", type=_seed_list, metavar="S1,S2,...",
                         help="train every row once per seed and report mean +- sd (default: the config's seed)")
     ablate.add_argument("--dry-run", action="store_true", help="print the plan and stop (reads no data)")

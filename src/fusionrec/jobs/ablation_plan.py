@@ -4,7 +4,8 @@
   items' base representation);
 * ``knowledge``: the base config plus one more source each: ``+item-item`` (EASE's item-item weights mixed in by a
   share chosen on validation), ``+user`` (the users' own fields), ``+social`` (the users' social graph), and
-  ``cf+item-item``, the CF-only control of ``+item-item`` (no text or KG anywhere, not in the item-item Gram either);
+  ``cf+item-item``, the CF-only control of ``+item-item`` (no text or KG anywhere, not in the item-item Gram either),
+  and ``no-item-item``, the base config without the item-item source (for a base that has it);
 * ``fusion``: ``concat``, ``gate``, ``attention`` (all sources);
 * ``alpha``: KG-loss weight ``alpha=0``, ``alpha=0.01``, ``alpha=0.1``, ``alpha=1`` (all sources).
 
@@ -27,7 +28,7 @@ SOURCES = {"cf": {"use_text": False, "use_kg": False}, "cf+text": {"use_text": T
            "text": {"use_id": False, "use_text": True, "use_kg": False}}  # text as the items' base, no id vector
 KNOWLEDGE = {"+item-item": {"item_item": True}, "cf+item-item": {"item_item": True, "item_item_text_weight": 0.0,
                                                                   "use_text": False, "use_kg": False},
-             "+user": {"use_user_features": True}, "+social": {"use_social": True}}
+             "+user": {"use_user_features": True}, "+social": {"use_social": True}, "no-item-item": {"item_item": False}}
 GROUPS = ("sources", "knowledge", "fusion", "alpha")
 
 
@@ -59,7 +60,10 @@ def ablation_variants(cfg: RunConfig) -> list[tuple[str, str, RunConfig]]:
     out = []
 
     def add(group: str, label: str, params: dict, alpha: float) -> None:
-        model = replace(cfg.model, params={**cfg.model.params, **params})
+        params = {**cfg.model.params, **params}
+        if params.get("item_item") and not params.get("use_text", True):
+            params["item_item_text_weight"] = 0.0  # a row without text reads none in the item-item Gram either
+        model = replace(cfg.model, params=params)
         out.append((group, label, replace(cfg, model=model, training=replace(cfg.training, kg_alpha=alpha))))
 
     for label, params in SOURCES.items():
