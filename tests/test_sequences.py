@@ -97,8 +97,22 @@ def planted():
     return planted_sequences(n_users=1200, n_items=300, runs=10, run_length=3, seed=0)
 
 
-def test_sasrec_learns_a_planted_next_item_rule(planted):
-    assert _ndcg_at_10("sasrec", planted.train, planted.test, SASREC) > 0.8
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_sasrec_learns_a_planted_next_item_rule(planted, norm):
+    assert _ndcg_at_10("sasrec", planted.train, planted.test, {**SASREC, "norm": norm}) > 0.8
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_the_newest_state_is_the_full_encoders_last_under_either_norm(norm):
+    from fusionrec.models.sequence_encoder import CausalEncoder
+
+    torch.manual_seed(0)
+    encoder = CausalEncoder(16, 10, 2, 2, 0.0, norm).eval()
+    vectors, present = torch.randn(3, 6, 16), torch.ones(3, 6, dtype=torch.bool)
+    present[0, :2] = False
+    assert torch.allclose(encoder(vectors, present)[:, -1], encoder.newest(vectors, present), atol=1e-5)
+    assert torch.allclose(encoder.last_attention(vectors, present).sum(1), torch.ones(3))
+    assert encoder.last_attention(vectors, present)[0, :2].max() == 0  # empty slots are never read
 
 
 @pytest.mark.parametrize("name", ["ease", "bpr"])

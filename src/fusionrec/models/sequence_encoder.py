@@ -1,5 +1,5 @@
 """What every sequence model shares: a causal self-attention encoder over a user's ordered items (SASRec's, Kang and
-McAuley, ICDM 2018, with pre-layer-norm blocks), and the scoring that reads a user's last items.
+McAuley, ICDM 2018, with pre- or post-layer-norm blocks), and the scoring that reads a user's last items.
 
 A model built on :class:`SequenceScoring` supplies only its item vectors (:meth:`SequenceScoring.item_table`): the
 same vectors are the encoder's input and the output it scores against (tied), so where they come from (an id
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ class SequenceEncoderParams(HyperParameters):
     n_heads: PositiveInt = 2  # attention heads per block; 1..8
     max_length: PositiveInt = 50  # most recent items read; 20..200
     dropout: Annotated[float, Range(0.0, 0.9)] = 0.3  # on inputs, attention and blocks; 0.1..0.5
+    # pre: LayerNorm before each block's attention and feed-forward, one after the last block; post: after each
+    # residual add and on the input (the original Transformer's order, as RecBole's SASRec)
+    norm: Literal["pre", "post"] = "pre"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -43,11 +46,12 @@ class SequenceEncoderParams(HyperParameters):
 
 
 class _Block(nn.Module):
-    """x + attention(LN(x)), then x + feed-forward(LN(x)); attention restricted by a boolean mask."""
+    """x + attention(LN(x)), then x + feed-forward(LN(x)) (``post_norm``: LN(x + attention(x)), then LN(x +
+    feed-forward(x))); attention restricted by a boolean mask."""
 
-    def __init__(self, d: int, n_heads: int, dropout: float):
+    def __init__(self, d: int, n_heads: int, dropout: float, post_norm: bool = False):
         super().__init__()
-        self.n_heads, self.dropout = n_heads, dropout
+        self.n_heads, self.dropout, self.post_norm = n_heads, dropout, post_norm
         self.norm_attention, self.norm_ff = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * d, d))
@@ -55,7 +59,8 @@ class _Block(nn.Module):
 
     def _qkv(self, x: torch.Tensor) -> torch.Tensor:
         r, length, d = x.shape
-        return self.qkv(self.norm_attention(x)).view(r, length, 3, self.n_heads, d // self.n_heads) \
+        return self.qkv(x if self.post_norm else self.norm_attention(x)) \
+            .view(r, length, 3, self.n_heads, d // self.n_heads) \
             .permute(2, 0, 3, 1, 4)  # q, k, v: each (R, heads, L, d / heads)
 
     def attention_of_last(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -76,6 +81,9 @@ class _Block(nn.Module):
         read = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
                                               dropout_p=self.dropout if self.training else 0.0)
         x = x + self.drop(self.out(read.transpose(1, 2).reshape(r, length, d)))
+        if self.post_norm:
+            x = self.norm_attention(x)
+            return self.norm_ff(x + self.drop(self.ff(x)))
         return x + self.drop(self.ff(self.norm_ff(x)))
 
 
@@ -85,20 +93,26 @@ class CausalEncoder(nn.Module):
     Positions are counted back from the newest item (its position embedding is ``max_length - 1``), so a window cut
     to a batch's longest history and a full ``max_length`` window get the same states."""
 
-    def __init__(self, d: int, max_length: int, n_layers: int, n_heads: int, dropout: float):
+    def __init__(self, d: int, max_length: int, n_layers: int, n_heads: int, dropout: float, norm: str = "pre"):
         super().__init__()
         if d % n_heads:
             raise ValueError(f"embedding_size {d} must be a multiple of n_heads {n_heads}")
+        if norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {norm!r}")
+        post = norm == "post"
         self.max_length = max_length
         self.positions = nn.Embedding(max_length, d)
-        self.blocks = nn.ModuleList(_Block(d, n_heads, dropout) for _ in range(n_layers))
-        self.norm = nn.LayerNorm(d)
+        self.blocks = nn.ModuleList(_Block(d, n_heads, dropout, post) for _ in range(n_layers))
+        # pre: one LayerNorm after the last block; post: one on the input (each block ends normalised)
+        self.input_norm = nn.LayerNorm(d) if post else nn.Identity()
+        self.norm = nn.Identity() if post else nn.LayerNorm(d)
         self.drop = nn.Dropout(dropout)
         nn.init.normal_(self.positions.weight, std=0.02)
 
     @classmethod
     def from_params(cls, params: SequenceEncoderParams) -> "CausalEncoder":
-        return cls(params.embedding_size, params.max_length, params.n_layers, params.n_heads, params.dropout)
+        return cls(params.embedding_size, params.max_length, params.n_layers, params.n_heads, params.dropout,
+                   params.norm)
 
     def forward(self, vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """vectors (R, L, d) of the items, present (R, L) bool (False: an empty slot), L <= max_length ->
@@ -126,7 +140,7 @@ class CausalEncoder(nn.Module):
 
     def _start(self, vectors: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         length = vectors.shape[1]
-        x = self.drop(vectors + self.positions.weight[self.max_length - length:])
+        x = self.drop(self.input_norm(vectors + self.positions.weight[self.max_length - length:]))
         causal = torch.ones(length, length, dtype=torch.bool).tril()
         # a query reads earlier items that are present, and always itself (so an empty slot's row is never empty)
         allowed = (causal & present[:, None, :]) | torch.eye(length, dtype=torch.bool)
