@@ -7,13 +7,15 @@ OUT=${OUT:-bench/out/sequential}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 M="ndcg@10,recall@10,ndcg@50,recall@50"
 
-# 0. The SASRec search of "What was searched" (seed 2020, selection on valid NDCG@10): dropout / batch / lr.
-for run in "0.3 256 0.001 15" "0.3 256 0.003 15" "0.5 2048 0.001 9" "0.3 256 0.001 200" "0.5 256 0.001 200" \
-           "0.2 128 0.001 200"; do
+# 0. The SASRec search of "What was searched" (seed 2020, selection on valid NDCG@10): dropout / batch / lr with
+#    the pre-norm blocks, then the post-norm blocks (norm: post) over dropout.
+for run in "pre 0.3 256 0.001 15" "pre 0.3 256 0.003 15" "pre 0.5 2048 0.001 9" "pre 0.3 256 0.001 200" \
+           "pre 0.5 256 0.001 200" "pre 0.2 128 0.001 200" "post 0.3 256 0.001 200" "post 0.5 256 0.001 200" \
+           "post 0.7 256 0.001 200"; do
   set -- $run
-  .venv/bin/fusionrec train --config configs/amazon-scientific/sasrec.yaml --set model.params.dropout=$1 \
-      --set training.batch_size=$2 --set training.lr=$3 --set training.epochs=$4 --quiet \
-      --out $OUT/sasrec-search/d$1-b$2-lr$3-e$4
+  .venv/bin/fusionrec train --config configs/amazon-scientific/sasrec.yaml --set model.params.norm=$1 \
+      --set model.params.dropout=$2 --set training.batch_size=$3 --set training.lr=$4 --set training.epochs=$5 \
+      --quiet --out $OUT/sasrec-search/$1-d$2-b$3-lr$4-e$5
 done
 
 # 1. Warm accuracy under the published protocol, three seeds each.

@@ -214,3 +214,33 @@ def test_a_model_without_histories_keeps_its_trained_vectors(tmp_path):
     both = _run(tmp_path, "bpr", "train_valid")
     assert both["evaluation"]["test_history_read_by_model"] is False
     assert plain["metrics"]["test"] == both["metrics"]["test"]  # same seed, same vectors: nothing read
+
+
+def test_exclude_seen_false_ranks_the_users_own_items_as_recbole_sequential_evaluation_does(tmp_path):
+    """Every user's valid and test item (0) repeats an item of their training history, the most popular one: Pop can
+    hit it only when seen items are ranked too."""
+    rng = np.random.default_rng(0)
+    n_users, n_items = 40, 10
+    train = [(u, i) for u in range(n_users) for i in (0, *rng.choice(np.arange(1, n_items), 3, replace=False))]
+
+    def inter(rows):
+        a = np.array(rows, dtype=np.int64)
+        return Interactions(a[:, 0], a[:, 1], n_users, n_items)
+
+    given = {"train": inter(train), "valid": inter([(u, 0) for u in range(n_users)]),
+             "test": inter([(u, 0) for u in range(n_users)])}
+    rows = [given[p] for p in ("train", "valid", "test")]
+    ds = Dataset("repeats", IdMap("user", range(n_users)), IdMap("item", range(n_items)),
+                 Interactions(np.concatenate([r.users for r in rows]), np.concatenate([r.items for r in rows]),
+                              n_users, n_items), presplit=given)
+    results = {}
+    for exclude in (True, False):
+        cfg = config_from_dict({"model": {"name": "pop"}, "split": {"method": "given"},
+                                "training": {"progress": False, "valid_metric": "hit@5"},
+                                "evaluation": {"ks": [1, 5], "metrics": ["hit"], "exclude_seen": exclude}})
+        results[exclude] = run_experiment(cfg, tmp_path / str(exclude), log=lambda _: None,
+                                          prepared=Prepared(ds, make_split(ds, "given"), "0" * 64))
+    assert results[True]["metrics"]["test"]["hit@5"] == 0 == results[True]["metrics"]["valid"]["hit@5"]
+    assert results[False]["metrics"]["test"]["hit@1"] == 1 == results[False]["metrics"]["valid"]["hit@1"]
+    assert results[False]["evaluation"]["excluded"] == "nothing (every item ranked)"
+    assert results[True]["evaluation"]["excluded"] == "train for valid; train + valid for test"

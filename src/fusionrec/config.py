@@ -181,6 +181,9 @@ class EvaluationConfig(CheckedFields):
     mode: Literal["full", "sampled"] = "full"
     sampled_negatives: PositiveInt = 100  # sampled mode only: negatives per user, drawn once and saved
     batch_users: PositiveInt = 1024  # users scored per chunk (memory: batch_users x n_items floats)
+    # full ranking: the user's known items (train for valid, train + valid for test) are never ranked; false ranks
+    # them too, as RecBole's sequential evaluation does (a target that repeats a history item can then be hit)
+    exclude_seen: bool = True
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     transferred = start_from(model, cfg.model.init_from, log) if cfg.model.init_from else None
     train_csr = split.train.to_csr()
     known_before_test = (train_csr + split.valid.to_csr()).tocsr()
+    seen_valid, seen_test = (train_csr, known_before_test) if cfg.evaluation.exclude_seen else (None, None)
     evaluator = Evaluator(ks=tuple(cfg.evaluation.ks), metrics=tuple(cfg.evaluation.metrics),
                           batch_users=cfg.evaluation.batch_users)
     item_pop = np.asarray(train_csr.sum(axis=0)).ravel()
@@ -196,8 +197,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
         if sampled:
             return evaluator.evaluate_sampled(m.score, split.valid, negatives["valid"])
         if valid_items is None and valid_users is None:
-            return _flat(evaluator.evaluate(m.score_all, split.valid, train_csr))
-        result = evaluator.evaluate(m.score_all, split.valid, train_csr, segments=valid_items,
+            return _flat(evaluator.evaluate(m.score_all, split.valid, seen_valid))
+        result = evaluator.evaluate(m.score_all, split.valid, seen_valid, segments=valid_items,
                                     user_segments=valid_users)
         metrics, segs = _split_segments(result)
         return {**metrics, **{f"{seg}/{k}": v for seg, values in segs.items() for k, v in values.items()}}
@@ -224,7 +225,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     if sampled:
         test_full = evaluator.evaluate_sampled(model.score, split.test, negatives["test"])
     else:
-        test_full = evaluator.evaluate(model.score_all, split.test, known_before_test, item_pop=item_pop,
+        test_full = evaluator.evaluate(model.score_all, split.test, seen_test, item_pop=item_pop,
                                        segments=segments or None)
     test, test_segments = _split_segments(test_full)
     if rates:
@@ -233,7 +234,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, prepared: Prepared | Non
     results = {
         "model": cfg.model.name,
         "dataset": dataset.name,
-        "evaluation": {"mode": cfg.evaluation.mode, "excluded": "train for valid; train + valid for test",
+        "evaluation": {"mode": cfg.evaluation.mode, "excluded": "train for valid; train + valid for test"
+                       if cfg.evaluation.exclude_seen or sampled else "nothing (every item ranked)",
                        "test_history": split.test_history, "test_history_read_by_model": history_read},
         "split": {"method": split.method, "ratios": list(cfg.split.ratios),
                   "sizes": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}},
