@@ -17,7 +17,8 @@ scored from train + valid (the history in ``Scientific.test.inter``), early stop
   reloads its best checkpoint, which pickles its Config, with a plain ``torch.load``) is run_model.py's
   ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, set in that child process only.
 * fusionrec: ``.venv/bin/fusionrec train --config configs/amazon-scientific/sasrec.yaml`` with the same epochs, patience
-  and seed, and (unless ``--fusionrec-own-config``) the same batch size, learning rate and dropout.
+  and seed, every item ranked as RecBole ranks them (``evaluation.exclude_seen=false``), and (unless
+  ``--fusionrec-own-config``) the same batch size, learning rate and dropout.
 
 Each side gets ``--threads`` OMP/MKL/torch threads and the same ``OMP_WAIT_POLICY``. Seconds per epoch = median over
 epochs of training time alone (validation excluded): RecBole's ``epoch N training [time: X s`` log lines (cross-checked
@@ -283,8 +284,9 @@ def run_fusionrec(args: argparse.Namespace, out: Path, expected: dict) -> dict:
 
 
 def fusionrec_overrides(args: argparse.Namespace) -> list[str]:
+    # RecBole's sequential evaluation ranks every item, the user's own history included: the same protocol here
     sets = [f"dataset.path={args.data}", f"seed={args.seed}", f"training.epochs={args.epochs}",
-            f"training.patience={args.patience}", "training.progress=false"]
+            f"training.patience={args.patience}", "training.progress=false", "evaluation.exclude_seen=false"]
     if not args.fusionrec_own_config:
         sets += [f"training.batch_size={args.batch_size}", f"training.lr={args.lr:g}",
                  f"model.params.dropout={args.dropout:g}"]
@@ -377,9 +379,9 @@ def markdown(report: dict) -> str:
             lines.append(f"  - `{rec['command']}`")
     lines += ["", "Protocol differences that remain: RecBole trains on each training prefix (34,101 rows, one target "
               "each); fusionrec's sasrec on each user's sequence with a target at every position (the same 34,101 "
-              "targets per epoch, fewer encoder passes). RecBole's sequential full ranking scores every item, the "
-              "user's own history included; fusionrec excludes train (+ valid, for test) items from the ranking "
-              "(50 test and 54 valid targets of this split repeat an item of their own history)."]
+              "targets per epoch, fewer encoder passes). Both rank every item, the user's own history included "
+              "(RecBole's sequential full ranking; fusionrec with evaluation.exclude_seen false): history items "
+              "then take top slots (50 test and 54 valid targets of this split repeat one)."]
     return "\n".join(lines) + "\n"
 
 

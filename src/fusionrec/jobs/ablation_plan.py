@@ -28,7 +28,8 @@ SOURCES = {"cf": {"use_text": False, "use_kg": False}, "cf+text": {"use_text": T
            "text": {"use_id": False, "use_text": True, "use_kg": False}}  # text as the items' base, no id vector
 KNOWLEDGE = {"+item-item": {"item_item": True}, "cf+item-item": {"item_item": True, "item_item_text_weight": 0.0,
                                                                   "use_text": False, "use_kg": False},
-             "+user": {"use_user_features": True}, "+social": {"use_social": True}, "no-item-item": {"item_item": False}}
+             "+user": {"use_user_features": True}, "+social": {"use_social": True},
+             "no-item-item": {"item_item": False}}
 GROUPS = ("sources", "knowledge", "fusion", "alpha")
 
 
