@@ -6,6 +6,8 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-bench/out/sequential}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 M="ndcg@10,recall@10,ndcg@50,recall@50"
+# steps 1-3 were measured with the encoder shipped first (pre-norm blocks, dropout .3); step 4 with today's (post, .5)
+PRE="--set model.params.norm=pre --set model.params.dropout=0.3"
 
 # 0. The SASRec search of "What was searched" (seed 2020, selection on valid NDCG@10): dropout / batch / lr with
 #    the pre-norm blocks, then the post-norm blocks (norm: post) over dropout.
@@ -20,7 +22,7 @@ done
 
 # 1. Warm accuracy under the published protocol, three seeds each.
 $PY bench/seeds.py --configs configs/amazon-scientific --models sasrec,fusionrec-seq --seeds 2020,2021,2022 \
-    --metrics $M --set training.progress=false --out $OUT/seeds
+    --metrics $M --set training.progress=false $PRE --out $OUT/seeds
 
 # 2. Inductive: 20 % of the items held out of training (cold_items split), text only vs content-knn.
 COLD="--set split.method=cold_items --set split.test_history=train --set split.cold_share=0.2 \
@@ -30,13 +32,13 @@ $PY bench/seeds.py --configs configs/amazon-scientific --models content-knn --se
 for pool in all trained; do  # trained: items without training interactions are never negatives
   $PY bench/seeds.py --configs configs/amazon-scientific --models fusionrec-seq --seeds 2020 --vary-split \
       --metrics cold_items/recall@20,cold_items/ndcg@10,warm_items/ndcg@10 $COLD --set model.params.use_id=false \
-      --set model.params.item_item=false --set training.epochs=30 --set training.neg_pool=$pool \
+      --set model.params.item_item=false --set training.epochs=30 --set training.neg_pool=$pool $PRE \
       --out $OUT/cold-fseq-text-$pool
 done
 
 # 3. Transfer: the text-only model pretrained on ml-100k (titles, year, genres), then on amazon-scientific as it is
 #    (zero-shot), fine-tuned, and trained from scratch (text only).
-.venv/bin/fusionrec pretrain --config configs/ml-100k/fusionrec-seq.yaml --set training.epochs=10 --quiet \
+.venv/bin/fusionrec pretrain --config configs/ml-100k/fusionrec-seq.yaml --set training.epochs=10 --quiet $PRE \
     --out $OUT/pre-ml100k
 for how in zero-shot fine-tune scratch; do
   case $how in
@@ -45,5 +47,17 @@ for how in zero-shot fine-tune scratch; do
     scratch) extra="--set training.epochs=15" ;;
   esac
   .venv/bin/fusionrec train --config configs/amazon-scientific/fusionrec-seq.yaml --set model.params.use_id=false \
-      --set model.params.item_item=false --quiet $extra --out $OUT/transfer-$how
+      --set model.params.item_item=false --quiet $extra $PRE --out $OUT/transfer-$how
 done
+
+# 4. "Post-norm blocks, and the two ranking protocols": the shipped encoder, fusionrec's ranking and every item ranked.
+$PY bench/seeds.py --configs configs/amazon-scientific --models sasrec,fusionrec-seq --seeds 2020,2021,2022 \
+    --metrics $M --set training.progress=false --out $OUT/seeds-post
+$PY bench/seeds.py --configs configs/amazon-scientific --models sasrec --seeds 2020,2021,2022 --metrics $M \
+    --set training.progress=false --set evaluation.exclude_seen=false --out $OUT/seeds-post-every-item
+for m in ease ease-cf fusionrec-seq fusionrec; do
+  .venv/bin/fusionrec train --config configs/amazon-scientific/$m.yaml --set evaluation.exclude_seen=false --quiet \
+      --out $OUT/every-item-$m
+done
+$PY bench/compare_recbole_sasrec.py --epochs 200 --threads 1 --batch-size 256 --lr 0.001 --dropout 0.5 \
+    --out bench/out/compare-recbole-sasrec-conv-d5

@@ -60,3 +60,16 @@ def test_a_model_without_catalogue_free_parameters_refuses_init_from(datasets, t
                              "training.epochs=1", "training.progress=false", f"model.init_from={tmp_path}"])
     with pytest.raises(ConfigError, match="model.init_from"):
         run_experiment(cfg, tmp_path / "bpr", log=lambda _: None)
+
+
+def test_a_source_with_another_encoder_norm_is_refused(datasets, tmp_path):
+    """Pre-norm and post-norm encoders share most parameter names, but not what they mean: copying one into the
+    other would start from weights made for another architecture."""
+    pre = run_experiment(_config(datasets, "source", "model.params.use_id=false", "training.epochs=1",
+                                 "model.params.norm=pre"), tmp_path / "pre", log=lambda _: None)
+    assert pre["timings"]["epochs"] == 1
+    cfg = _config(datasets, "target", "model.params.use_id=false", "training.epochs=1", "model.params.norm=post",
+                  f"model.init_from={tmp_path / 'pre' / 'model'}")
+    with pytest.raises(ConfigError, match=r"encoder: another architecture.*encoder\.norm\.weight.*input_norm") as err:
+        run_experiment(cfg, tmp_path / "post", log=lambda _: None)
+    assert err.value.key == "model.init_from"

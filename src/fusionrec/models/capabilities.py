@@ -114,12 +114,20 @@ class Transferable(abc.ABC):
     def load_transferable(self, state: dict[str, torch.Tensor]) -> list[str]:
         """Copies the entries of ``state`` (another model's :meth:`transferable_state`) that this model's
         :meth:`transferable_state` also has; returns their names. Raises ValueError when none is shared, or naming
-        the first shared one whose shape differs (another text width, width or number of layers)."""
+        the first shared one whose shape differs (another text width, width or number of layers), or a shared module
+        whose parts differ (another architecture, such as the encoder's LayerNorms in other places)."""
         own = self.transferable_state()
         shared = sorted(set(state) & set(own))
         if not shared:
             raise ValueError(f"nothing to carry over: the source has {', '.join(sorted(state)) or 'nothing'}, "
                              f"this model takes {', '.join(sorted(own)) or 'nothing'}")
+        for module in sorted({name.split(".")[0] for name in shared}):
+            theirs = {n for n in state if n.split(".")[0] == module}
+            mine = {n for n in own if n.split(".")[0] == module}
+            if theirs != mine:
+                raise ValueError(f"{module}: another architecture in the source (only there: "
+                                 f"{', '.join(sorted(theirs - mine)) or 'nothing'}; only here: "
+                                 f"{', '.join(sorted(mine - theirs)) or 'nothing'}), e.g. another encoder norm")
         for name in shared:
             if tuple(own[name].shape) != tuple(state[name].shape):
                 raise ValueError(f"{name}: shape {tuple(state[name].shape)} in the source, {tuple(own[name].shape)} "
