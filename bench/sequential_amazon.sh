@@ -50,7 +50,16 @@ for how in zero-shot fine-tune scratch; do
       --set model.params.item_item=false --quiet $extra $PRE --out $OUT/transfer-$how
 done
 
-# 4. "Post-norm blocks, and the two ranking protocols": the shipped encoder, fusionrec's ranking and every item ranked.
+# 4. "Post-norm blocks, and the two ranking protocols": fusionrec-seq's encoder checked on validation (seed 2020; the
+#    post / .5 run is seed 2020 of seeds-post), the ml-100k SASRec check behind configs/ml-100k/sasrec.yaml, then the
+#    shipped encoder under fusionrec's ranking and with every item ranked.
+.venv/bin/fusionrec train --config configs/amazon-scientific/fusionrec-seq.yaml --set model.params.dropout=0.3 \
+    --set training.progress=false --quiet --out $OUT/fseq-post-d0.3
+for run in "pre 0.3" "post 0.3" "post 0.5"; do
+  set -- $run
+  .venv/bin/fusionrec train --config configs/ml-100k/sasrec.yaml --set model.params.norm=$1 \
+      --set model.params.dropout=$2 --set training.progress=false --quiet --out $OUT/ml100k-sasrec-$1-d$2
+done
 $PY bench/seeds.py --configs configs/amazon-scientific --models sasrec,fusionrec-seq --seeds 2020,2021,2022 \
     --metrics $M --set training.progress=false --out $OUT/seeds-post
 $PY bench/seeds.py --configs configs/amazon-scientific --models sasrec --seeds 2020,2021,2022 --metrics $M \
