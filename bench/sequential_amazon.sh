@@ -62,11 +62,12 @@ for run in "pre 0.3" "post 0.3" "post 0.5"; do
 done
 $PY bench/seeds.py --configs configs/amazon-scientific --models sasrec,fusionrec-seq --seeds 2020,2021,2022 \
     --metrics $M --set training.progress=false --out $OUT/seeds-post
-$PY bench/seeds.py --configs configs/amazon-scientific --models sasrec --seeds 2020,2021,2022 --metrics $M \
-    --set training.progress=false --set evaluation.exclude_seen=false --out $OUT/seeds-post-every-item
-for m in ease ease-cf fusionrec-seq fusionrec; do
+for m in ease ease-cf; do  # deterministic: one run each
   .venv/bin/fusionrec train --config configs/amazon-scientific/$m.yaml --set evaluation.exclude_seen=false --quiet \
       --out $OUT/every-item-$m
 done
+$PY bench/seeds.py --configs configs/amazon-scientific --models sasrec,fusionrec-seq,fusionrec \
+    --seeds 2020,2021,2022 --metrics $M --set training.progress=false --set evaluation.exclude_seen=false \
+    --out $OUT/seeds-post-every-item
 $PY bench/compare_recbole_sasrec.py --epochs 200 --threads 1 --batch-size 256 --lr 0.001 --dropout 0.5 \
     --out bench/out/compare-recbole-sasrec-conv-d5

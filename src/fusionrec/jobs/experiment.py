@@ -383,7 +383,7 @@ def use_test_history(model: Model, split: Split, log=None) -> bool:
     elif isinstance(model, HistoryReader):
         model.use_history(split.history("test"))
     else:
-        log(f"test history: {model.name} scores from its trained parameters; train + valid items are excluded")
+        log(f"test history: {model.name} scores from its trained parameters")
         return False
     model.eval()
     log(f"test history: {model.name} scores the test from train + valid ({len(split.valid)} valid interactions)")
