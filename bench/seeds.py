@@ -39,18 +39,27 @@ def main(argv=None) -> int:
     p.add_argument("--metrics", default=",".join(METRICS),
                    help="test metrics to report; SEGMENT/METRIC reads a segment (e.g. cold_items/recall@20)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--model-set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                   help="an override for one of --models only (e.g. a parameter the others lack)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     out = Path(args.out)
+    models = args.models.split(",")
+    own = {model: [] for model in models}
+    for item in args.model_set:
+        model, sep, override = item.partition(":")
+        if not sep or model not in own:
+            p.error(f"--model-set {item!r}: want MODEL:KEY=VALUE with MODEL one of --models ({', '.join(models)})")
+        own[model].append(override)
     summary, prepared = {}, {}
-    for model in args.models.split(","):
+    for model in models:
         runs = []
         for seed in seeds:
             split_seed = seed if args.vary_split else args.split_seed
-            cfg = load_config(Path(args.configs) / f"{model}.yaml",
-                              args.set + [f"seed={seed}", f"split.seed={split_seed}", "training.progress=false"])
+            cfg = load_config(Path(args.configs) / f"{model}.yaml", args.set + own[model]
+                              + [f"seed={seed}", f"split.seed={split_seed}", "training.progress=false"])
             key = (split_seed, cfg.split.method, cfg.split.cold_share, tuple(cfg.split.ratios))
             if key not in prepared:
                 prepared[key] = prepare_data(cfg)

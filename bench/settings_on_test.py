@@ -5,7 +5,8 @@ the validation scores the run chose by, for reporting only: the choice itself wa
         --runs bench/out/sequential/seeds-fseq/fusionrec-seq/seed-*
 
 Each run folder holds results.json (its config, and ``chosen_on_validation``) and model/ (which already reads the
-test history, train + valid under ``split.test_history: train_valid``). Prints one row per run and setting.
+test history, train + valid under ``split.test_history: train_valid``). A run made with ``evaluation.exclude_seen:
+false`` is scored as it was, every item ranked. Prints one row per run and setting.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ def main(argv=None) -> int:
         if not isinstance(model, ValidationTuned):
             raise SystemExit(f"{run}: {model.name} has no settings chosen on validation")
         choice = results["chosen_on_validation"]
+        seen = split.exclude("test") if results["config"]["evaluation"].get("exclude_seen", True) else None
         for tried in choice["tried"]:
             model.choose(tried["setting"])
             with torch.no_grad():
-                test = evaluator.evaluate(model.score_all, split.test, split.exclude("test"))[args.metric]
+                test = evaluator.evaluate(model.score_all, split.test, seen)[args.metric]
             chosen = "yes" if tried["setting"] == choice["chosen"] else ""
             print(f"| {Path(run).name} | {tried['setting']} | {tried[choice['metric']]:.4f} | {float(test):.4f} | "
                   f"{chosen} |", flush=True)

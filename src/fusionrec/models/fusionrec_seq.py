@@ -45,10 +45,17 @@ class FusionRecSeqParams(SequenceEncoderParams):
     item_item: bool = False  # also an item-item regression source (collective EASE), its share chosen on validation
     item_item_l2: PositiveFloat = 50.0  # the regression's l2; 10..1000
     item_item_text_weight: NonNegativeFloat = 0.0  # text similarity in its Gram matrix (needs a text: section)
+    # the regression's history weights tried on validation beside the share: the item k places before the newest
+    # weighs decay ** k; each in (0, 1]; [1.0]: a bag of items
+    item_item_decays: tuple[float, ...] = (1.0,)
     item_item_max_memory_gb: PositiveFloat = 8.0  # refuse a catalogue whose dense item-item fit needs more
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.item_item_decays or any(not 0.0 < d <= 1.0 for d in self.item_item_decays) \
+                or len(set(self.item_item_decays)) != len(self.item_item_decays):
+            raise ConfigError(f"must be distinct numbers in (0, 1], at least one; got {list(self.item_item_decays)}",
+                              key=self.key_of("item_item_decays"))
         if self.text_components and not self.use_text:
             raise ConfigError("text_components needs use_text", key=self.key_of("text_components"))
         if not (self.use_id or self.use_text or self.use_kg):
@@ -129,6 +136,9 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
         if self.item_item is not None:
             self.item_item.fit(inputs, self.params.item_item_l2, self.params.item_item_text_weight, "fusionrec-seq")
         self._cache.clear()
+
+    def item_item_decays(self) -> tuple[float, ...]:
+        return tuple(float(d) for d in self.params.item_item_decays)
 
     def serving_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """As :class:`SequenceScoring`'s, unless the item-item source has a share of the score (then no dot
