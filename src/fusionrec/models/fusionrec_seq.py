@@ -24,7 +24,7 @@ from fusionrec.fusion.base import source_shares
 from fusionrec.models.base import Model, ModelInputs
 from fusionrec.models.capabilities import SequenceModel, SourceReporter, Transferable
 from fusionrec.models.item_item_source import ItemItemShare, ItemItemSource
-from fusionrec.models.graph_ops import data_sized_buffers
+from fusionrec.models.graph_ops import check_users, data_sized_buffers
 from fusionrec.models.registry import register
 from fusionrec.models.sequence_encoder import CausalEncoder, SequenceEncoderParams, SequenceScoring
 from fusionrec.models.similarity import Similarity
@@ -146,6 +146,18 @@ class FusionRecSeq(SequenceScoring, Model, SequenceModel, SourceReporter, Transf
         if self.item_item is not None and float(self.item_item.share) > 0:
             return None
         return super().serving_vectors()
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """As :class:`SequenceScoring`'s; while the item-item source has a share in eval mode, the states after
+        the stored sequences come from :meth:`serving_vectors`'s cache (computed once, until the weights or the
+        sequences change) and only the mix is redone, so trying the validation grid's shares and decays encodes
+        each sequence once."""
+        if self.training or self.item_item is None or float(self.item_item.share) == 0.0:
+            return super().score_all(users)
+        check_users(users, self.n_users)
+        states, items = self.cached("serving_vectors", self._user_states)
+        windows = self.stored_sequences().last(users.numpy(), self.max_length)
+        return self.item_item.mix(states[users] @ items.T, torch.from_numpy(windows))
 
     def score_sequences(self, windows: torch.Tensor) -> torch.Tensor:
         scores = super().score_sequences(windows)

@@ -110,8 +110,7 @@ class ItemItemShare(ValidationTuned):
         if self.item_item is None or not {"item_item_share"} <= keys <= {"item_item_share", "item_item_decay"}:
             raise ValueError(f"not a setting of this model: {setting}")
         self.item_item.share.fill_(float(setting["item_item_share"]))
-        self.item_item.decay.fill_(float(setting.get("item_item_decay", 1.0)))
-        self._cache.clear()
+        self.item_item.decay.fill_(float(setting.get("item_item_decay", 1.0)))  # nothing cached depends on either
 
     def chosen(self) -> dict[str, float]:
         if self.item_item is None:
