@@ -140,3 +140,23 @@ def test_served_lists_follow_the_newest_posted_items_under_a_decay(tmp_path, dec
         assert in_b["ann"] == 5 and in_b["bob"] == 0, top
     else:
         assert top["ann"] == top["bob"], top
+
+
+def test_score_all_from_cached_states_equals_scoring_the_windows():
+    """With a share chosen, score_all reads the encoder's states from the cache and redoes only the mix: the same
+    scores as encoding the users' last windows, at every setting of the grid tried one after another."""
+    train, _, _ = _drifting(shuffle=False)
+    cls = get_model_class("fusionrec-seq")
+    inputs = build_inputs(train.n_users, train.n_items, train, sequences=True)
+    seed_everything(0)
+    model = cls.from_inputs(inputs, build(cls.Params, {"embedding_size": 16, "n_layers": 1, "n_heads": 1,
+                                                       "use_text": False, "item_item": True,
+                                                       "item_item_decays": list(DECAYS)}))
+    Trainer(TrainingConfig(loss="full_softmax", epochs=1, batch_size=512, progress=False), seed=0).fit(model, inputs)
+    model.eval()
+    users = torch.arange(0, N_USERS, 5)
+    windows = torch.from_numpy(model.stored_sequences().last(users.numpy(), model.max_length))
+    with torch.no_grad():
+        for setting in model.validation_grid()[::7]:
+            model.choose(setting)
+            torch.testing.assert_close(model.score_all(users), model.score_sequences(windows), atol=1e-5, rtol=1e-5)
