@@ -76,10 +76,11 @@ $PY bench/seeds.py --configs configs/amazon-scientific --models sasrec,fusionrec
 $PY bench/compare_recbole_sasrec.py --epochs 200 --threads 1 --batch-size 256 --lr 0.001 --dropout 0.5 \
     --out bench/out/compare-recbole-sasrec-conv-d5
 
-# 5. "The item-item history by recency": the regression alone on validation over l2 / text weight / decay under
-#    both rankings (no training); fusionrec-seq as shipped (the recency decays chosen on validation with the share)
-#    under fusionrec's ranking, and under every-item ranking with the item-item l2 / text weight that ranking's
-#    validation chose (EASE with text re-tuned the same way); SASRec with d 300 (UniSRec's width), seed 2020.
+# 5. "The item-item history by recency" (and "Three seeds on each side"): the regression alone on validation over
+#    l2 / text weight / decay under both rankings (no training); fusionrec-seq as shipped (the recency decays chosen
+#    on validation with the share) under fusionrec's ranking, and under every-item ranking with the item-item l2 /
+#    text weight that ranking's validation chose (EASE with text re-tuned the same way); SASRec with d 300
+#    (UniSRec's width), seed 2020; RecBole's SASRec at two more seeds.
 for extra in "" "--every-item"; do
   $PY bench/item_item_recency.py --config configs/amazon-scientific/fusionrec-seq.yaml --l2 20,50,100,200 \
       --text-weight 10,20,40 --decays 1,0.9,0.8,0.7,0.6,0.5 $extra
@@ -101,4 +102,9 @@ $PY bench/seeds.py --configs configs/amazon-scientific --models fusionrec-seq --
 for run in seeds-recency-seen-excluded seeds-recency-every-item-l2-50 seeds-recency-every-item-l2-800; do
   $PY bench/settings_on_test.py --config configs/amazon-scientific/fusionrec-seq.yaml \
       --runs $OUT/$run/fusionrec-seq/seed-2020
+done
+# RecBole's SASRec at two more seeds ("Three seeds on each side"; fusionrec's side: seeds-post-every-item above)
+for seed in 2021 2022; do
+  $PY bench/compare_recbole_sasrec.py --epochs 200 --threads 1 --batch-size 256 --lr 0.001 --dropout 0.5 \
+      --seed $seed --sides recbole --out bench/out/compare-recbole-sasrec-conv-d5-seed$seed
 done
