@@ -55,19 +55,26 @@ def _drifting(shuffle: bool, seed: int = 0) -> tuple[Interactions, Interactions,
             Interactions(every, np.array(valid), N_USERS, n_items), Interactions(every, np.array(test), N_USERS, n_items))
 
 
+def _trained(train: Interactions, **params):
+    """(fusionrec-seq on ids with the item-item source after one short epoch on ``train``, its inputs); ``params``
+    over the small defaults."""
+    cls = get_model_class("fusionrec-seq")
+    inputs = build_inputs(train.n_users, train.n_items, train, sequences=True)
+    seed_everything(0)
+    model = cls.from_inputs(inputs, build(cls.Params, {"embedding_size": 16, "n_layers": 1, "n_heads": 1,
+                                                       "use_text": False, "item_item": True,
+                                                       "item_item_decays": list(DECAYS), **params}))
+    Trainer(TrainingConfig(loss="full_softmax", epochs=1, batch_size=512, progress=False), seed=0).fit(model, inputs)
+    return model, inputs
+
+
 def _chosen(shuffle: bool) -> tuple[dict, dict[float, float]]:
     """fusionrec-seq (ids, one short epoch) with the item-item source, chosen on the valid targets: (the choice,
     each decay's valid NDCG@10 with the regression alone)."""
     from fusionrec.jobs.experiment import choose_on_validation
 
     train, valid, _ = _drifting(shuffle)
-    cls = get_model_class("fusionrec-seq")
-    inputs = build_inputs(train.n_users, train.n_items, train, sequences=True)
-    seed_everything(0)
-    model = cls.from_inputs(inputs, build(cls.Params, {"embedding_size": 16, "n_layers": 1, "n_heads": 1,
-                                                       "use_text": False, "item_item": True, "item_item_l2": 10.0,
-                                                       "item_item_decays": list(DECAYS)}))
-    Trainer(TrainingConfig(loss="full_softmax", epochs=1, batch_size=512, progress=False), seed=0).fit(model, inputs)
+    model, _ = _trained(train, item_item_l2=10.0)
     evaluator = Evaluator(ks=(10,), metrics=("ndcg",))
     out = choose_on_validation(model.eval(), lambda m: evaluator.evaluate(m.score_all, valid, train.to_csr()),
                                "ndcg@10", log=lambda _: None)
@@ -119,13 +126,7 @@ def test_served_lists_follow_the_newest_posted_items_under_a_decay(tmp_path, dec
     from fusionrec.serving.recommender import Recommender
 
     train, _, _ = _drifting(shuffle=False)
-    cls = get_model_class("fusionrec-seq")
-    inputs = build_inputs(train.n_users, train.n_items, train, sequences=True)
-    seed_everything(0)
-    model = cls.from_inputs(inputs, build(cls.Params, {"embedding_size": 16, "n_layers": 1, "n_heads": 1,
-                                                       "use_text": False, "item_item": True, "item_item_l2": 10.0,
-                                                       "item_item_decays": [0.5, 1.0]}))
-    Trainer(TrainingConfig(loss="full_softmax", epochs=1, batch_size=512, progress=False), seed=0).fit(model, inputs)
+    model, inputs = _trained(train, item_item_l2=10.0, item_item_decays=[0.5, 1.0])
     model.eval().choose({"item_item_share": 1.0, "item_item_decay": decay})
     path = tmp_path / "model"
     save_artifact(path, model, IdMap("user", [f"u{u}" for u in range(train.n_users)]),
@@ -146,13 +147,7 @@ def test_score_all_from_cached_states_equals_scoring_the_windows():
     """With a share chosen, score_all reads the encoder's states from the cache and redoes only the mix: the same
     scores as encoding the users' last windows, at every setting of the grid tried one after another."""
     train, _, _ = _drifting(shuffle=False)
-    cls = get_model_class("fusionrec-seq")
-    inputs = build_inputs(train.n_users, train.n_items, train, sequences=True)
-    seed_everything(0)
-    model = cls.from_inputs(inputs, build(cls.Params, {"embedding_size": 16, "n_layers": 1, "n_heads": 1,
-                                                       "use_text": False, "item_item": True,
-                                                       "item_item_decays": list(DECAYS)}))
-    Trainer(TrainingConfig(loss="full_softmax", epochs=1, batch_size=512, progress=False), seed=0).fit(model, inputs)
+    model, _ = _trained(train)
     model.eval()
     users = torch.arange(0, N_USERS, 5)
     windows = torch.from_numpy(model.stored_sequences().last(users.numpy(), model.max_length))
